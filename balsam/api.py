@@ -1,0 +1,361 @@
+"""The Python API shared by the CLI, the ``dag`` module, the launcher and the service.
+
+Functions here resolve user references (id prefixes, names), build write
+requests and hand them to the write client; they print nothing.
+"""
+
+import json
+import os
+import shlex
+import shutil
+import sys
+import uuid
+from pathlib import Path
+
+from balsam import config
+from balsam.exceptions import AmbiguousId, NotFound, ValidationError
+
+DUMMY_APP = "dummy"
+MAX_CANDIDATES_SHOWN = 10
+BULK_CHUNK = 10_000  # jobs per write request in bulk inserts
+
+
+# ---------------------------------------------------------------------------
+# attaching to a DB
+# ---------------------------------------------------------------------------
+def attach(cli_path=None, admin=False):
+    """Select the DB (``--db``, ``BALSAM_DB_PATH``, user_settings, repo default),
+    check it, configure Django for it, and export ``BALSAM_DB_PATH`` for children."""
+    from balsam.django_config import activate
+
+    selection = config.select_db(cli_path)
+    if selection.is_repo_default and not config.is_balsam_db(selection.path):
+        from balsam.dbdir import init_db
+
+        init_db(selection.path)
+    path = config.require_db(selection)
+    os.environ["BALSAM_DB_PATH"] = str(path)
+    activate(path, admin=admin)
+    return selection
+
+
+def write_client():
+    from balsam.dbclient import get_client
+
+    return get_client()
+
+
+# ---------------------------------------------------------------------------
+# finding things
+# ---------------------------------------------------------------------------
+def _models():
+    from balsam.core import models
+
+    return models
+
+
+def _hex_prefix(text):
+    cleaned = str(text).strip().lower().replace("-", "")
+    if not cleaned or any(c not in "0123456789abcdef" for c in cleaned) or len(cleaned) > 32:
+        return None
+    return cleaned
+
+
+def _ambiguous(what, ref, matches):
+    shown = ", ".join(str(m) for m in matches[:MAX_CANDIDATES_SHOWN])
+    more = f" and {len(matches) - MAX_CANDIDATES_SHOWN} more" if len(matches) > MAX_CANDIDATES_SHOWN else ""
+    return AmbiguousId(f"{what} {ref!r} is ambiguous: it matches {shown}{more}")
+
+
+def get_job(ref, by_name=True):
+    """The job whose id starts with ``ref`` (dashes optional), else whose name is ``ref``."""
+    BalsamJob = _models().BalsamJob
+    if isinstance(ref, BalsamJob):
+        return ref
+    if isinstance(ref, uuid.UUID):
+        ref = str(ref)
+    prefix = _hex_prefix(ref)
+    if prefix:
+        if len(prefix) == 32:
+            matches = list(BalsamJob.objects.filter(pk=prefix))
+        else:
+            matches = list(BalsamJob.objects.filter(job_id__startswith=prefix)[: MAX_CANDIDATES_SHOWN + 1])
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            raise _ambiguous("job id", ref, matches)
+    if by_name:
+        matches = list(BalsamJob.objects.filter(name=ref)[: MAX_CANDIDATES_SHOWN + 1])
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            raise _ambiguous("job name", ref, matches)
+    raise NotFound(f"no job with id or name {ref!r}" if by_name else f"no job with id {ref!r}")
+
+
+def get_app(ref):
+    """The application whose id or name is ``ref``."""
+    App = _models().ApplicationDefinition
+    if isinstance(ref, App):
+        return ref
+    text = str(ref).strip()
+    if text.isdigit():
+        app = App.objects.filter(pk=int(text)).first()
+        if app:
+            return app
+    app = App.objects.filter(name=text).first()
+    if app is None:
+        raise NotFound(f"no application with id or name {text!r}; see: balsam ls apps")
+    return app
+
+
+def job_uuid(text):
+    """``text`` as a UUID, or a clear error."""
+    try:
+        return uuid.UUID(str(text))
+    except ValueError:
+        raise ValidationError(f"{text!r} is not a job id") from None
+
+
+def job_ids(refs):
+    return [str(get_job(r).pk) for r in refs]
+
+
+# ---------------------------------------------------------------------------
+# parsing user input
+# ---------------------------------------------------------------------------
+def parse_env(pairs):
+    """``["A=1", "B=x=y"]`` -> ``{"A": "1", "B": "x=y"}``; one clear error otherwise."""
+    env = {}
+    for pair in pairs or ():
+        name, sep, value = str(pair).partition("=")
+        name = name.strip()
+        if not sep or not name or not name.replace("_", "a").isalnum() or name[0].isdigit():
+            raise ValidationError(f"--env expects VARIABLE=value, got {pair!r}")
+        env[name] = value
+    return env
+
+
+_TRUE = {"true", "t", "yes", "y", "1", "on"}
+_FALSE = {"false", "f", "no", "n", "0", "off"}
+
+
+def parse_value(model, attr, text):
+    """Parse command-line ``text`` by the type of ``model.attr`` (``"False"`` is false)."""
+    from django.core.exceptions import FieldDoesNotExist
+    from django.db import models
+
+    try:
+        field = model._meta.get_field(attr)
+    except FieldDoesNotExist:
+        names = sorted(f.name for f in model._meta.concrete_fields)
+        raise ValidationError(f"{model._meta.verbose_name} has no field {attr!r}; fields: {', '.join(names)}") from None
+    text = str(text)
+    if isinstance(field, models.BooleanField):
+        low = text.strip().lower()
+        if low in _TRUE:
+            return True
+        if low in _FALSE:
+            return False
+        raise ValidationError(f"{attr} must be true or false, not {text!r}")
+    if isinstance(field, models.IntegerField):
+        try:
+            return int(text)
+        except ValueError:
+            raise ValidationError(f"{attr} must be a whole number, not {text!r}") from None
+    if isinstance(field, models.FloatField):
+        try:
+            return float(text)
+        except ValueError:
+            raise ValidationError(f"{attr} must be a number, not {text!r}") from None
+    if isinstance(field, models.JSONField):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            raise ValidationError(f"{attr} must be JSON, e.g. '{{\"KEY\": \"value\"}}', not {text!r}") from None
+    return text
+
+
+def resolve_command(command):
+    """Check that a command line's program exists; run ``.py`` files with this Python."""
+    if not command or not command.strip():
+        return command
+    try:
+        tokens = shlex.split(command)
+    except ValueError as exc:
+        raise ValidationError(f"cannot parse command {command!r}: {exc}") from None
+    program = os.path.expanduser(tokens[0])
+    if program.endswith(".py"):
+        path = Path(program).resolve()
+        if not path.is_file():
+            raise ValidationError(f"script {program!r} does not exist")
+        return shlex.join([sys.executable, str(path)] + tokens[1:])
+    if os.sep in program:
+        if not Path(program).is_file():
+            raise ValidationError(f"executable {program!r} does not exist")
+    elif shutil.which(program) is None:
+        raise ValidationError(f"executable {program!r} is not on PATH; give its full path")
+    return command
+
+
+# ---------------------------------------------------------------------------
+# applications
+# ---------------------------------------------------------------------------
+def add_app(name, executable, description="", preprocess="", postprocess="", environ_vars=None, check_paths=True):
+    App = _models().ApplicationDefinition
+    if check_paths:
+        executable = resolve_command(executable)
+        preprocess = resolve_command(preprocess)
+        postprocess = resolve_command(postprocess)
+    app = App(
+        name=name,
+        executable=executable,
+        description=description or "",
+        preprocess=preprocess or "",
+        postprocess=postprocess or "",
+        environ_vars=environ_vars or {},
+    )
+    app.save()
+    return app
+
+
+def modify_app(ref, attr, text):
+    App = _models().ApplicationDefinition
+    app = get_app(ref)
+    value = parse_value(App, attr, text)
+    write_client().update("apps", [app.pk], {attr: value})
+    app.refresh_from_db()
+    return app, value
+
+
+def remove_apps(apps):
+    ids = [app.pk for app in apps]
+    return write_client().delete("apps", ids) if ids else 0
+
+
+# ---------------------------------------------------------------------------
+# jobs
+# ---------------------------------------------------------------------------
+def job_field_names():
+    BalsamJob = _models().BalsamJob
+    from balsam.core.writes import JOB_CREATE_FIELDS
+
+    return sorted(JOB_CREATE_FIELDS - {"job_id"}) + ["parents"]
+
+
+def new_job(**fields):
+    """An unsaved BalsamJob; unknown field names are refused with the list of known ones."""
+    BalsamJob = _models().BalsamJob
+    parents = fields.pop("parents", None)
+    known = set(job_field_names())
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise ValidationError(f"unknown job field {unknown[0]!r}; job fields: {', '.join(sorted(known))}")
+    job = BalsamJob(**fields)
+    if parents:
+        job._pending_parents = [get_job(p, by_name=False).pk for p in parents]
+    return job
+
+
+def add_job(save=True, **fields):
+    job = new_job(**fields)
+    if save:
+        job.save()
+    return job
+
+
+def add_jobs(rows, progress=None):
+    """Insert many jobs (dicts of fields) in chunks; returns their ids.
+
+    ``progress(n)`` is called after each chunk with the number just inserted.
+    """
+    client = write_client()
+    known = set(job_field_names()) | {"job_id"}
+    ids = []
+    for start in range(0, len(rows), BULK_CHUNK):
+        chunk = rows[start : start + BULK_CHUNK]
+        for row in chunk:
+            unknown = set(row) - known
+            if unknown:
+                raise ValidationError(f"unknown job field {sorted(unknown)[0]!r}")
+        created = client.create("jobs", chunk)
+        ids.extend(item["job_id"] for item in created)
+        if progress:
+            progress(len(chunk))
+    return ids
+
+
+def add_dependency(parent, child):
+    parent, child = get_job(parent), get_job(child)
+    write_client().add_dependency(str(parent.pk), str(child.pk))
+    return parent, child
+
+
+def spawn_child(parent, clone=False, **fields):
+    """A new job that depends on ``parent`` (and on ``parent``'s parents, as in
+    the original Balsam). ``clone`` copies ``parent``'s fields first."""
+    parent = get_job(parent)
+    base = {}
+    if clone:
+        skip = {"job_id", "workdir", "state", "state_changed_at", "created_at", "lease_owner", "lease_heartbeat",
+                "runtime_seconds"}
+        base = {f.name: getattr(parent, f.attname) for f in parent._meta.concrete_fields if f.name not in skip}
+    else:
+        base["workflow"] = parent.workflow
+    base.update(fields)
+    parent_ids = list(parent.parents.values_list("pk", flat=True)) + [parent.pk]
+    base["parents"] = [str(p) for p in dict.fromkeys(parent_ids)]
+    return add_job(**base)
+
+
+def kill(job, recursive=True):
+    job = get_job(job)
+    return write_client().kill([str(job.pk)], recursive=recursive)
+
+
+def modify_job(ref, attr, text):
+    """Set one field from command-line text; ``state`` goes through the state machine."""
+    BalsamJob = _models().BalsamJob
+    job = get_job(ref)
+    if attr == "state":
+        job.update_state(text, "state changed from the command line")
+        return job, job.state
+    value = parse_value(BalsamJob, attr, text)
+    write_client().update("jobs", [str(job.pk)], {attr: value})
+    job.refresh_from_db()
+    return job, value
+
+
+def remove_jobs(ids):
+    return write_client().delete("jobs", [str(i) for i in ids]) if ids else 0
+
+
+def make_dummies(count, progress=None):
+    """Add ``count`` trivial jobs in workflow "dummy" (for testing and benchmarks)."""
+    App = _models().ApplicationDefinition
+    if count < 0:
+        raise ValidationError(f"the number of dummy jobs must not be negative, not {count}")
+    if not App.objects.filter(name=DUMMY_APP).exists():
+        add_app(DUMMY_APP, "echo", description="prints its arguments (used by make_dummies)")
+    rows = [
+        {"name": f"dummy{i}", "workflow": "dummy", "application": DUMMY_APP, "args": "hello", "wall_time_minutes": 0}
+        for i in range(count)
+    ]
+    return add_jobs(rows, progress=progress)
+
+
+# ---------------------------------------------------------------------------
+# summaries
+# ---------------------------------------------------------------------------
+def state_counts(queryset=None):
+    from django.db.models import Count
+
+    qs = queryset if queryset is not None else _models().BalsamJob.objects.all()
+    return dict(qs.order_by().values_list("state").annotate(n=Count("pk")).values_list("state", "n"))
+
+
+def workflow_counts():
+    from django.db.models import Count
+
+    BalsamJob = _models().BalsamJob
+    return list(BalsamJob.objects.order_by("workflow").values_list("workflow").annotate(n=Count("pk")))

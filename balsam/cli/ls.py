@@ -1,0 +1,168 @@
+"""``balsam ls``: list jobs, applications or workflows (reads the DB file directly)."""
+
+import json
+
+import click
+
+from balsam.cli.common import attach, bar, table
+from balsam.cli import show
+
+JOB_COLUMNS = ("job_id", "name", "workflow", "application", "state")
+
+
+def _job_query(name, ref, state, wf):
+    from balsam import api
+    from balsam.core import states
+    from balsam.core.models import BalsamJob
+
+    qs = BalsamJob.objects.all()
+    if ref:
+        prefix = api._hex_prefix(ref)
+        if prefix is None:
+            raise click.UsageError(f"--id expects a job id or its first characters, not {ref!r}")
+        qs = qs.filter(job_id__startswith=prefix)
+    if name:
+        qs = qs.filter(name__contains=name)
+    if state:
+        qs = qs.filter(state=states.validate_state_name(state))
+    if wf:
+        qs = qs.filter(workflow=wf)
+    return qs
+
+
+@click.command()
+@click.argument("objects", type=click.Choice(["jobs", "apps", "wf"]), default="jobs")
+@click.option("--name", help="Only jobs whose name contains this (apps: exact name).")
+@click.option("--id", "ref", metavar="ID", help="Only jobs whose id starts with this (apps: id).")
+@click.option("--state", help="Only jobs in this state (e.g. RUN_ERROR).")
+@click.option("--wf", help="Only jobs of this workflow.")
+@click.option("--history", is_flag=True, help="Show each job's state changes.")
+@click.option("--verbose", "-v", is_flag=True, help="Show every field.")
+@click.option("--tree", is_flag=True, help="Show jobs as a dependency tree.")
+@click.option("--by-states", is_flag=True, help="Count jobs in each state (with a bar chart).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
+@click.pass_context
+def ls(ctx, objects, name, ref, state, wf, history, verbose, tree, by_states, as_json):
+    """List jobs (default), applications (apps) or workflows (wf)."""
+    attach(ctx)
+    if objects == "apps":
+        _list_apps(name, ref, verbose, as_json)
+    elif objects == "wf":
+        _list_workflows(wf or name, as_json)
+    else:
+        qs = _job_query(name, ref, state, wf)
+        if by_states:
+            _by_states(qs, as_json)
+        elif as_json:
+            click.echo(json.dumps([show.job_json(j) for j in qs.iterator()], indent=2))
+        elif history:
+            _each(qs, show.history_lines)
+        elif verbose:
+            _each(qs, show.job_block)
+        elif tree:
+            _tree(qs)
+        else:
+            rows = list(qs.values_list(*JOB_COLUMNS))
+            if not rows:
+                click.echo("No jobs found matching query")
+            else:
+                click.echo(show.job_table(rows))
+
+
+def _each(qs, render):
+    found = False
+    for job in qs.iterator():
+        found = True
+        click.echo(render(job) + "\n")
+    if not found:
+        click.echo("No jobs found matching query")
+
+
+def _by_states(qs, as_json):
+    from balsam import api
+    from balsam.core import states
+
+    counts = api.state_counts(qs)
+    if as_json:
+        click.echo(json.dumps(counts, indent=2))
+        return
+    largest = max(counts.values(), default=0)
+    rows = [(s, counts[s], bar(counts[s], largest)) for s in states.ALL_STATES if counts.get(s)]
+    rows.append(("total", sum(counts.values()), ""))
+    click.echo(table(rows, ["state", "jobs", ""]))
+
+
+def _tree(qs):
+    from balsam.core.models import JobDependency
+
+    jobs = {pk: (name, state) for pk, name, state in qs.values_list("pk", "name", "state")}
+    if not jobs:
+        click.echo("No jobs found matching query")
+        return
+    children, has_parent = {}, set()
+    for child, parent in JobDependency.objects.values_list("child_id", "parent_id").iterator():
+        if child in jobs and parent in jobs:
+            children.setdefault(parent, []).append(child)
+            has_parent.add(child)
+    lines = []
+
+    def walk(pk, prefix, last, path):
+        name, state = jobs[pk]
+        branch = "" if prefix is None else prefix + ("└── " if last else "├── ")
+        lines.append(f"{branch}{name} [{pk.hex[:8]}] {state}")
+        if pk in path:
+            return
+        kids = children.get(pk, [])
+        inner = "" if prefix is None else prefix + ("    " if last else "│   ")
+        for i, kid in enumerate(kids):
+            walk(kid, inner, i == len(kids) - 1, path | {pk})
+
+    for root in (pk for pk in jobs if pk not in has_parent):
+        walk(root, None, True, frozenset())
+    click.echo("\n".join(lines))
+
+
+def _list_apps(name, ref, verbose, as_json):
+    from balsam import api
+    from balsam.core.models import ApplicationDefinition
+
+    if ref:
+        apps = [api.get_app(ref)]
+    else:
+        apps = list(ApplicationDefinition.objects.filter(name=name) if name else ApplicationDefinition.objects.all())
+    if as_json:
+        click.echo(json.dumps([show.app_json(a) for a in apps], indent=2))
+    elif not apps:
+        click.echo("No applications found")
+    elif verbose:
+        click.echo("\n\n".join(show.app_block(a) for a in apps))
+    else:
+        click.echo(show.app_table(apps))
+
+
+def _list_workflows(wf, as_json):
+    from django.db.models import Count
+
+    from balsam.core.models import BalsamJob
+
+    qs = BalsamJob.objects.all()
+    if wf:
+        qs = qs.filter(workflow=wf)
+    per_state = {}
+    for workflow, state, n in qs.order_by().values_list("workflow", "state").annotate(n=Count("pk")):
+        per_state.setdefault(workflow, {})[state] = n
+    if as_json:
+        click.echo(json.dumps(per_state, indent=2, sort_keys=True))
+        return
+    if not per_state:
+        click.echo("No workflows found")
+        return
+    rows = []
+    for workflow in sorted(per_state):
+        counts = per_state[workflow]
+        detail = ", ".join(f"{n} {s}" for s, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+        rows.append((workflow or "(none)", sum(counts.values()), detail))
+    click.echo(table(rows, ["workflow", "jobs", "states"]))
+
+
+COMMANDS = [ls]

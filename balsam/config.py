@@ -1,0 +1,131 @@
+"""Settings = defaults <- user_settings.py <- environment, and DB-path selection.
+
+Nothing here imports Django, so the CLI can answer ``--help`` and ``init``
+without configuring a database.
+"""
+
+import importlib
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from balsam.exceptions import ConfigError, DBNotFound
+
+SERVER_INFO_NAME = "dbwriter_address"
+SQLITE_NAME = "db.sqlite3"
+
+# The repository holds user_settings.py next to default_balsamdb/.
+REPO_DIR = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Settings:
+    default_db_path: str | None = None
+    sqlite_busy_timeout_sec: float = 30
+    log_level: str = "INFO"
+    log_max_mib: float = 100
+    log_backup_count: int = 5
+
+
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _coerce(name, value, default):
+    kind = type(default) if default is not None else str
+    if value is None or value == "":
+        return None if default is None else default
+    try:
+        if kind is int:
+            return int(value)
+        if kind is float:
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"setting {name}={value!r} is not a valid {kind.__name__}") from None
+
+
+def _user_settings_values():
+    try:
+        module = importlib.import_module("user_settings")
+    except ModuleNotFoundError:
+        return {}
+    known = {f.name for f in fields(Settings)}
+    values = {}
+    for name, value in vars(module).items():
+        if name.startswith("_") or callable(value) or type(value).__name__ == "module":
+            continue
+        if name not in known:
+            raise ConfigError(
+                f"unknown setting {name!r} in {module.__file__}; known settings: "
+                + ", ".join(sorted(known))
+            )
+        values[name] = value
+    return values
+
+
+def load_settings(environ=None):
+    """Build the settings for this process."""
+    environ = os.environ if environ is None else environ
+    values = _user_settings_values()
+    result = {}
+    for f in fields(Settings):
+        value = values.get(f.name, f.default)
+        env_name = "BALSAM_" + f.name.upper()
+        if env_name in environ:
+            value = environ[env_name]
+        result[f.name] = _coerce(f.name, value, f.default)
+    settings = Settings(**result)
+    if settings.log_level.upper() not in _LOG_LEVELS:
+        raise ConfigError(f"log_level must be one of {', '.join(_LOG_LEVELS)}, not {settings.log_level!r}")
+    if settings.sqlite_busy_timeout_sec <= 0:
+        raise ConfigError("sqlite_busy_timeout_sec must be positive")
+    return settings
+
+
+def repo_default_db():
+    return REPO_DIR / "default_balsamdb"
+
+
+def is_balsam_db(path):
+    path = Path(path)
+    return path.is_dir() and (path / SERVER_INFO_NAME).is_file()
+
+
+@dataclass(frozen=True)
+class DBSelection:
+    path: Path
+    source: str  # what chose it, for messages and `balsam which`
+
+    @property
+    def is_repo_default(self):
+        return self.source == "the repository default"
+
+
+def select_db(cli_path=None, environ=None, settings=None):
+    """Which DB directory this process uses, highest priority first:
+    ``--db``, ``BALSAM_DB_PATH``, ``default_db_path`` in user_settings.py,
+    the repository's ``default_balsamdb/``."""
+    environ = os.environ if environ is None else environ
+    if cli_path:
+        return DBSelection(_absolute(cli_path), "--db")
+    if environ.get("BALSAM_DB_PATH"):
+        return DBSelection(_absolute(environ["BALSAM_DB_PATH"]), "BALSAM_DB_PATH")
+    settings = settings or load_settings(environ)
+    if settings.default_db_path:
+        return DBSelection(_absolute(settings.default_db_path), "default_db_path in user_settings.py")
+    return DBSelection(repo_default_db(), "the repository default")
+
+
+def require_db(selection):
+    """Raise ``DBNotFound`` (one line, with the fix) unless the selection is a Balsam DB."""
+    if is_balsam_db(selection.path):
+        return selection.path
+    what = "does not exist" if not selection.path.exists() else "is not a Balsam DB"
+    raise DBNotFound(
+        f"{selection.path} (selected by {selection.source}) {what}; "
+        f"create it with: balsam init {selection.path}"
+    )
+
+
+def _absolute(path):
+    return Path(os.path.expandvars(os.path.expanduser(str(path)))).resolve()

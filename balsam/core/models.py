@@ -1,0 +1,417 @@
+"""Balsam's tables: applications, jobs, job dependencies and job events.
+
+Every write is routed through the installed write client (``core.write_path``):
+``save()``, ``delete()``, and the querysets' ``update()``, ``delete()``,
+``bulk_create()``. The client applies it with the operations in
+``core.writes`` -- directly, or through the dbserver. Reads go to the DB file.
+"""
+
+import copy
+import logging
+import uuid
+from pathlib import Path
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from balsam.core import states, write_path
+from balsam.core.wire import fields_to_wire
+from balsam.exceptions import BalsamError, NotFound
+
+logger = logging.getLogger(__name__)
+
+STATE_CHOICES = [(s, s) for s in states.ALL_STATES]
+
+
+class RoutedQuerySet(models.QuerySet):
+    """A queryset whose writes go through the write client.
+
+    ``write_kind`` names the operations ("jobs" or "apps"); the ``_direct_*``
+    methods are Django's own writes, for use by ``core.writes`` only.
+    """
+
+    write_kind = None
+
+    def _ids(self):
+        return [str(pk) for pk in self.values_list("pk", flat=True)]
+
+    def update(self, **fields):
+        ids = self._ids()
+        if not ids:
+            return 0
+        return write_path.client().update(self.write_kind, ids, fields_to_wire(fields))
+
+    update.alters_data = True
+
+    def delete(self):
+        ids = self._ids()
+        if not ids:
+            return 0, {}
+        count = write_path.client().delete(self.write_kind, ids)
+        return count, {self.model._meta.label: count}
+
+    delete.alters_data = True
+
+    def bulk_create(self, objs, batch_size=None, **kwargs):
+        objs = list(objs)
+        if objs:
+            self.model._create_many(objs)
+        return objs
+
+    def bulk_update(self, objs, fields, batch_size=None):
+        for obj in objs:
+            values = {name: getattr(obj, name) for name in fields}
+            write_path.client().update(self.write_kind, [str(obj.pk)], fields_to_wire(values))
+        return len(objs)
+
+    def _direct_update(self, **fields):
+        return super().update(**fields)
+
+    def _direct_bulk_create(self, objs, **kwargs):
+        return super().bulk_create(objs, **kwargs)
+
+    # Private methods are left off managers unless asked for; core.writes uses these.
+    _direct_update.queryset_only = False
+    _direct_bulk_create.queryset_only = False
+
+
+class TrackedModel(models.Model):
+    """Remembers the values loaded from the DB so ``save()`` sends only changes."""
+
+    class Meta:
+        abstract = True
+
+    _mutable_fields = ()
+
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        instance = super().from_db(db, field_names, values)
+        instance._remember_loaded()
+        return instance
+
+    def _remember_loaded(self):
+        loaded = {}
+        for field in self._meta.concrete_fields:
+            if field.attname in self.__dict__:
+                value = self.__dict__[field.attname]
+                loaded[field.attname] = copy.deepcopy(value) if field.name in self._mutable_fields else value
+        self._loaded_values = loaded
+
+    def refresh_from_db(self, *args, **kwargs):
+        super().refresh_from_db(*args, **kwargs)
+        self._remember_loaded()
+
+    def changed_fields(self):
+        loaded = getattr(self, "_loaded_values", {})
+        changed = {}
+        for field in self._meta.concrete_fields:
+            if field.primary_key or field.attname not in loaded:
+                continue
+            value = getattr(self, field.attname)
+            if value != loaded[field.attname]:
+                changed[field.name] = value
+        return changed
+
+    def wire_row(self):
+        """All concrete field values (for inserting this object)."""
+        return fields_to_wire({f.name: getattr(self, f.attname) for f in self._meta.concrete_fields})
+
+    def save(self, *args, **kwargs):
+        if self._state.adding:
+            self._create_many([self])
+        else:
+            changed = self.changed_fields()
+            if changed:
+                write_path.client().update(self.write_kind, [str(self.pk)], fields_to_wire(changed))
+        self._state.adding = False
+        self._remember_loaded()
+
+    save.alters_data = True
+
+    def delete(self, *args, **kwargs):
+        count = write_path.client().delete(self.write_kind, [str(self.pk)])
+        return count, {self._meta.label: count}
+
+    delete.alters_data = True
+
+
+class AppQuerySet(RoutedQuerySet):
+    write_kind = "apps"
+
+
+class ApplicationDefinition(TrackedModel):
+    """A named executable that jobs run, with optional pre/postprocess scripts."""
+
+    write_kind = "apps"
+    _mutable_fields = ("environ_vars",)
+
+    name = models.CharField(max_length=100, unique=True)
+    description = models.TextField(blank=True, default="")
+    executable = models.TextField()
+    preprocess = models.TextField(blank=True, default="")
+    postprocess = models.TextField(blank=True, default="")
+    environ_vars = models.JSONField(default=dict, blank=True)
+
+    objects = AppQuerySet.as_manager()
+
+    class Meta:
+        db_table = "balsam_app"
+        ordering = ["name"]
+        verbose_name = "application"
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def cute_id(self):
+        return f"[{self.name} | {self.pk}]"
+
+    @classmethod
+    def _create_many(cls, objs):
+        rows = []
+        for obj in objs:
+            row = obj.wire_row()
+            row.pop("id", None)
+            rows.append(row)
+        ids = write_path.client().create("apps", rows)
+        for obj, pk in zip(objs, ids):
+            obj.pk = pk
+            obj._state.adding = False
+            obj._remember_loaded()
+
+
+class JobQuerySet(RoutedQuerySet):
+    write_kind = "jobs"
+
+
+def _new_job_id():
+    return uuid.uuid4()
+
+
+class BalsamJob(TrackedModel):
+    """One task to run: what to run, with what resources, and where it stands."""
+
+    write_kind = "jobs"
+    _mutable_fields = ("environ_vars", "data")
+
+    job_id = models.UUIDField(primary_key=True, default=_new_job_id, editable=False)
+    workflow = models.CharField(max_length=255, blank=True, default="", db_index=True)
+    name = models.CharField(max_length=255, blank=True, default="", db_index=True)
+    description = models.TextField(blank=True, default="")
+
+    # Path of the working directory under <DB>/data/, chosen once when the job is
+    # created (unique, so two jobs never share a directory).
+    workdir = models.CharField(max_length=600, unique=True, editable=False)
+    user_workdir = models.TextField(blank=True, default="")
+
+    parents = models.ManyToManyField(
+        "self",
+        symmetrical=False,
+        through="JobDependency",
+        through_fields=("child", "parent"),
+        related_name="children",
+        blank=True,
+    )
+    wait_for_parents = models.BooleanField(default=True)
+    input_files = models.TextField(blank=True, default="*")
+    stage_in_url = models.TextField(blank=True, default="")
+    stage_out_files = models.TextField(blank=True, default="")
+    stage_out_url = models.TextField(blank=True, default="")
+
+    application = models.CharField(max_length=100, blank=True, default="", db_index=True)
+    args = models.TextField(blank=True, default="")
+    preprocess = models.TextField(blank=True, default="")
+    postprocess = models.TextField(blank=True, default="")
+    post_error_handler = models.BooleanField(default=False)
+    post_timeout_handler = models.BooleanField(default=False)
+    auto_timeout_retry = models.BooleanField(default=True)
+    environ_vars = models.JSONField(default=dict, blank=True)
+
+    # 0: no limit. Otherwise the launcher stops the run after this many minutes.
+    wall_time_minutes = models.IntegerField(default=0)
+    num_nodes = models.IntegerField(default=1)
+    ranks_per_node = models.IntegerField(default=1)
+    threads_per_rank = models.IntegerField(default=1)
+    threads_per_core = models.IntegerField(default=1)
+    node_packing_count = models.IntegerField(default=1)
+
+    state = models.CharField(max_length=32, choices=STATE_CHOICES, default=states.CREATED, db_index=True)
+    state_changed_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(default=timezone.now)
+    runtime_seconds = models.FloatField(null=True, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+
+    # Launcher lease: who runs the job and when it last said so.
+    lease_owner = models.CharField(max_length=255, blank=True, default="", db_index=True)
+    lease_heartbeat = models.DateTimeField(null=True, blank=True)
+
+    objects = JobQuerySet.as_manager()
+
+    class Meta:
+        db_table = "balsam_job"
+        ordering = ["created_at"]
+        verbose_name = "job"
+        indexes = [models.Index(fields=["workflow", "state"], name="balsam_job_wf_state")]
+
+    def __str__(self):
+        return self.cute_id
+
+    # ---- identity -------------------------------------------------------------
+    @property
+    def short_id(self):
+        return self.job_id.hex[:8]
+
+    @property
+    def cute_id(self):
+        return f"[{self.name} | {self.short_id}]"
+
+    @property
+    def num_ranks(self):
+        return self.num_nodes * self.ranks_per_node
+
+    @property
+    def working_directory(self):
+        """Absolute path of the directory the job runs in."""
+        if self.user_workdir:
+            return str(Path(self.user_workdir).expanduser().resolve())
+        if not self.workdir:
+            return ""
+        return str(Path(settings.BALSAM_DB_PATH) / "data" / self.workdir)
+
+    def create_working_path(self):
+        path = Path(self.working_directory)
+        path.mkdir(parents=True, exist_ok=True)
+        return str(path)
+
+    def read_file_in_workdir(self, filename):
+        path = Path(self.working_directory) / filename
+        try:
+            return path.read_text()
+        except FileNotFoundError:
+            raise NotFound(f"{path} does not exist in the working directory of {self.cute_id}") from None
+
+    # ---- relations ------------------------------------------------------------
+    def get_parents(self):
+        return self.parents.all()
+
+    def get_children(self):
+        return self.children.all()
+
+    def get_application(self):
+        if not self.application:
+            raise NotFound(f"job {self.cute_id} has no application")
+        try:
+            return ApplicationDefinition.objects.get(name=self.application)
+        except ApplicationDefinition.DoesNotExist:
+            raise NotFound(f"job {self.cute_id}: application {self.application!r} does not exist") from None
+
+    # ---- state ----------------------------------------------------------------
+    def update_state(self, new_state, message=""):
+        """Move the job to ``new_state`` (validated), recording an event.
+
+        The transition is checked against the state stored in the DB, not this
+        object's copy, so a stale object can never resurrect a killed job.
+        """
+        new_state = states.validate_state_name(new_state)
+        if self._state.adding:
+            self.save()
+        states.check_transition(self.state, new_state, self.cute_id)
+        result = write_path.client().transition([str(self.pk)], new_state, message)
+        self.state = new_state
+        if self._loaded_values:
+            self._loaded_values["state"] = new_state
+        logger.info("%s %s -> %s %s", self.cute_id, result.get("from", {}).get(str(self.pk), "?"), new_state, message)
+        return result
+
+    def history(self):
+        """(time, from_state, to_state, message) for every change, oldest first."""
+        created = [(self.created_at, "", states.CREATED, "created")]
+        events = self.events.order_by("id").values_list("timestamp", "from_state", "to_state", "message")
+        return created + list(events)
+
+    # ---- creation -------------------------------------------------------------
+    @classmethod
+    def _create_many(cls, objs):
+        rows = []
+        for obj in objs:
+            row = obj.wire_row()
+            for name in ("workdir", "state", "state_changed_at", "created_at", "lease_owner", "lease_heartbeat"):
+                row.pop(name, None)
+            parents = getattr(obj, "_pending_parents", None)
+            if parents:
+                row["parents"] = [str(p) for p in parents]
+            rows.append(row)
+        created = write_path.client().create("jobs", rows)
+        for obj, info in zip(objs, created):
+            obj.workdir = info["workdir"]
+            obj._state.adding = False
+            obj._remember_loaded()
+
+
+class JobDependencyQuerySet(models.QuerySet):
+    """Edges are added and removed through the write path (with cycle checks)."""
+
+    def bulk_create(self, objs, **kwargs):
+        for edge in objs:
+            write_path.client().add_dependency(str(edge.parent_id), str(edge.child_id))
+        return objs
+
+    def delete(self):
+        edges = list(self.values_list("parent_id", "child_id"))
+        for parent, child in edges:
+            write_path.client().remove_dependency(str(parent), str(child))
+        return len(edges), {JobDependency._meta.label: len(edges)}
+
+    def update(self, **fields):
+        raise BalsamError("dependency edges cannot be updated; remove and add them instead")
+
+    def _direct_bulk_create(self, objs, **kwargs):
+        return super().bulk_create(objs, **kwargs)
+
+    _direct_bulk_create.queryset_only = False
+
+
+class JobDependency(models.Model):
+    child = models.ForeignKey(BalsamJob, on_delete=models.CASCADE, related_name="parent_links")
+    parent = models.ForeignKey(BalsamJob, on_delete=models.CASCADE, related_name="child_links")
+
+    objects = JobDependencyQuerySet.as_manager()
+
+    class Meta:
+        db_table = "balsam_job_dependency"
+        constraints = [models.UniqueConstraint(fields=["child", "parent"], name="balsam_unique_edge")]
+
+    def save(self, *args, **kwargs):
+        write_path.client().add_dependency(str(self.parent_id), str(self.child_id))
+        self._state.adding = False
+
+
+class JobEventQuerySet(models.QuerySet):
+    def update(self, **fields):
+        raise BalsamError("job events are append-only")
+
+    def delete(self):
+        raise BalsamError("job events are append-only; they go when their job is removed")
+
+
+class JobEvent(models.Model):
+    """One state change of one job (append-only; times in UTC)."""
+
+    job = models.ForeignKey(BalsamJob, on_delete=models.CASCADE, related_name="events")
+    timestamp = models.DateTimeField(default=timezone.now)
+    from_state = models.CharField(max_length=32)
+    to_state = models.CharField(max_length=32)
+    message = models.TextField(blank=True, default="")
+
+    objects = JobEventQuerySet.as_manager()
+
+    class Meta:
+        db_table = "balsam_job_event"
+        ordering = ["id"]
+
+    def __str__(self):
+        return f"{self.timestamp:%Y-%m-%d %H:%M:%S} {self.from_state} -> {self.to_state} {self.message}"
+
+    def save(self, *args, **kwargs):
+        raise BalsamError("job events are written by state transitions (job.update_state), not saved directly")

@@ -1,0 +1,482 @@
+"""The write operations: the only code that mutates Balsam's tables.
+
+Each operation takes JSON-able arguments, validates them, and returns a JSON-able
+result. The caller runs it inside one write transaction: the direct client per
+request, the dbserver per group of requests (with a savepoint each). Raising a
+``BalsamError`` aborts the operation's changes.
+"""
+
+import json
+import re
+import uuid
+from collections import deque
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import connection, models
+from django.utils import timezone
+
+from balsam.core import states
+from balsam.core.models import ApplicationDefinition, BalsamJob, JobDependency, JobEvent
+from balsam.exceptions import DependencyError, NotFound, ValidationError
+
+SQL_CHUNK = 500  # ids per IN (...) clause, well under SQLite's variable limit
+
+# Fields a job's creator may set; everything else belongs to Balsam.
+JOB_SYSTEM_FIELDS = {"job_id", "workdir", "state", "state_changed_at", "created_at", "lease_owner", "lease_heartbeat"}
+JOB_CREATE_FIELDS = {f.name for f in BalsamJob._meta.concrete_fields} - (JOB_SYSTEM_FIELDS - {"job_id"})
+JOB_UPDATE_FIELDS = (JOB_CREATE_FIELDS - {"job_id"}) | {"state", "runtime_seconds"}
+APP_FIELDS = {f.name for f in ApplicationDefinition._meta.concrete_fields} - {"id"}
+
+POSITIVE_INT_FIELDS = {"num_nodes", "ranks_per_node", "threads_per_rank", "threads_per_core", "node_packing_count"}
+NON_NEGATIVE_INT_FIELDS = {"wall_time_minutes"}
+STRING_DICT_FIELDS = {"environ_vars"}
+
+
+# ---------------------------------------------------------------------------
+# validation
+# ---------------------------------------------------------------------------
+def _clean(model, name, value, allowed):
+    if name not in allowed:
+        raise ValidationError(
+            f"unknown or read-only {model._meta.verbose_name} field {name!r}; "
+            f"settable fields: {', '.join(sorted(allowed))}"
+        )
+    field = model._meta.get_field(name)
+    if isinstance(field, models.BooleanField) and not isinstance(value, bool):
+        raise ValidationError(f"{name} must be true or false, not {value!r}")
+    if isinstance(field, (models.IntegerField, models.FloatField)) and isinstance(value, bool):
+        raise ValidationError(f"{name} must be a number, not {value!r}")
+    if isinstance(field, (models.CharField, models.TextField)) and not isinstance(value, str):
+        raise ValidationError(f"{name} must be text, not {value!r}")
+    try:
+        value = field.to_python(value)
+    except DjangoValidationError as exc:
+        raise ValidationError(f"{name}: {' '.join(exc.messages)} (got {value!r})") from None
+    if isinstance(field, models.CharField) and field.max_length and len(value) > field.max_length:
+        raise ValidationError(f"{name} is longer than {field.max_length} characters")
+    if name in POSITIVE_INT_FIELDS and value < 1:
+        raise ValidationError(f"{name} must be at least 1, not {value}")
+    if name in NON_NEGATIVE_INT_FIELDS and value < 0:
+        raise ValidationError(f"{name} must not be negative, not {value}")
+    if name in STRING_DICT_FIELDS:
+        if not isinstance(value, dict) or not all(isinstance(k, str) and k for k in value):
+            raise ValidationError(f"{name} must be an object of VARIABLE: value pairs")
+        value = {k: str(v) for k, v in value.items()}
+    if isinstance(field, models.JSONField):
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            raise ValidationError(f"{name} must be JSON-serialisable") from None
+    return value
+
+
+def _clean_fields(model, fields, allowed):
+    if not isinstance(fields, dict):
+        raise ValidationError("fields must be an object of name: value pairs")
+    return {name: _clean(model, name, value, allowed) for name, value in fields.items()}
+
+
+def _uuid(value):
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise ValidationError(f"{value!r} is not a job id") from None
+
+
+def _chunks(items, size=SQL_CHUNK):
+    items = list(items)
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _job_states(ids):
+    """{uuid: (state, name)} for the given ids; NotFound if any is missing."""
+    found = {}
+    for chunk in _chunks(ids):
+        for pk, state, name in BalsamJob.objects.filter(pk__in=chunk).values_list("pk", "state", "name"):
+            found[pk] = (state, name)
+    missing = [str(i) for i in ids if i not in found]
+    if missing:
+        raise NotFound(f"no job with id {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+    return found
+
+
+def _label(name, pk):
+    return f"[{name} | {pk.hex[:8]}]"
+
+
+# ---------------------------------------------------------------------------
+# applications
+# ---------------------------------------------------------------------------
+def create_apps(rows):
+    apps = []
+    names = set()
+    for row in rows:
+        fields = _clean_fields(ApplicationDefinition, row, APP_FIELDS)
+        name = fields.get("name", "")
+        if not name:
+            raise ValidationError("an application needs a name")
+        if not fields.get("executable"):
+            raise ValidationError(f"application {name!r} needs an executable")
+        if name in names or ApplicationDefinition.objects.filter(name=name).exists():
+            raise ValidationError(f"an application named {name!r} already exists")
+        names.add(name)
+        apps.append(ApplicationDefinition(**fields))
+    created = ApplicationDefinition.objects._direct_bulk_create(apps)
+    return [app.pk for app in created]
+
+
+def update_apps(ids, fields):
+    fields = _clean_fields(ApplicationDefinition, fields, APP_FIELDS)
+    qs = ApplicationDefinition.objects.filter(pk__in=ids)
+    if qs.count() != len(set(ids)):
+        raise NotFound("no application with that id")
+    if "name" in fields:
+        if len(ids) != 1:
+            raise ValidationError("only one application can be renamed at a time")
+        if ApplicationDefinition.objects.filter(name=fields["name"]).exclude(pk__in=ids).exists():
+            raise ValidationError(f"an application named {fields['name']!r} already exists")
+        old = qs.get().name
+        # Jobs refer to their application by name: keep them pointing at it.
+        BalsamJob.objects.filter(application=old)._direct_update(application=fields["name"])
+    return qs._direct_update(**fields)
+
+
+def delete_apps(ids):
+    names = list(ApplicationDefinition.objects.filter(pk__in=ids).values_list("name", flat=True))
+    busy = BalsamJob.objects.filter(application__in=names).exclude(state__in=states.END_STATES)
+    count = busy.count()
+    if count:
+        raise ValidationError(
+            f"{count} unfinished job(s) use application {names[0]!r}; remove or kill them first"
+        )
+    deleted, _ = models.QuerySet.delete(ApplicationDefinition.objects.filter(pk__in=ids))
+    return deleted
+
+
+# ---------------------------------------------------------------------------
+# jobs
+# ---------------------------------------------------------------------------
+_UNSAFE = re.compile(r"[^\w.+-]")
+
+
+def _dir_part(text, fallback):
+    cleaned = _UNSAFE.sub("_", text.strip()).strip(".")
+    return cleaned or fallback
+
+
+def _assign_workdirs(jobs):
+    """Give each new job ``<workflow>/<name>_<first 8 of id>``, taking more id
+    characters while that path is already used (by the DB or this batch)."""
+    prefixes = {}
+    for job in jobs:
+        name = _dir_part(job.get("name", ""), "job")
+        workflow = _dir_part(job.get("workflow", ""), "")
+        prefixes[job["job_id"]] = f"{workflow}/{name}_" if workflow else f"{name}_"
+    width = dict.fromkeys(prefixes, 8)
+    pending = list(jobs)
+    taken = set()
+    while pending:
+        candidates = {job["job_id"]: prefixes[job["job_id"]] + job["job_id"].hex[: width[job["job_id"]]] for job in pending}
+        existing = set()
+        for chunk in _chunks(candidates.values()):
+            existing.update(BalsamJob.objects.filter(workdir__in=chunk).values_list("workdir", flat=True))
+        still = []
+        for job in pending:
+            path = candidates[job["job_id"]]
+            if path in existing or path in taken:
+                width[job["job_id"]] += 1
+                still.append(job)
+            else:
+                taken.add(path)
+                job["workdir"] = path
+        pending = still
+
+
+def _column_defaults(now):
+    """Each column's stored default, prepared once per request."""
+    defaults = {}
+    for field in BalsamJob._meta.concrete_fields:
+        if field.name in ("job_id", "workdir"):
+            continue
+        value = now if field.name in ("created_at", "state_changed_at") else field.get_default()
+        defaults[field.attname] = field.get_db_prep_save(value, connection)
+    return defaults
+
+
+def _insert_jobs(jobs, now):
+    """Insert with one executemany: Django's bulk_create costs ~10x more per row."""
+    fields = BalsamJob._meta.concrete_fields
+    defaults = _column_defaults(now)
+    by_name = {f.name: f for f in fields}
+    table = connection.ops.quote_name(BalsamJob._meta.db_table)
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    marks = ", ".join("%s" for _ in fields)
+    attnames = [f.attname for f in fields]
+    rows = []
+    for job in jobs:
+        values = dict(defaults)
+        for name, value in job.items():
+            if name != "parents":
+                values[by_name[name].attname] = by_name[name].get_db_prep_save(value, connection)
+        rows.append(tuple(values[a] for a in attnames))
+    with connection.cursor() as cursor:
+        cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", rows)
+
+
+def create_jobs(rows):
+    """Insert jobs in state CREATED; returns ``[{"job_id", "workdir"}]`` in order.
+
+    A row may carry ``parents`` (job ids) to create the job with its edges.
+    """
+    if not isinstance(rows, list):
+        raise ValidationError("rows must be a list")
+    now = timezone.now()
+    jobs, edges, app_names = [], [], set()
+    for row in rows:
+        if not isinstance(row, dict):
+            raise ValidationError("each job must be an object of field: value pairs")
+        row = dict(row)
+        parents = row.pop("parents", None) or []
+        job = _clean_fields(BalsamJob, row, JOB_CREATE_FIELDS)
+        job["job_id"] = job.get("job_id") or uuid.uuid4()
+        if job.get("application"):
+            app_names.add(job["application"])
+        jobs.append(job)
+        edges.extend((_uuid(p), job["job_id"]) for p in parents)
+    _require_apps(app_names)
+    ids = [job["job_id"] for job in jobs]
+    if len(set(ids)) != len(ids):
+        raise ValidationError("two new jobs have the same id")
+    for chunk in _chunks(ids):
+        clash = BalsamJob.objects.filter(pk__in=chunk).values_list("pk", flat=True).first()
+        if clash:
+            raise ValidationError(f"a job with id {clash} already exists")
+    _assign_workdirs(jobs)
+    _insert_jobs(jobs, now)
+    if edges:
+        parent_states = _job_states({p for p, _ in edges})
+        JobDependency.objects._direct_bulk_create(
+            [JobDependency(parent_id=p, child_id=c) for p, c in dict.fromkeys(edges)]
+        )
+        dead = [p for p, (state, _) in parent_states.items() if state in states.KILLING_STATES]
+        _settle_children(dead, parent_states, now)
+    return [{"job_id": str(job["job_id"]), "workdir": job["workdir"]} for job in jobs]
+
+
+def _require_apps(names):
+    if not names:
+        return
+    known = set(ApplicationDefinition.objects.filter(name__in=names).values_list("name", flat=True))
+    unknown = sorted(set(names) - known)
+    if unknown:
+        raise ValidationError(
+            f"application {unknown[0]!r} does not exist; add it with: balsam app --name {unknown[0]} --executable ..."
+        )
+
+
+def update_jobs(ids, fields):
+    """Set fields on jobs; a ``state`` among them goes through ``transition_jobs``."""
+    ids = [_uuid(i) for i in ids]
+    fields = dict(fields)
+    new_state = fields.pop("state", None)
+    fields = _clean_fields(BalsamJob, fields, JOB_UPDATE_FIELDS)
+    _job_states(ids)
+    if "application" in fields and fields["application"]:
+        _require_apps({fields["application"]})
+    if new_state is not None:
+        transition_jobs([str(i) for i in ids], new_state, "state set by a field update")
+    count = 0
+    if fields:
+        for chunk in _chunks(ids):
+            count += BalsamJob.objects.filter(pk__in=chunk)._direct_update(**fields)
+    return count or len(ids)
+
+
+def delete_jobs(ids):
+    """Remove jobs with their events and edges; returns how many were removed."""
+    ids = [_uuid(i) for i in ids]
+    count = 0
+    for chunk in _chunks(ids):
+        JobEvent.objects.filter(job_id__in=chunk)._raw_delete(connection.alias)
+        JobDependency.objects.filter(models.Q(child_id__in=chunk) | models.Q(parent_id__in=chunk))._raw_delete(
+            connection.alias
+        )
+        count += BalsamJob.objects.filter(pk__in=chunk)._raw_delete(connection.alias)
+    return count
+
+
+def _record(moves, to_state, message, now):
+    """Apply ``moves`` ({uuid: from_state}) to ``to_state`` with one event each."""
+    if not moves:
+        return
+    for chunk in _chunks(moves):
+        BalsamJob.objects.filter(pk__in=chunk)._direct_update(state=to_state, state_changed_at=now)
+    JobEvent.objects.bulk_create(
+        [
+            JobEvent(job_id=pk, timestamp=now, from_state=from_state, to_state=to_state, message=message)
+            for pk, from_state in moves.items()
+        ]
+    )
+
+
+def transition_jobs(ids, state, message="", strict=True):
+    """The one choke point for state changes.
+
+    Checks every move against the transition table using the states stored in
+    the DB. ``strict``: one illegal move fails the whole request; otherwise
+    illegal moves are skipped and reported. Parents that end FAILED or killed
+    settle their waiting children in the same transaction.
+    """
+    ids = [_uuid(i) for i in ids]
+    to_state = states.validate_state_name(state)
+    if not isinstance(message, str):
+        raise ValidationError("message must be text")
+    current = _job_states(ids)
+    moves, refused = {}, {}
+    for pk in ids:
+        from_state, name = current[pk]
+        if states.is_allowed(from_state, to_state):
+            moves[pk] = from_state
+        elif strict:
+            states.check_transition(from_state, to_state, _label(name, pk))
+        else:
+            refused[str(pk)] = from_state
+    now = timezone.now()
+    _record(moves, to_state, message, now)
+    settled = []
+    if to_state in states.KILLING_STATES:
+        settled = _settle_children(list(moves), current, now)
+    return {
+        "moved": [str(pk) for pk in moves],
+        "from": {str(pk): s for pk, s in moves.items()},
+        "refused": refused,
+        "settled": settled,
+    }
+
+
+def _children_of(parent_ids):
+    children = {}
+    for chunk in _chunks(parent_ids):
+        for child, parent in JobDependency.objects.filter(parent_id__in=chunk).values_list("child_id", "parent_id"):
+            children.setdefault(parent, []).append(child)
+    return children
+
+
+def _settle_children(dead_ids, known, now=None):
+    """Waiting descendants of jobs that can never finish become PARENT_KILLED."""
+    now = now or timezone.now()
+    settled = []
+    queue = deque(dead_ids)
+    names = {pk: info[1] for pk, info in known.items()}
+    while queue:
+        batch = [queue.popleft() for _ in range(min(len(queue), SQL_CHUNK))]
+        links = _children_of(batch)
+        child_ids = {c for kids in links.values() for c in kids}
+        if not child_ids:
+            continue
+        waiting = {
+            pk: (state, name)
+            for pk, state, name in BalsamJob.objects.filter(
+                pk__in=list(child_ids), state__in=states.WAITING_STATES
+            ).values_list("pk", "state", "name")
+        }
+        for parent, kids in links.items():
+            moves = {kid: waiting[kid][0] for kid in kids if kid in waiting}
+            if not moves:
+                continue
+            parent_name = names.get(parent) or BalsamJob.objects.filter(pk=parent).values_list("name", flat=True).first()
+            _record(moves, states.PARENT_KILLED, f"parent {_label(parent_name or '', parent)} cannot finish", now)
+            for kid in moves:
+                names[kid] = waiting.pop(kid)[1]
+                settled.append(str(kid))
+                queue.append(kid)
+    return settled
+
+
+def kill_jobs(ids, recursive=True, message="killed by user"):
+    """USER_KILLED for the jobs (and, if ``recursive``, every unfinished descendant)."""
+    ids = [_uuid(i) for i in ids]
+    current = _job_states(ids)
+    targets = dict.fromkeys(ids)
+    if recursive:
+        queue = deque(ids)
+        while queue:
+            batch = [queue.popleft() for _ in range(min(len(queue), SQL_CHUNK))]
+            for kids in _children_of(batch).values():
+                for kid in kids:
+                    if kid not in targets:
+                        targets[kid] = None
+                        queue.append(kid)
+    current.update(_job_states([pk for pk in targets if pk not in current]))
+    now = timezone.now()
+    moves = {pk: current[pk][0] for pk in targets if states.is_allowed(current[pk][0], states.USER_KILLED)}
+    _record(moves, states.USER_KILLED, message, now)
+    settled = _settle_children(list(moves), current, now)
+    return {"killed": [str(pk) for pk in moves], "settled": settled}
+
+
+# ---------------------------------------------------------------------------
+# dependencies
+# ---------------------------------------------------------------------------
+def _ancestors_include(start, target):
+    """Is ``target`` ``start`` or one of its ancestors?"""
+    seen = {start}
+    queue = deque([start])
+    while queue:
+        batch = [queue.popleft() for _ in range(min(len(queue), SQL_CHUNK))]
+        if target in batch:
+            return True
+        for parent in JobDependency.objects.filter(child_id__in=batch).values_list("parent_id", flat=True):
+            if parent not in seen:
+                seen.add(parent)
+                queue.append(parent)
+    return False
+
+
+def add_dependency(parent, child):
+    parent, child = _uuid(parent), _uuid(child)
+    found = _job_states([parent, child])
+    p_label, c_label = _label(found[parent][1], parent), _label(found[child][1], child)
+    if parent == child:
+        raise DependencyError(f"a job cannot depend on itself ({c_label})")
+    if JobDependency.objects.filter(parent_id=parent, child_id=child).exists():
+        raise DependencyError(f"{c_label} already depends on {p_label}")
+    if _ancestors_include(parent, child):
+        raise DependencyError(f"making {c_label} depend on {p_label} would create a cycle")
+    child_state = found[child][0]
+    if child_state not in states.WAITING_STATES:
+        raise DependencyError(
+            f"{c_label} is {child_state}; parents can only be added to jobs in CREATED or AWAITING_PARENTS"
+        )
+    JobDependency.objects._direct_bulk_create([JobDependency(parent_id=parent, child_id=child)])
+    settled = []
+    if found[parent][0] in states.KILLING_STATES:
+        settled = _settle_children([parent], found)
+    return {"settled": settled}
+
+
+def remove_dependency(parent, child):
+    parent, child = _uuid(parent), _uuid(child)
+    deleted = JobDependency.objects.filter(parent_id=parent, child_id=child)._raw_delete(connection.alias)
+    if not deleted:
+        raise NotFound(f"job {str(child)[:8]} does not depend on {str(parent)[:8]}")
+    return deleted
+
+
+# ---------------------------------------------------------------------------
+# the whitelist
+# ---------------------------------------------------------------------------
+OPERATIONS = {
+    "create_apps": create_apps,
+    "update_apps": update_apps,
+    "delete_apps": delete_apps,
+    "create_jobs": create_jobs,
+    "update_jobs": update_jobs,
+    "delete_jobs": delete_jobs,
+    "transition_jobs": transition_jobs,
+    "kill_jobs": kill_jobs,
+    "add_dependency": add_dependency,
+    "remove_dependency": remove_dependency,
+}
+

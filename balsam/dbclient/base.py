@@ -1,0 +1,43 @@
+"""The write-path interface every client implements.
+
+Call sites (models, api, launcher, service) use these methods and never know
+whether the write is applied in-process or by the dbserver. A client only has
+to implement ``request(op, payload)``; operation names and payloads are the
+whitelist in ``balsam.core.writes`` and must stay JSON-able.
+"""
+
+from abc import ABC, abstractmethod
+
+
+class WriteClient(ABC):
+    mode = "?"
+
+    @abstractmethod
+    def request(self, op, payload):
+        """Apply one operation durably and return its result (or raise BalsamError)."""
+
+    def describe(self):
+        return self.mode
+
+    # -- generic, used by the routed model methods ------------------------------
+    def create(self, kind, rows):
+        return self.request(f"create_{kind}", {"rows": rows})
+
+    def update(self, kind, ids, fields):
+        return self.request(f"update_{kind}", {"ids": ids, "fields": fields})
+
+    def delete(self, kind, ids):
+        return self.request(f"delete_{kind}", {"ids": ids})
+
+    # -- jobs -------------------------------------------------------------------
+    def transition(self, ids, state, message="", strict=True):
+        return self.request("transition_jobs", {"ids": ids, "state": state, "message": message, "strict": strict})
+
+    def kill(self, ids, recursive=True, message="killed by user"):
+        return self.request("kill_jobs", {"ids": ids, "recursive": recursive, "message": message})
+
+    def add_dependency(self, parent, child):
+        return self.request("add_dependency", {"parent": parent, "child": child})
+
+    def remove_dependency(self, parent, child):
+        return self.request("remove_dependency", {"parent": parent, "child": child})

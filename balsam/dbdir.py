@@ -1,0 +1,68 @@
+"""Create and refresh Balsam DB directories (``balsam init``)."""
+
+import os
+import secrets
+from pathlib import Path
+
+from balsam.config import SERVER_INFO_NAME, SQLITE_NAME, is_balsam_db
+from balsam.dbserver.serverinfo import ServerInfo
+from balsam.django_config.settings import SECRET_KEY_NAME
+from balsam.exceptions import InitError
+
+DB_TYPES = ("sqlite3",)
+
+
+def _visible_entries(path):
+    return [p for p in path.iterdir() if not p.name.startswith(".")]
+
+
+def check_init_target(path):
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise InitError(f"{path} is a file, not a directory; choose another path for the Balsam DB")
+    if path.is_dir() and not is_balsam_db(path) and _visible_entries(path):
+        raise InitError(
+            f"{path} is a non-empty directory that is not a Balsam DB; choose an empty or new directory"
+        )
+
+
+def init_db(path, db_type="sqlite3"):
+    """Create (or refresh the schema of) the Balsam DB at ``path``; keeps every row.
+
+    Returns ``(path, created)``.
+    """
+    from django.core.management import call_command
+
+    from balsam.django_config import activate
+
+    path = Path(os.path.expanduser(str(path))).resolve()
+    if db_type not in DB_TYPES:
+        raise InitError(f"unsupported --db-type {db_type!r}; supported: {', '.join(DB_TYPES)}")
+    check_init_target(path)
+    created = not is_balsam_db(path)
+    path.mkdir(parents=True, exist_ok=True)
+    for sub in ("data", "log"):
+        (path / sub).mkdir(exist_ok=True)
+    info = ServerInfo(path)
+    if created:
+        info.update(db_type=db_type, address=None)
+    else:
+        existing = info.read().get("db_type", "sqlite3")
+        if existing != db_type:
+            raise InitError(f"{path} is a {existing} Balsam DB; it cannot be re-initialised as {db_type}")
+    _write_secret_key(path)
+    activate(path, admin=True)
+    call_command("migrate", interactive=False, verbosity=0)
+    return path, created
+
+
+def _write_secret_key(path):
+    key_file = path / SECRET_KEY_NAME
+    if key_file.exists():
+        return
+    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_urlsafe(50) + "\n")
+
+
+__all__ = ["init_db", "check_init_target", "DB_TYPES", "SERVER_INFO_NAME", "SQLITE_NAME"]

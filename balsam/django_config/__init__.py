@@ -1,0 +1,66 @@
+"""Configure Django for one Balsam DB directory.
+
+``activate(db_path)`` is the single entry: entry points (CLI, dbserver,
+launcher, ``dag``) call it once. Nothing happens at import time.
+"""
+
+import logging
+import threading
+from pathlib import Path
+
+from balsam.django_config.settings import build_settings
+
+logger = logging.getLogger(__name__)
+_lock = threading.Lock()
+_active = {"path": None, "admin": False}
+
+
+def active_db_path():
+    """The DB directory this process is attached to (``None`` before ``activate``)."""
+    return _active["path"]
+
+
+def activate(db_path, admin=False):
+    """Attach this process to the DB directory ``db_path``.
+
+    ``admin`` adds Django's admin, auth and session apps (web pages, migrations);
+    plain commands leave them out because importing them costs start-up time.
+    Calling again with another path switches the process's connection (used by
+    the test fixtures, which give every test its own DB directory).
+    """
+    import django
+    from django.conf import settings
+
+    db_path = Path(db_path).resolve()
+    with _lock:
+        if not settings.configured:
+            settings.configure(**build_settings(db_path, admin=admin))
+            django.setup()
+            _install_write_client()
+            _active.update(path=db_path, admin=admin)
+            return db_path
+        if admin and not _active["admin"]:
+            raise RuntimeError("activate(admin=True) must come before any other activate()")
+        if _active["path"] != db_path:
+            _switch_database(db_path)
+            _active["path"] = db_path
+    return db_path
+
+
+def _install_write_client():
+    from balsam import dbclient
+
+    dbclient.reset_client()
+
+
+def _switch_database(db_path):
+    from django.db import connections
+
+    new = build_settings(db_path, admin=_active["admin"])["DATABASES"]["default"]
+    connections.close_all()
+    connections["default"].settings_dict.update(new)
+    from django.conf import settings
+
+    settings.DATABASES["default"].update(new)
+    settings.BALSAM_DB_PATH = str(db_path)
+    _install_write_client()

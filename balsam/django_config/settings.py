@@ -1,0 +1,87 @@
+"""Django settings built from a DB directory (no module-level settings file)."""
+
+import secrets
+from pathlib import Path
+
+from balsam.config import SQLITE_NAME, load_settings
+
+SECRET_KEY_NAME = "secret_key"
+
+CORE_APPS = ["balsam.core"]
+ADMIN_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+]
+
+
+def sqlite_database(db_path):
+    user = load_settings()
+    return {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": str(Path(db_path) / SQLITE_NAME),
+        "OPTIONS": {
+            "timeout": user.sqlite_busy_timeout_sec,
+            # A write transaction takes the lock when it begins, so a
+            # read-then-write never fails with "database is locked" half way.
+            "transaction_mode": "IMMEDIATE",
+            # WAL lets readers run beside the one writer; NORMAL sync in WAL
+            # mode loses nothing when a process is killed.
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        },
+    }
+
+
+def _secret_key(db_path):
+    path = Path(db_path) / SECRET_KEY_NAME
+    try:
+        return path.read_text().strip()
+    except OSError:
+        # Only the web pages need a stable key; `balsam init` writes one.
+        return secrets.token_urlsafe(50)
+
+
+def build_settings(db_path, admin=False):
+    db_path = Path(db_path)
+    apps = CORE_APPS + (ADMIN_APPS if admin else [])
+    settings = {
+        "BALSAM_DB_PATH": str(db_path),
+        "DATABASES": {"default": sqlite_database(db_path)},
+        "INSTALLED_APPS": apps,
+        "USE_TZ": True,
+        "TIME_ZONE": "UTC",
+        "DEFAULT_AUTO_FIELD": "django.db.models.BigAutoField",
+        "SECRET_KEY": _secret_key(db_path),
+        "DEBUG": False,
+        "ALLOWED_HOSTS": ["127.0.0.1", "localhost"],
+        "LOGGING_CONFIG": None,
+    }
+    if admin:
+        settings.update(
+            ROOT_URLCONF="balsam.django_config.urls",
+            MIDDLEWARE=[
+                "django.middleware.security.SecurityMiddleware",
+                "django.contrib.sessions.middleware.SessionMiddleware",
+                "django.middleware.common.CommonMiddleware",
+                "django.middleware.csrf.CsrfViewMiddleware",
+                "django.contrib.auth.middleware.AuthenticationMiddleware",
+                "django.contrib.messages.middleware.MessageMiddleware",
+            ],
+            TEMPLATES=[
+                {
+                    "BACKEND": "django.template.backends.django.DjangoTemplates",
+                    "APP_DIRS": True,
+                    "OPTIONS": {
+                        "context_processors": [
+                            "django.template.context_processors.request",
+                            "django.contrib.auth.context_processors.auth",
+                            "django.contrib.messages.context_processors.messages",
+                        ]
+                    },
+                }
+            ],
+            STATIC_URL="/static/",
+        )
+    return settings

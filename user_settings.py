@@ -1,0 +1,19 @@
+"""Balsam user settings: plain constants, one per line, the unit in the comment.
+
+Every setting can be overridden for one process by an environment variable
+BALSAM_<NAME IN CAPITALS>, e.g. BALSAM_LOG_LEVEL=DEBUG. Unknown names are refused.
+"""
+
+# Balsam DB directory used when neither --db nor BALSAM_DB_PATH is given
+# (None: the repository's default_balsamdb/). A path; ~ is expanded.
+default_db_path = None
+
+# How long a direct SQLite writer waits for the file lock before failing (seconds).
+sqlite_busy_timeout_sec = 30
+
+# Level of the log files under <DB>/log/ (DEBUG, INFO, WARNING, ERROR).
+log_level = "INFO"
+
+# Size at which a log file is rotated (MiB), and how many rotated files are kept (count).
+log_max_mib = 100
+log_backup_count = 5
