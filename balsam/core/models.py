@@ -196,7 +196,8 @@ class BalsamJob(TrackedModel):
     _mutable_fields = ("environ_vars", "data")
 
     job_id = models.UUIDField(primary_key=True, default=_new_job_id, editable=False)
-    workflow = models.CharField(max_length=255, blank=True, default="", db_index=True)
+    # Indexed through the (workflow, state) index below.
+    workflow = models.CharField(max_length=255, blank=True, default="")
     name = models.CharField(max_length=255, blank=True, default="", db_index=True)
     description = models.TextField(blank=True, default="")
 
@@ -219,7 +220,7 @@ class BalsamJob(TrackedModel):
     stage_out_files = models.TextField(blank=True, default="")
     stage_out_url = models.TextField(blank=True, default="")
 
-    application = models.CharField(max_length=100, blank=True, default="", db_index=True)
+    application = models.CharField(max_length=100, blank=True, default="")
     args = models.TextField(blank=True, default="")
     preprocess = models.TextField(blank=True, default="")
     postprocess = models.TextField(blank=True, default="")

@@ -12,14 +12,14 @@ import uuid
 from collections import deque
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import connection, models
+from django.db import IntegrityError, connection, models, transaction
 from django.utils import timezone
 
 from balsam.core import states
 from balsam.core.models import ApplicationDefinition, BalsamJob, JobDependency, JobEvent
 from balsam.exceptions import DependencyError, NotFound, ValidationError
 
-SQL_CHUNK = 500  # ids per IN (...) clause, well under SQLite's variable limit
+SQL_CHUNK = 900  # ids per IN (...) clause, under the 999 variables old SQLite builds allow
 
 # Fields a job's creator may set; everything else belongs to Balsam.
 JOB_SYSTEM_FIELDS = {"job_id", "workdir", "state", "state_changed_at", "created_at", "lease_owner", "lease_heartbeat"}
@@ -35,12 +35,30 @@ STRING_DICT_FIELDS = {"environ_vars"}
 # ---------------------------------------------------------------------------
 # validation
 # ---------------------------------------------------------------------------
+def _text_fields(model):
+    """Names of plain text fields with their length limit (their values need no conversion)."""
+    return {
+        f.name: f.max_length or 0
+        for f in model._meta.concrete_fields
+        if isinstance(f, (models.CharField, models.TextField)) and not f.choices
+    }
+
+
+_TEXT_FIELDS = {model: _text_fields(model) for model in (BalsamJob, ApplicationDefinition)}
+
+
 def _clean(model, name, value, allowed):
     if name not in allowed:
         raise ValidationError(
             f"unknown or read-only {model._meta.verbose_name} field {name!r}; "
             f"settable fields: {', '.join(sorted(allowed))}"
         )
+    limit = _TEXT_FIELDS[model].get(name)
+    if limit is not None and type(value) is str:
+        # The common case (names, args, paths) with no conversion to do.
+        if limit and len(value) > limit:
+            raise ValidationError(f"{name} is longer than {limit} characters")
+        return value
     field = model._meta.get_field(name)
     if isinstance(field, models.BooleanField) and not isinstance(value, bool):
         raise ValidationError(f"{name} must be true or false, not {value!r}")
@@ -48,6 +66,8 @@ def _clean(model, name, value, allowed):
         raise ValidationError(f"{name} must be a number, not {value!r}")
     if isinstance(field, (models.CharField, models.TextField)) and not isinstance(value, str):
         raise ValidationError(f"{name} must be text, not {value!r}")
+    if value is None and not field.null:
+        raise ValidationError(f"{name} must not be empty (null)")
     try:
         value = field.to_python(value)
     except DjangoValidationError as exc:
@@ -165,32 +185,26 @@ def _dir_part(text, fallback):
     return cleaned or fallback
 
 
-def _assign_workdirs(jobs):
+def _workdir_prefix(job):
+    name = _dir_part(job.get("name", ""), "job")
+    workflow = _dir_part(job.get("workflow", ""), "")
+    return f"{workflow}/{name}_" if workflow else f"{name}_"
+
+
+def _assign_workdirs(jobs, check_db):
     """Give each new job ``<workflow>/<name>_<first 8 of id>``, taking more id
-    characters while that path is already used (by the DB or this batch)."""
-    prefixes = {}
-    for job in jobs:
-        name = _dir_part(job.get("name", ""), "job")
-        workflow = _dir_part(job.get("workflow", ""), "")
-        prefixes[job["job_id"]] = f"{workflow}/{name}_" if workflow else f"{name}_"
-    width = dict.fromkeys(prefixes, 8)
-    pending = list(jobs)
+    characters while that path is taken (in this batch, or in the DB when
+    ``check_db``)."""
     taken = set()
-    while pending:
-        candidates = {job["job_id"]: prefixes[job["job_id"]] + job["job_id"].hex[: width[job["job_id"]]] for job in pending}
-        existing = set()
-        for chunk in _chunks(candidates.values()):
-            existing.update(BalsamJob.objects.filter(workdir__in=chunk).values_list("workdir", flat=True))
-        still = []
-        for job in pending:
-            path = candidates[job["job_id"]]
-            if path in existing or path in taken:
-                width[job["job_id"]] += 1
-                still.append(job)
-            else:
-                taken.add(path)
-                job["workdir"] = path
-        pending = still
+    for job in jobs:
+        prefix, hex_id, width = _workdir_prefix(job), job["job_id"].hex, 8
+        while True:
+            path = prefix + hex_id[:width]
+            if path not in taken and not (check_db and BalsamJob.objects.filter(workdir=path).exists()):
+                break
+            width += 1
+        taken.add(path)
+        job["workdir"] = path
 
 
 def _column_defaults(now):
@@ -208,7 +222,11 @@ def _insert_jobs(jobs, now):
     """Insert with one executemany: Django's bulk_create costs ~10x more per row."""
     fields = BalsamJob._meta.concrete_fields
     defaults = _column_defaults(now)
-    by_name = {f.name: f for f in fields}
+    text = _TEXT_FIELDS[BalsamJob]
+    # Text values are stored as they are; other fields go through Django's conversion.
+    prepare = {
+        f.name: (f.attname, None if f.name in text else f.get_db_prep_save) for f in fields
+    }
     table = connection.ops.quote_name(BalsamJob._meta.db_table)
     columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
     marks = ", ".join("%s" for _ in fields)
@@ -217,8 +235,8 @@ def _insert_jobs(jobs, now):
     for job in jobs:
         values = dict(defaults)
         for name, value in job.items():
-            if name != "parents":
-                values[by_name[name].attname] = by_name[name].get_db_prep_save(value, connection)
+            attname, prep = prepare[name]
+            values[attname] = value if prep is None else prep(value, connection)
         rows.append(tuple(values[a] for a in attnames))
     with connection.cursor() as cursor:
         cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", rows)
@@ -252,8 +270,15 @@ def create_jobs(rows):
         clash = BalsamJob.objects.filter(pk__in=chunk).values_list("pk", flat=True).first()
         if clash:
             raise ValidationError(f"a job with id {clash} already exists")
-    _assign_workdirs(jobs)
-    _insert_jobs(jobs, now)
+    # Directory names rarely clash with existing ones: try the batch as it is and
+    # check each name against the DB only if the unique index refuses one.
+    _assign_workdirs(jobs, check_db=False)
+    try:
+        with transaction.atomic():
+            _insert_jobs(jobs, now)
+    except IntegrityError:
+        _assign_workdirs(jobs, check_db=True)
+        _insert_jobs(jobs, now)
     if edges:
         parent_states = _job_states({p for p, _ in edges})
         JobDependency.objects._direct_bulk_create(

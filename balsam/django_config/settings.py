@@ -28,8 +28,9 @@ def sqlite_database(db_path):
             # read-then-write never fails with "database is locked" half way.
             "transaction_mode": "IMMEDIATE",
             # WAL lets readers run beside the one writer; NORMAL sync in WAL
-            # mode loses nothing when a process is killed.
-            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            # mode loses nothing when a process is killed. A 64 MiB page cache
+            # keeps index updates of million-job tables in memory.
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size=-65536;",
         },
     }
 
