@@ -237,10 +237,10 @@ def remove_apps(apps):
 # jobs
 # ---------------------------------------------------------------------------
 def job_field_names():
-    BalsamJob = _models().BalsamJob
+    """Fields a new job may be given (``parents``: ids or jobs it waits for)."""
     from balsam.core.writes import JOB_CREATE_FIELDS
 
-    return sorted(JOB_CREATE_FIELDS - {"job_id"}) + ["parents"]
+    return sorted(JOB_CREATE_FIELDS) + ["parents"]
 
 
 def new_job(**fields):
@@ -270,7 +270,7 @@ def add_jobs(rows, progress=None):
     ``progress(n)`` is called after each chunk with the number just inserted.
     """
     client = write_client()
-    known = set(job_field_names()) | {"job_id"}
+    known = set(job_field_names())
     ids = []
     for start in range(0, len(rows), BULK_CHUNK):
         chunk = rows[start : start + BULK_CHUNK]
@@ -297,8 +297,7 @@ def spawn_child(parent, clone=False, **fields):
     parent = get_job(parent)
     base = {}
     if clone:
-        skip = {"job_id", "workdir", "state", "state_changed_at", "created_at", "lease_owner", "lease_heartbeat",
-                "runtime_seconds"}
+        skip = parent.SYSTEM_FIELDS | {"job_id"}
         base = {f.name: getattr(parent, f.attname) for f in parent._meta.concrete_fields if f.name not in skip}
     else:
         base["workflow"] = parent.workflow

@@ -30,10 +30,11 @@ class Settings:
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
-def _coerce(name, value, default):
-    kind = type(default) if default is not None else str
+def _coerce(name, value, kind, default):
+    """``value`` converted to the setting's declared type (``kind``)."""
+    kind = str if kind not in (int, float) else kind
     if value is None or value == "":
-        return None if default is None else default
+        return default
     try:
         if kind is int:
             return int(value)
@@ -73,7 +74,7 @@ def load_settings(environ=None):
         env_name = "BALSAM_" + f.name.upper()
         if env_name in environ:
             value = environ[env_name]
-        result[f.name] = _coerce(f.name, value, f.default)
+        result[f.name] = _coerce(f.name, value, f.type, f.default)
     settings = Settings(**result)
     if settings.log_level.upper() not in _LOG_LEVELS:
         raise ConfigError(f"log_level must be one of {', '.join(_LOG_LEVELS)}, not {settings.log_level!r}")

@@ -134,7 +134,7 @@ def kill(ctx, job_id, id_option, recursive):
         click.echo(f"{len(result['settled'])} waiting child job(s) marked PARENT_KILLED")
 
 
-@click.command(name="make_dummies")
+@click.command(name="make_dummies", context_settings={"ignore_unknown_options": True})
 @click.argument("count", type=int)
 @click.pass_context
 def make_dummies(ctx, count):

@@ -52,7 +52,7 @@ def _fail(message, code):
     sys.exit(code)
 
 
-@click.group(cls=BalsamGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(name="balsam", cls=BalsamGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option(
     "--db",
     "db_path",

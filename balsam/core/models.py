@@ -194,6 +194,10 @@ class BalsamJob(TrackedModel):
 
     write_kind = "jobs"
     _mutable_fields = ("environ_vars", "data")
+    # Set by Balsam itself, never by a job's creator.
+    SYSTEM_FIELDS = frozenset(
+        {"workdir", "state", "state_changed_at", "created_at", "lease_owner", "lease_heartbeat", "runtime_seconds"}
+    )
 
     job_id = models.UUIDField(primary_key=True, default=_new_job_id, editable=False)
     # Indexed through the (workflow, state) index below.
@@ -317,7 +321,6 @@ class BalsamJob(TrackedModel):
         new_state = states.validate_state_name(new_state)
         if self._state.adding:
             self.save()
-        states.check_transition(self.state, new_state, self.cute_id)
         result = write_path.client().transition([str(self.pk)], new_state, message)
         self.state = new_state
         if self._loaded_values:
@@ -337,7 +340,7 @@ class BalsamJob(TrackedModel):
         rows = []
         for obj in objs:
             row = obj.wire_row()
-            for name in ("workdir", "state", "state_changed_at", "created_at", "lease_owner", "lease_heartbeat"):
+            for name in cls.SYSTEM_FIELDS:
                 row.pop(name, None)
             parents = getattr(obj, "_pending_parents", None)
             if parents:

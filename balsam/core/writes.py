@@ -22,8 +22,7 @@ from balsam.exceptions import DependencyError, NotFound, ValidationError
 SQL_CHUNK = 900  # ids per IN (...) clause, under the 999 variables old SQLite builds allow
 
 # Fields a job's creator may set; everything else belongs to Balsam.
-JOB_SYSTEM_FIELDS = {"job_id", "workdir", "state", "state_changed_at", "created_at", "lease_owner", "lease_heartbeat"}
-JOB_CREATE_FIELDS = {f.name for f in BalsamJob._meta.concrete_fields} - (JOB_SYSTEM_FIELDS - {"job_id"})
+JOB_CREATE_FIELDS = {f.name for f in BalsamJob._meta.concrete_fields} - BalsamJob.SYSTEM_FIELDS
 JOB_UPDATE_FIELDS = (JOB_CREATE_FIELDS - {"job_id"}) | {"state", "runtime_seconds"}
 APP_FIELDS = {f.name for f in ApplicationDefinition._meta.concrete_fields} - {"id"}
 

@@ -1,0 +1,131 @@
+"""Layered fixtures.
+
+- ``template_db`` (session): one DB directory made by the real ``init_db`` and
+  migrated once.
+- ``db`` (per test): a copy of the template; the process is switched to it and
+  ``BALSAM_DB_PATH`` points at it.
+- ``cli``: invoke the click CLI in-process; ``balsam_cmd``: run the real
+  console script in a subprocess.
+"""
+
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+BALSAM = str(Path(sys.executable).with_name("balsam"))
+
+
+_TEMPLATE = {}
+
+
+def pytest_configure(config):
+    """Make the migrated template DB before collection, so test modules can
+    import the models (Django is configured once per process, with the admin)."""
+    from balsam.dbdir import init_db
+
+    os.environ.pop("BALSAM_DB_PATH", None)
+    _TEMPLATE["dir"] = tempfile.mkdtemp(prefix="balsam-template-")
+    path = Path(_TEMPLATE["dir"]) / "balsamdb"
+    init_db(path)
+    from django.db import connections
+
+    connections.close_all()
+    _TEMPLATE["path"] = path
+
+
+def pytest_unconfigure(config):
+    if "dir" in _TEMPLATE:
+        shutil.rmtree(_TEMPLATE["dir"], ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def template_db():
+    return _TEMPLATE["path"]
+
+
+@pytest.fixture
+def db(template_db, tmp_path, monkeypatch):
+    from balsam.django_config import activate
+
+    path = tmp_path / "balsamdb"
+    shutil.copytree(template_db, path)
+    monkeypatch.setenv("BALSAM_DB_PATH", str(path))
+    monkeypatch.delenv("BALSAM_JOB_ID", raising=False)
+    activate(path, admin=True)
+    yield path
+    from django.db import connections
+
+    connections.close_all()
+
+
+@pytest.fixture
+def cli(db):
+    """Run ``balsam ARGS`` in-process; returns click's Result (stdout, stderr, exit_code)."""
+    from balsam.cli.main import cli as balsam_cli
+
+    runner = CliRunner()
+
+    def invoke(*args, input=None, env=None):
+        return runner.invoke(balsam_cli, [str(a) for a in args], input=input, env=env, catch_exceptions=False)
+
+    return invoke
+
+
+@pytest.fixture
+def balsam_cmd(db):
+    """Run the installed ``balsam`` console script against the test DB."""
+
+    def run(*args, env=None, input=None, check=False):
+        full_env = dict(os.environ, BALSAM_DB_PATH=str(db), **(env or {}))
+        return subprocess.run(
+            [BALSAM, *map(str, args)], capture_output=True, text=True, env=full_env, input=input, check=check, timeout=120
+        )
+
+    return run
+
+
+def db_snapshot(path):
+    """Every row of Balsam's tables, for 'nothing changed' assertions."""
+    con = sqlite3.connect(Path(path) / "db.sqlite3")
+    try:
+        return {
+            table: sorted(con.execute(f"SELECT * FROM {table}").fetchall(), key=repr)
+            for table in ("balsam_app", "balsam_job", "balsam_job_dependency", "balsam_job_event")
+        }
+    finally:
+        con.close()
+
+
+@pytest.fixture
+def snapshot(db):
+    return lambda: db_snapshot(db)
+
+
+@pytest.fixture
+def make_app(db):
+    from balsam import api
+
+    def make(name="hello", executable="echo", **kwargs):
+        return api.add_app(name, executable, **kwargs)
+
+    return make
+
+
+@pytest.fixture
+def make_job(db, make_app):
+    from balsam import api
+    from balsam.core.models import ApplicationDefinition
+
+    def make(name="job", workflow="wf", application="hello", **fields):
+        if application and not ApplicationDefinition.objects.filter(name=application).exists():
+            make_app(application)
+        return api.add_job(name=name, workflow=workflow, application=application, **fields)
+
+    return make

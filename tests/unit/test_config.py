@@ -1,0 +1,92 @@
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from balsam import config
+from balsam.exceptions import ConfigError, DBNotFound
+
+
+@pytest.fixture
+def user_settings(monkeypatch):
+    """Replace the user_settings module with one holding the given constants."""
+
+    def install(**values):
+        module = types.ModuleType("user_settings")
+        module.__file__ = "/fake/user_settings.py"
+        for name, value in values.items():
+            setattr(module, name, value)
+        monkeypatch.setitem(sys.modules, "user_settings", module)
+
+    install()
+    return install
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    monkeypatch.delenv("BALSAM_DB_PATH", raising=False)
+
+
+def test_selection_order(user_settings, clean_env, monkeypatch, tmp_path):
+    repo_default = tmp_path / "repo_default"
+    monkeypatch.setattr(config, "repo_default_db", lambda: repo_default)
+    assert config.select_db().path == repo_default
+    assert config.select_db().is_repo_default
+
+    user_settings(default_db_path=str(tmp_path / "from_settings"))
+    sel = config.select_db()
+    assert (sel.path, sel.source) == (tmp_path / "from_settings", "default_db_path in user_settings.py")
+
+    monkeypatch.setenv("BALSAM_DB_PATH", str(tmp_path / "from_env"))
+    assert config.select_db().path == tmp_path / "from_env"
+
+    sel = config.select_db(cli_path=str(tmp_path / "from_flag"))
+    assert (sel.path, sel.source) == (tmp_path / "from_flag", "--db")
+
+
+def test_paths_are_expanded_and_absolute(user_settings, clean_env, monkeypatch):
+    monkeypatch.setenv("HOME", "/home/someone")
+    assert config.select_db(cli_path="~/dbs/x").path == Path("/home/someone/dbs/x")
+
+
+def test_unknown_user_setting_is_refused(user_settings):
+    user_settings(defualt_db_path="/typo")
+    with pytest.raises(ConfigError, match="unknown setting 'defualt_db_path'"):
+        config.load_settings()
+
+
+def test_environment_overrides_user_settings(user_settings, monkeypatch):
+    user_settings(log_level="WARNING", sqlite_busy_timeout_sec=5)
+    monkeypatch.setenv("BALSAM_SQLITE_BUSY_TIMEOUT_SEC", "12.5")
+    settings = config.load_settings()
+    assert settings.log_level == "WARNING"
+    assert settings.sqlite_busy_timeout_sec == 12.5
+
+
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({"BALSAM_SQLITE_BUSY_TIMEOUT_SEC": "soon"}, "not a valid float"),
+        ({"BALSAM_LOG_LEVEL": "LOUD"}, "log_level must be one of"),
+        ({"BALSAM_SQLITE_BUSY_TIMEOUT_SEC": "-1"}, "must be positive"),
+    ],
+)
+def test_bad_values_are_refused(user_settings, env, message):
+    with pytest.raises(ConfigError, match=message):
+        config.load_settings(environ=env)
+
+
+def test_missing_db_names_path_source_and_fix(tmp_path):
+    selection = config.DBSelection(tmp_path / "nope", "BALSAM_DB_PATH")
+    with pytest.raises(DBNotFound) as info:
+        config.require_db(selection)
+    assert str(info.value) == (
+        f"{tmp_path / 'nope'} (selected by BALSAM_DB_PATH) does not exist; "
+        f"create it with: balsam init {tmp_path / 'nope'}"
+    )
+
+
+def test_directory_that_is_not_a_db(tmp_path):
+    with pytest.raises(DBNotFound, match="is not a Balsam DB"):
+        config.require_db(config.DBSelection(tmp_path, "--db"))
