@@ -310,11 +310,10 @@ def update_jobs(ids, fields):
         _require_apps({fields["application"]})
     if new_state is not None:
         transition_jobs([str(i) for i in ids], new_state, "state set by a field update")
-    count = 0
     if fields:
         for chunk in _chunks(ids):
-            count += BalsamJob.objects.filter(pk__in=chunk)._direct_update(**fields)
-    return count or len(ids)
+            BalsamJob.objects.filter(pk__in=chunk)._direct_update(**fields)
+    return len(ids)
 
 
 def delete_jobs(ids):

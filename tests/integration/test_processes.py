@@ -1,0 +1,138 @@
+"""Real processes: the console script, user scripts importing ``dag``."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+from balsam.core.models import BalsamJob
+
+
+def run_user_script(db, code, **env):
+    """Run ``code`` as a user's script with nothing but BALSAM_DB_PATH (and PATH) set."""
+    clean_env = {"PATH": os.environ["PATH"], "BALSAM_DB_PATH": str(db), **env}
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=clean_env, timeout=120
+    )
+
+
+def test_console_script_errors_are_one_line_without_traceback(balsam_cmd, tmp_path):
+    result = balsam_cmd("--db", tmp_path / "missing", "ls")
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"Error: {tmp_path / 'missing'} (selected by --db) does not exist; "
+        f"create it with: balsam init {tmp_path / 'missing'}"
+    )
+    result = balsam_cmd("modify", "jobs", "nope", "--attr", "state", "--value", "READY")
+    assert result.returncode == 1 and result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
+
+def test_console_script_round_trip(balsam_cmd, db):
+    assert balsam_cmd("app", "--name", "hello", "--executable", "echo").returncode == 0
+    out = balsam_cmd("job", "--name", "a", "--workflow", "w", "--application", "hello", "--yes")
+    assert out.returncode == 0, out.stderr
+    listing = balsam_cmd("ls").stdout
+    assert "a" in listing and "CREATED" in listing
+    assert "Jobs:        1  (1 CREATED)" in balsam_cmd("which").stdout
+    assert (db / "log" / "cli.log").is_file()
+
+
+def test_traceback_only_when_asked(balsam_cmd):
+    result = balsam_cmd("kill", "zzzz", env={"BALSAM_TRACEBACK": "1"})
+    assert result.returncode == 1 and "Traceback" in result.stderr
+
+
+def test_user_script_with_only_balsam_db_path(db, make_app):
+    make_app()
+    result = run_user_script(
+        db,
+        """
+        import balsam.launcher.dag as dag
+        a = dag.add_job(name="a", workflow="w", application="hello")
+        b = dag.add_job(name="b", workflow="w", application="hello")
+        dag.add_dependency(a, b)
+        print(dag.JOB_ID == "", dag.current_job is None, dag.TIMEOUT, dag.ERROR)
+        print(dag.BalsamJob.objects.get(name="b").parents.get().name)
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "True", "False", "False", "a"]
+    assert BalsamJob.objects.count() == 2
+
+
+def test_script_inside_a_job_spawns_children_and_kills(db, make_job):
+    parent = make_job(name="parent", args="--n 1")
+    other = make_job(name="other")
+    victim_child = make_job(name="victim_child", parents=[other])
+    result = run_user_script(
+        db,
+        """
+        import balsam.launcher.dag as dag
+        assert dag.current_job.name == "parent"
+        assert dag.TIMEOUT and not dag.ERROR
+        for i in range(3):
+            dag.spawn_child(name=f"kid{i}", application="hello", args=str(i))
+        clone = dag.spawn_child(clone=True, name="clone")
+        print(clone.args)
+        print(sorted(c.name for c in dag.children))
+        dag.kill(dag.BalsamJob.objects.get(name="other"))
+        """,
+        BALSAM_JOB_ID=str(parent.pk),
+        BALSAM_JOB_TIMEOUT="TRUE",
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "--n 1"
+    assert lines[1] == str(["clone", "kid0", "kid1", "kid2"])
+    assert {j.name for j in parent.children.all()} == {"kid0", "kid1", "kid2", "clone"}
+    assert BalsamJob.objects.get(pk=other.pk).state == "USER_KILLED"
+    assert BalsamJob.objects.get(pk=victim_child.pk).state == "USER_KILLED"
+
+
+def test_bad_dag_calls_raise_clear_errors(db, make_app):
+    make_app()
+    result = run_user_script(
+        db,
+        """
+        import balsam.launcher.dag as dag
+        from balsam.exceptions import BalsamError
+        for call in (lambda: dag.add_job(name="x", colour="red"),
+                     lambda: dag.spawn_child(name="y"),
+                     lambda: dag.add_dependency("nope", "nada")):
+            try:
+                call()
+            except BalsamError as exc:
+                print(type(exc).__name__, exc)
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("ValidationError unknown job field 'colour'")
+    assert lines[1].startswith("BalsamError spawn_child() needs a current job")
+    assert lines[2].startswith("NotFound no job with id or name 'nope'")
+    assert not BalsamJob.objects.exists()
+
+
+def test_dag_with_a_deleted_current_job(db):
+    result = run_user_script(db, "import balsam.launcher.dag", BALSAM_JOB_ID="0" * 32)
+    assert result.returncode == 1
+    assert "is not a job in" in result.stderr and "was it deleted?" in result.stderr
+
+
+def test_concurrent_direct_writers_lose_nothing(db, make_app):
+    """8 processes adding jobs at once through the direct client: no 'database is locked'."""
+    make_app()
+    code = """
+        import sys
+        import balsam.launcher.dag as dag
+        for i in range(25):
+            dag.add_job(name=f"p{sys.argv[1]}_{i}", workflow="w", application="hello")
+    """
+    env = {"PATH": os.environ["PATH"], "BALSAM_DB_PATH": str(db)}
+    procs = [
+        subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), str(n)], env=env, stderr=subprocess.PIPE, text=True)
+        for n in range(8)
+    ]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 8, errors
+    assert BalsamJob.objects.count() == 200
