@@ -149,7 +149,7 @@ def _list_workflows(wf, as_json):
     if wf:
         qs = qs.filter(workflow=wf)
     per_state = {}
-    for workflow, state, n in qs.order_by().values_list("workflow", "state").annotate(n=Count("pk")):
+    for workflow, state, n in qs.order_by().values_list("workflow", "state").annotate(n=Count("*")):
         per_state.setdefault(workflow, {})[state] = n
     if as_json:
         click.echo(json.dumps(per_state, indent=2, sort_keys=True))

@@ -248,7 +248,7 @@ class BalsamJob(TrackedModel):
     data = models.JSONField(default=dict, blank=True)
 
     # Launcher lease: who runs the job and when it last said so.
-    lease_owner = models.CharField(max_length=255, blank=True, default="", db_index=True)
+    lease_owner = models.CharField(max_length=255, blank=True, default="")
     lease_heartbeat = models.DateTimeField(null=True, blank=True)
 
     objects = JobQuerySet.as_manager()
@@ -257,7 +257,11 @@ class BalsamJob(TrackedModel):
         db_table = "balsam_job"
         ordering = ["created_at"]
         verbose_name = "job"
-        indexes = [models.Index(fields=["workflow", "state"], name="balsam_job_wf_state")]
+        indexes = [
+            models.Index(fields=["workflow", "state"], name="balsam_job_wf_state"),
+            # Only leased (running) jobs are indexed: the rest would all share ''.
+            models.Index(fields=["lease_owner"], name="balsam_job_lease", condition=~models.Q(lease_owner="")),
+        ]
 
     def __str__(self):
         return self.cute_id
@@ -419,3 +423,19 @@ class JobEvent(models.Model):
 
     def save(self, *args, **kwargs):
         raise BalsamError("job events are written by state transitions (job.update_state), not saved directly")
+
+
+class AppliedRequest(models.Model):
+    """Ids of write requests the dbserver committed, with their results.
+
+    Written in the same transaction as the change itself, so a client that
+    retries after a crash gets the original result instead of a second apply.
+    Rows older than the longest client deadline are pruned.
+    """
+
+    request_id = models.CharField(max_length=64, primary_key=True)
+    result = models.TextField()
+    applied_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        db_table = "balsam_applied_request"

@@ -44,6 +44,10 @@ def _text_fields(model):
 
 
 _TEXT_FIELDS = {model: _text_fields(model) for model in (BalsamJob, ApplicationDefinition)}
+_INT_FIELDS = {
+    model: {f.name for f in model._meta.concrete_fields if isinstance(f, models.IntegerField) and not f.primary_key}
+    for model in (BalsamJob, ApplicationDefinition)
+}
 
 
 def _clean(model, name, value, allowed):
@@ -57,6 +61,12 @@ def _clean(model, name, value, allowed):
         # The common case (names, args, paths) with no conversion to do.
         if limit and len(value) > limit:
             raise ValidationError(f"{name} is longer than {limit} characters")
+        return value
+    if type(value) is int and name in _INT_FIELDS[model]:
+        if name in POSITIVE_INT_FIELDS and value < 1:
+            raise ValidationError(f"{name} must be at least 1, not {value}")
+        if name in NON_NEGATIVE_INT_FIELDS and value < 0:
+            raise ValidationError(f"{name} must not be negative, not {value}")
         return value
     field = model._meta.get_field(name)
     if isinstance(field, models.BooleanField) and not isinstance(value, bool):
@@ -217,65 +227,89 @@ def _column_defaults(now):
     return defaults
 
 
+def _fast_prep(field):
+    """How to turn a cleaned value into its column value, skipping Django's
+    generic conversion where it would change nothing (text, numbers)."""
+    if field.name in _TEXT_FIELDS[BalsamJob] or isinstance(field, (models.IntegerField, models.BooleanField)):
+        return None
+    if isinstance(field, models.UUIDField) and not connection.features.has_native_uuid_field:
+        return lambda value, _connection: value.hex
+    return field.get_db_prep_save
+
+
 def _insert_jobs(jobs, now):
     """Insert with one executemany: Django's bulk_create costs ~10x more per row."""
     fields = BalsamJob._meta.concrete_fields
     defaults = _column_defaults(now)
-    text = _TEXT_FIELDS[BalsamJob]
-    # Text values are stored as they are; other fields go through Django's conversion.
-    prepare = {
-        f.name: (f.attname, None if f.name in text else f.get_db_prep_save) for f in fields
-    }
+    template = [defaults.get(f.attname) for f in fields]
+    slots = {f.name: (i, _fast_prep(f)) for i, f in enumerate(fields)}
+    rows = []
+    for job in jobs:
+        row = template.copy()
+        for name, value in job.items():
+            index, prep = slots[name]
+            row[index] = value if prep is None else prep(value, connection)
+        rows.append(row)
     table = connection.ops.quote_name(BalsamJob._meta.db_table)
     columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
     marks = ", ".join("%s" for _ in fields)
-    attnames = [f.attname for f in fields]
-    rows = []
-    for job in jobs:
-        values = dict(defaults)
-        for name, value in job.items():
-            attname, prep = prepare[name]
-            values[attname] = value if prep is None else prep(value, connection)
-        rows.append(tuple(values[a] for a in attnames))
     with connection.cursor() as cursor:
         cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", rows)
 
 
-def create_jobs(rows):
-    """Insert jobs in state CREATED; returns ``[{"job_id", "workdir"}]`` in order.
-
-    A row may carry ``parents`` (job ids) to create the job with its edges.
-    """
+def _prepare_jobs(rows):
+    """Validate one request's rows (no DB access): ``(jobs, edges, app_names)``."""
     if not isinstance(rows, list):
         raise ValidationError("rows must be a list")
-    now = timezone.now()
     jobs, edges, app_names = [], [], set()
     for row in rows:
         if not isinstance(row, dict):
             raise ValidationError("each job must be an object of field: value pairs")
         row = dict(row)
         parents = row.pop("parents", None) or []
+        if not isinstance(parents, list):
+            raise ValidationError("parents must be a list of job ids")
         job = _clean_fields(BalsamJob, row, JOB_CREATE_FIELDS)
         job["job_id"] = job.get("job_id") or uuid.uuid4()
         if job.get("application"):
             app_names.add(job["application"])
         jobs.append(job)
         edges.extend((_uuid(p), job["job_id"]) for p in parents)
-    _require_apps(app_names)
-    ids = [job["job_id"] for job in jobs]
-    if len(set(ids)) != len(ids):
-        raise ValidationError("two new jobs have the same id")
+    return jobs, edges, app_names
+
+
+def _reject_existing_ids(ids):
     for chunk in _chunks(ids):
         clash = BalsamJob.objects.filter(pk__in=chunk).values_list("pk", flat=True).first()
         if clash:
             raise ValidationError(f"a job with id {clash} already exists")
-    # Directory names rarely clash with existing ones: try the batch as it is and
-    # check each name against the DB only if the unique index refuses one.
+
+
+def create_jobs_many(requests):
+    """Apply several ``create_jobs`` requests with one INSERT; one result list each.
+
+    Any error fails them all (the dbserver then applies them one by one).
+    """
+    now = timezone.now()
+    jobs, edges, app_names, sizes = [], [], set(), []
+    for rows in requests:
+        request_jobs, request_edges, request_apps = _prepare_jobs(rows)
+        jobs.extend(request_jobs)
+        edges.extend(request_edges)
+        app_names |= request_apps
+        sizes.append(len(request_jobs))
+    _require_apps(app_names)
+    ids = [job["job_id"] for job in jobs]
+    if len(set(ids)) != len(ids):
+        raise ValidationError("two new jobs have the same id")
+    # Ids and directory names rarely clash with stored ones: insert the batch as
+    # it is, and look for the clash only if a unique index refuses a row.
     _assign_workdirs(jobs, check_db=False)
     try:
         with transaction.atomic():
             _insert_jobs(jobs, now)
     except IntegrityError:
+        _reject_existing_ids(ids)
         _assign_workdirs(jobs, check_db=True)
         _insert_jobs(jobs, now)
     if edges:
@@ -285,7 +319,19 @@ def create_jobs(rows):
         )
         dead = [p for p, (state, _) in parent_states.items() if state in states.KILLING_STATES]
         _settle_children(dead, parent_states, now)
-    return [{"job_id": str(job["job_id"]), "workdir": job["workdir"]} for job in jobs]
+    results, start = [], 0
+    for size in sizes:
+        results.append([{"job_id": str(j["job_id"]), "workdir": j["workdir"]} for j in jobs[start : start + size]])
+        start += size
+    return results
+
+
+def create_jobs(rows):
+    """Insert jobs in state CREATED; returns ``[{"job_id", "workdir"}]`` in order.
+
+    A row may carry ``parents`` (job ids, possibly of jobs earlier in ``rows``).
+    """
+    return create_jobs_many([rows])[0]
 
 
 def _require_apps(names):

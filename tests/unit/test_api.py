@@ -122,7 +122,7 @@ def test_get_job_by_prefix_with_or_without_dashes(db, make_job):
     assert api.get_job("1234ABCD-0000") == job
     assert api.get_job(str(job.pk)) == job
     assert api.get_job("x") == job
-    with pytest.raises(AmbiguousId, match="job id '1234' is ambiguous: it matches \\[x \\| 1234abcd\\], \\[y"):
+    with pytest.raises(AmbiguousId, match="job id or name .1234. is ambiguous: it matches \\[x \\| 1234abcd\\], \\[y"):
         api.get_job("1234")
     with pytest.raises(NotFound, match="no job with id or name 'zzz'"):
         api.get_job("zzz")

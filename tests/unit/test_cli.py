@@ -144,13 +144,23 @@ def test_job_bad_input(cli, hello, snapshot, extra, fragment):
 
 
 def test_dep_links_and_refuses_cycles(cli, hello, snapshot):
-    a, b = add_job(cli, name="a"), add_job(cli, name="b")
-    result = cli("dep", a.short_id, "b")
+    a, b = add_job(cli, name="first"), add_job(cli, name="second")
+    result = cli("dep", a.short_id, "second")
     assert result.exit_code == 0 and f"Created link {a.cute_id} --> {b.cute_id}" in result.output
     before = snapshot()
-    assert_one_line_error(cli("dep", "b", "a"), "would create a cycle")
-    assert_one_line_error(cli("dep", "a", "zzz"), "no job with id or name 'zzz'")
+    assert_one_line_error(cli("dep", "second", "first"), "would create a cycle")
+    assert_one_line_error(cli("dep", "first", "zzz"), "no job with id or name 'zzz'")
     assert snapshot() == before
+
+
+def test_name_that_is_also_an_id_prefix_is_ambiguous(cli, make_job):
+    import uuid
+
+    named = make_job(name="abc")
+    other = make_job(name="zz", job_id=uuid.UUID("abc00000-0000-4000-8000-000000000000"))
+    result = cli("dep", "abc", "zz")
+    assert_one_line_error(result, "job id or name 'abc' is ambiguous")
+    assert named.cute_id in result.stderr and other.cute_id in result.stderr
 
 
 def test_ambiguous_prefix_lists_candidates(cli, hello, make_job, snapshot):
