@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test unit integration bench lint system-deps clean
+.PHONY: demo test unit integration bench system-deps clean venv
 
 $(STAMP): setup.py requirements-ci.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -13,11 +13,11 @@ import uuid
 from pathlib import Path
 
 from balsam import config
+from balsam.dbserver.protocol import JOBS_PER_REQUEST
 from balsam.exceptions import AmbiguousId, NotFound, ValidationError
 
 DUMMY_APP = "dummy"
 MAX_CANDIDATES_SHOWN = 10
-BULK_CHUNK = 10_000  # jobs per write request in bulk inserts
 
 
 # ---------------------------------------------------------------------------
@@ -62,7 +62,7 @@ def _hex_prefix(text):
 
 
 def _ambiguous(what, ref, matches):
-    shown = ", ".join(str(m) for m in matches[:MAX_CANDIDATES_SHOWN])
+    shown = ", ".join(f"[{getattr(m, 'name', m)} | {getattr(m, 'job_id', '')}]" for m in matches[:MAX_CANDIDATES_SHOWN])
     more = f" and {len(matches) - MAX_CANDIDATES_SHOWN} more" if len(matches) > MAX_CANDIDATES_SHOWN else ""
     return AmbiguousId(f"{what} {ref!r} is ambiguous: it matches {shown}{more}")
 
@@ -190,6 +190,8 @@ def resolve_command(command):
     if os.sep in program:
         if not Path(program).is_file():
             raise ValidationError(f"executable {program!r} does not exist")
+        # Jobs run in their own directories: a relative path would break there.
+        return shlex.join([str(Path(program).resolve())] + tokens[1:])
     elif shutil.which(program) is None:
         raise ValidationError(f"executable {program!r} is not on PATH; give its full path")
     return command
@@ -220,6 +222,8 @@ def modify_app(ref, attr, text):
     App = _models().ApplicationDefinition
     app = get_app(ref)
     value = parse_value(App, attr, text)
+    if attr in ("executable", "preprocess", "postprocess"):
+        value = resolve_command(value)
     write_client().update("apps", [app.pk], {attr: value})
     app.refresh_from_db()
     return app, value
@@ -268,8 +272,8 @@ def add_jobs(rows, progress=None):
     """
     client = write_client()
     ids = []
-    for start in range(0, len(rows), BULK_CHUNK):
-        chunk = rows[start : start + BULK_CHUNK]
+    for start in range(0, len(rows), JOBS_PER_REQUEST):
+        chunk = rows[start : start + JOBS_PER_REQUEST]
         created = client.create("jobs", chunk)
         ids.extend(item["job_id"] for item in created)
         if progress:

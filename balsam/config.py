@@ -108,12 +108,13 @@ def select_db(cli_path=None, environ=None, settings=None):
     the repository's ``default_balsamdb/``."""
     environ = os.environ if environ is None else environ
     if cli_path:
-        return DBSelection(_absolute(cli_path), "--db")
+        return DBSelection(absolute_path(cli_path), "--db")
     if environ.get("BALSAM_DB_PATH"):
-        return DBSelection(_absolute(environ["BALSAM_DB_PATH"]), "BALSAM_DB_PATH")
+        return DBSelection(absolute_path(environ["BALSAM_DB_PATH"]), "BALSAM_DB_PATH")
     settings = settings or load_settings(environ)
     if settings.default_db_path:
-        return DBSelection(_absolute(settings.default_db_path), "default_db_path in user_settings.py")
+        source = "BALSAM_DEFAULT_DB_PATH" if environ.get("BALSAM_DEFAULT_DB_PATH") else "default_db_path in user_settings.py"
+        return DBSelection(absolute_path(settings.default_db_path), source)
     return DBSelection(repo_default_db(), "the repository default")
 
 
@@ -121,12 +122,17 @@ def require_db(selection):
     """Raise ``DBNotFound`` (one line, with the fix) unless the selection is a Balsam DB."""
     if is_balsam_db(selection.path):
         return selection.path
-    what = "does not exist" if not selection.path.exists() else "is not a Balsam DB"
+    where = f"{selection.path} (selected by {selection.source})"
+    if not selection.path.exists():
+        raise DBNotFound(f"{where} does not exist; create it with: balsam init {selection.path}")
+    if selection.path.is_dir() and not any(p for p in selection.path.iterdir() if not p.name.startswith(".")):
+        raise DBNotFound(f"{where} is empty; make it a Balsam DB with: balsam init {selection.path}")
     raise DBNotFound(
-        f"{selection.path} (selected by {selection.source}) {what}; "
-        f"create it with: balsam init {selection.path}"
+        f"{where} is not a Balsam DB (no {SERVER_INFO_NAME}); select a Balsam DB directory, "
+        "or create a new one with: balsam init NEW_PATH"
     )
 
 
-def _absolute(path):
+def absolute_path(path):
+    """``path`` with ~ and $VARS expanded, made absolute."""
     return Path(os.path.expandvars(os.path.expanduser(str(path)))).resolve()

@@ -4,7 +4,7 @@ import os
 import secrets
 from pathlib import Path
 
-from balsam.config import SERVER_INFO_NAME, SQLITE_NAME, is_balsam_db
+from balsam.config import SERVER_INFO_NAME, SQLITE_NAME, absolute_path, is_balsam_db
 from balsam.dbserver.serverinfo import ServerInfo
 from balsam.django_config.settings import SECRET_KEY_NAME
 from balsam.exceptions import InitError
@@ -35,14 +35,17 @@ def init_db(path, db_type="sqlite3"):
 
     from balsam.django_config import activate
 
-    path = Path(os.path.expanduser(str(path))).resolve()
+    path = absolute_path(path)
     if db_type not in DB_TYPES:
         raise InitError(f"unsupported --db-type {db_type!r}; supported: {', '.join(DB_TYPES)}")
     check_init_target(path)
     created = not is_balsam_db(path)
-    path.mkdir(parents=True, exist_ok=True)
-    for sub in ("data", "log"):
-        (path / sub).mkdir(exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        for sub in ("data", "log"):
+            (path / sub).mkdir(exist_ok=True)
+    except OSError as exc:
+        raise InitError(f"cannot create the Balsam DB at {path}: {exc.strerror}") from None
     info = ServerInfo(path)
     if created:
         info.update(db_type=db_type, address=None)

@@ -1,5 +1,7 @@
 """``balsam init`` and ``balsam which``."""
 
+import shlex
+
 import click
 
 from balsam.cli.common import attach
@@ -23,7 +25,7 @@ def init(path, db_type):
         click.echo(f"Created Balsam DB at {db_path}")
     else:
         click.echo(f"Balsam DB at {db_path} is up to date (schema refreshed, data kept)")
-    click.echo(f"Use it with: export BALSAM_DB_PATH={db_path}")
+    click.echo(f"Use it with: export BALSAM_DB_PATH={shlex.quote(str(db_path))}")
 
 
 @click.command()

@@ -69,7 +69,7 @@ def _job_fields(opts):
 
 def _add_job(opts, parents=()):
     fields = _job_fields(opts)
-    api.get_app(fields["application"])
+    fields["application"] = api.get_app(fields["application"]).name
     job = api.new_job(parents=list(parents), **fields)
     click.echo(job_block(job))
     if not confirm("Confirm adding job to DB", opts["yes"]):
@@ -129,7 +129,9 @@ def kill(ctx, job_id, id_option, recursive):
     result = api.kill(target, recursive=recursive)
     if not result["killed"]:
         raise BalsamError(f"job {target.cute_id} is {target.state} and cannot be killed")
-    click.echo(f"Killed {len(result['killed'])} job(s): {target.cute_id}" + (" and descendants" if recursive else ""))
+    root = "" if str(target.pk) in result["killed"] else f" (descendants of {target.cute_id}, which is {target.state})"
+    click.echo(f"Killed {len(result['killed'])} job(s){root}: " + ", ".join(k[:8] for k in result["killed"][:10])
+               + (" ..." if len(result["killed"]) > 10 else ""))
     if result["settled"]:
         click.echo(f"{len(result['settled'])} waiting child job(s) marked PARENT_KILLED")
 
@@ -140,7 +142,7 @@ def kill(ctx, job_id, id_option, recursive):
 def make_dummies(ctx, count):
     """Add COUNT trivial jobs (workflow "dummy") for testing and benchmarks."""
     attach(ctx)
-    if count >= 5 * api.BULK_CHUNK:
+    if count >= 5 * api.JOBS_PER_REQUEST:
         with click.progressbar(length=count, label="Adding dummy jobs", file=click.get_text_stream("stderr")) as bar:
             api.make_dummies(count, progress=bar.update)
     else:
@@ -158,11 +160,11 @@ def modify(ctx, kind, ref, attr, value):
     """Change one field of a job or an application."""
     attach(ctx)
     if kind == "jobs":
-        obj, new = api.modify_job(ref, attr, value)
-        click.echo(f"job {obj.cute_id} {attr} changed to: {new}")
+        obj, _ = api.modify_job(ref, attr, value)
+        click.echo(f"job {obj.cute_id} {attr} changed to: {getattr(obj, attr)}")
     else:
-        obj, new = api.modify_app(ref, attr, value)
-        click.echo(f"application {obj.name} {attr} changed to: {new}")
+        obj, _ = api.modify_app(ref, attr, value)
+        click.echo(f"application {obj.name} {attr} changed to: {getattr(obj, attr)}")
 
 
 @click.command()

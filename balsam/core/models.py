@@ -7,6 +7,7 @@ Every write is routed through the installed write client (``core.write_path``):
 """
 
 import copy
+import datetime
 import logging
 import uuid
 from pathlib import Path
@@ -17,6 +18,7 @@ from django.utils import timezone
 
 from balsam.core import states, write_path
 from balsam.core.wire import fields_to_wire
+from balsam.dbserver.protocol import JOBS_PER_REQUEST
 from balsam.exceptions import BalsamError, NotFound
 
 logger = logging.getLogger(__name__)
@@ -55,8 +57,8 @@ class RoutedQuerySet(models.QuerySet):
 
     def bulk_create(self, objs, batch_size=None, **kwargs):
         objs = list(objs)
-        if objs:
-            self.model._create_many(objs)
+        for start in range(0, len(objs), JOBS_PER_REQUEST):
+            self.model._create_many(objs[start : start + JOBS_PER_REQUEST])
         return objs
 
     def bulk_update(self, objs, fields, batch_size=None):
@@ -353,6 +355,7 @@ class BalsamJob(TrackedModel):
         created = write_path.client().create("jobs", rows)
         for obj, info in zip(objs, created):
             obj.workdir = info["workdir"]
+            obj.created_at = obj.state_changed_at = datetime.datetime.fromisoformat(info["created_at"])
             obj._state.adding = False
             obj._remember_loaded()
 

@@ -321,7 +321,9 @@ def create_jobs_many(requests):
         _settle_children(dead, parent_states, now)
     results, start = [], 0
     for size in sizes:
-        results.append([{"job_id": str(j["job_id"]), "workdir": j["workdir"]} for j in jobs[start : start + size]])
+        results.append(
+            [{"job_id": str(j["job_id"]), "workdir": j["workdir"], "created_at": now.isoformat()} for j in jobs[start : start + size]]
+        )
         start += size
     return results
 
@@ -447,7 +449,7 @@ def _settle_children(dead_ids, known, now=None):
         waiting = {
             pk: (state, name)
             for pk, state, name in BalsamJob.objects.filter(
-                pk__in=list(child_ids), state__in=states.WAITING_STATES
+                pk__in=list(child_ids), state__in=states.WAITING_STATES, wait_for_parents=True
             ).values_list("pk", "state", "name")
         }
         for parent, kids in links.items():

@@ -1,17 +1,13 @@
-"""The write path: one interface (``WriteClient``), chosen once per process."""
+"""The write path: one interface (``WriteClient``), chosen per process."""
 
 from balsam.core import write_path
 
 
-def _choose_client():
+def reset_client(db_path, forced_mode=None):
+    """Install the write client for the DB at ``db_path`` (called by ``django_config.activate``)."""
     from balsam.dbclient.direct import DirectClient
 
-    return DirectClient()
-
-
-def reset_client():
-    """Pick the client for the active DB (called by ``django_config.activate``)."""
-    client = _choose_client()
+    client = DirectClient()
     write_path.install(client)
     return client
 

@@ -12,7 +12,7 @@ from balsam.django_config.settings import build_settings
 
 logger = logging.getLogger(__name__)
 _lock = threading.Lock()
-_active = {"path": None, "admin": False}
+_active = {"path": None, "admin": False, "write_mode": None}
 
 
 def active_db_path():
@@ -20,13 +20,15 @@ def active_db_path():
     return _active["path"]
 
 
-def activate(db_path, admin=False):
+def activate(db_path, admin=False, write_mode=None):
     """Attach this process to the DB directory ``db_path``.
 
     ``admin`` adds Django's admin, auth and session apps (web pages, migrations);
     plain commands leave them out because importing them costs start-up time.
     Calling again with another path switches the process's connection (used by
     the test fixtures, which give every test its own DB directory).
+    ``write_mode="direct"`` makes this process write the file itself even when
+    a dbserver is posted (the dbserver uses it).
     """
     import django
     from django.conf import settings
@@ -36,21 +38,22 @@ def activate(db_path, admin=False):
         if not settings.configured:
             settings.configure(**build_settings(db_path, admin=admin))
             django.setup()
+            _active.update(path=db_path, admin=admin, write_mode=write_mode)
             _install_write_client()
-            _active.update(path=db_path, admin=admin)
             return db_path
         if admin and not _active["admin"]:
             raise RuntimeError("activate(admin=True) must come before any other activate()")
-        if _active["path"] != db_path:
+        if _active["path"] != db_path or _active["write_mode"] != write_mode:
+            _active["write_mode"] = write_mode
             _switch_database(db_path)
             _active["path"] = db_path
     return db_path
 
 
-def _install_write_client():
+def _install_write_client(db_path=None):
     from balsam import dbclient
 
-    dbclient.reset_client()
+    dbclient.reset_client(db_path or _active["path"], forced_mode=_active["write_mode"])
 
 
 def _switch_database(db_path):
@@ -63,4 +66,4 @@ def _switch_database(db_path):
 
     settings.DATABASES["default"].update(new)
     settings.BALSAM_DB_PATH = str(db_path)
-    _install_write_client()
+    _install_write_client(db_path)

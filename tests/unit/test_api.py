@@ -122,7 +122,7 @@ def test_get_job_by_prefix_with_or_without_dashes(db, make_job):
     assert api.get_job("1234ABCD-0000") == job
     assert api.get_job(str(job.pk)) == job
     assert api.get_job("x") == job
-    with pytest.raises(AmbiguousId, match="job id or name .1234. is ambiguous: it matches \\[x \\| 1234abcd\\], \\[y"):
+    with pytest.raises(AmbiguousId, match=r"job id or name '1234' is ambiguous: it matches \[x \| 1234abcd-0000-4000-8000-000000000000\], \[y"):
         api.get_job("1234")
     with pytest.raises(NotFound, match="no job with id or name 'zzz'"):
         api.get_job("zzz")
@@ -166,3 +166,18 @@ def test_resolve_command_runs_python_scripts_with_this_python(tmp_path):
     assert api.resolve_command(f"{script} --n 3") == f"{sys.executable} {script} --n 3"
     with pytest.raises(ValidationError, match="is not on PATH"):
         api.resolve_command("no-such-program-xyz")
+
+
+def test_children_that_do_not_wait_are_not_settled(db, make_job):
+    parent = make_job(name="p")
+    eager = make_job(name="eager", parents=[parent], wait_for_parents=False)
+    waiting = make_job(name="waiting", parents=[parent])
+    api.kill(parent, recursive=False)
+    assert states_of(eager, waiting) == ["CREATED", "PARENT_KILLED"]
+
+
+def test_relative_executables_become_absolute(tmp_path, monkeypatch):
+    program = tmp_path / "prog"
+    program.write_text("#!/bin/sh\n")
+    monkeypatch.chdir(tmp_path)
+    assert api.resolve_command("./prog -x") == f"{program} -x"

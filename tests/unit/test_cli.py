@@ -160,7 +160,7 @@ def test_name_that_is_also_an_id_prefix_is_ambiguous(cli, make_job):
     other = make_job(name="zz", job_id=uuid.UUID("abc00000-0000-4000-8000-000000000000"))
     result = cli("dep", "abc", "zz")
     assert_one_line_error(result, "job id or name 'abc' is ambiguous")
-    assert named.cute_id in result.stderr and other.cute_id in result.stderr
+    assert str(named.job_id) in result.stderr and str(other.job_id) in result.stderr
 
 
 def test_ambiguous_prefix_lists_candidates(cli, hello, make_job, snapshot):
@@ -170,7 +170,7 @@ def test_ambiguous_prefix_lists_candidates(cli, hello, make_job, snapshot):
     j2 = make_job(name="y", job_id=uuid.UUID("abcd2222-0000-4000-8000-000000000000"))
     before = snapshot()
     result = cli("kill", "abcd")
-    assert_one_line_error(result, f"job id 'abcd' is ambiguous: it matches {j1.cute_id}, {j2.cute_id}")
+    assert_one_line_error(result, f"job id 'abcd' is ambiguous: it matches [x | {j1.job_id}], [y | {j2.job_id}]")
     assert snapshot() == before
 
 
@@ -341,3 +341,13 @@ def test_make_dummies(cli, snapshot):
 def test_usage_error_is_one_line(cli):
     assert_one_line_error(cli("ls", "--bogus"), "No such option '--bogus'", code=2)
     assert_one_line_error(cli("frobnicate"), "No such command 'frobnicate'", code=2)
+
+
+def test_job_accepts_the_application_id(cli, hello):
+    result = cli(*[a for a in JOB if a != "hello"][:6], str(hello.pk), "--yes")
+    assert result.exit_code == 0, result.output
+    assert BalsamJob.objects.get().application == "hello"
+
+
+def test_init_on_an_impossible_path_is_one_line(cli):
+    assert_one_line_error(cli("init", "/proc/balsam-cannot-be-here"), "cannot create the Balsam DB at /proc/balsam-cannot-be-here")

@@ -88,5 +88,8 @@ def test_missing_db_names_path_source_and_fix(tmp_path):
 
 
 def test_directory_that_is_not_a_db(tmp_path):
-    with pytest.raises(DBNotFound, match="is not a Balsam DB"):
+    with pytest.raises(DBNotFound, match="is empty; make it a Balsam DB with: balsam init"):
+        config.require_db(config.DBSelection(tmp_path, "--db"))
+    (tmp_path / "results.csv").write_text("1")
+    with pytest.raises(DBNotFound, match=r"is not a Balsam DB \(no dbwriter_address\).*balsam init NEW_PATH"):
         config.require_db(config.DBSelection(tmp_path, "--db"))

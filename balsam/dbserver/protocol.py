@@ -1,0 +1,99 @@
+"""The write protocol shared by the dbserver and its clients (no Django here).
+
+A request is one ZeroMQ frame of UTF-8 JSON::
+
+    {"v": 1, "id": "<32 hex>", "op": "create_jobs", "args": {...}}
+
+and every request gets exactly one reply frame::
+
+    {"v": 1, "id": "<same>", "ok": true, "result": ...}
+    {"v": 1, "id": "<same or null>", "ok": false, "error": "ValidationError", "message": "..."}
+
+``ok: true`` means the change is committed. ``id`` makes a retried request
+idempotent: the server answers a repeated id with the stored result.
+"""
+
+import json
+import uuid
+
+VERSION = 1
+MAX_REQUEST_BYTES = 32 * 2**20  # larger requests get an error reply
+HARD_MAX_MESSAGE_BYTES = 2 * MAX_REQUEST_BYTES  # ZeroMQ drops the peer beyond this
+JOBS_PER_REQUEST = 10_000  # bulk inserts are split into requests of this many jobs
+
+# Operations a client may ask for: the write whitelist plus the server's own.
+WRITE_OPS = frozenset(
+    {
+        "create_apps",
+        "update_apps",
+        "delete_apps",
+        "create_jobs",
+        "update_jobs",
+        "delete_jobs",
+        "transition_jobs",
+        "kill_jobs",
+        "add_dependency",
+        "remove_dependency",
+    }
+)
+SERVER_OPS = frozenset({"ping", "status"})
+ALL_OPS = WRITE_OPS | SERVER_OPS
+
+
+class ProtocolError(Exception):
+    """A request the server cannot even parse; ``request_id`` when known."""
+
+    def __init__(self, message, request_id=None):
+        super().__init__(message)
+        self.request_id = request_id
+
+
+def new_request_id():
+    return uuid.uuid4().hex
+
+
+def encode_request(request_id, op, args):
+    return json.dumps({"v": VERSION, "id": request_id, "op": op, "args": args}, separators=(",", ":")).encode()
+
+
+def decode_request(frame):
+    """Parse and check one request frame; raise ``ProtocolError`` with a clear message."""
+    if len(frame) > MAX_REQUEST_BYTES:
+        raise ProtocolError(f"request of {len(frame)} bytes exceeds the {MAX_REQUEST_BYTES}-byte limit; send smaller batches")
+    try:
+        message = json.loads(frame)
+    except (UnicodeDecodeError, ValueError):
+        raise ProtocolError("request is not UTF-8 JSON") from None
+    if not isinstance(message, dict):
+        raise ProtocolError("request must be a JSON object")
+    request_id = message.get("id")
+    if not isinstance(request_id, str) or not 8 <= len(request_id) <= 64:
+        raise ProtocolError("request needs an 'id' string of 8 to 64 characters")
+    if message.get("v") != VERSION:
+        raise ProtocolError(
+            f"protocol version {message.get('v')!r} is not supported (server speaks {VERSION}); "
+            "use the same Balsam version for clients and server",
+            request_id,
+        )
+    op = message.get("op")
+    if op not in ALL_OPS:
+        raise ProtocolError(f"unknown operation {op!r}", request_id)
+    args = message.get("args", {})
+    if not isinstance(args, dict):
+        raise ProtocolError("'args' must be a JSON object", request_id)
+    return request_id, op, args
+
+
+def encode_reply(request_id, result=None, error=None, message=None):
+    if error is None:
+        body = {"v": VERSION, "id": request_id, "ok": True, "result": result}
+    else:
+        body = {"v": VERSION, "id": request_id, "ok": False, "error": error, "message": message}
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def decode_reply(frame):
+    message = json.loads(frame)
+    if not isinstance(message, dict) or "ok" not in message:
+        raise ProtocolError("malformed reply from the dbserver")
+    return message
