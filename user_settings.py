@@ -17,3 +17,9 @@ log_level = "INFO"
 # Size at which a log file is rotated (MiB), and how many rotated files are kept (count).
 log_max_mib = 100
 log_backup_count = 5
+
+# How long a write may keep retrying an unreachable dbserver before it fails (seconds).
+dbserver_deadline_sec = 60
+
+# How long a new process waits for a dbserver to answer its first ping (seconds).
+dbserver_ping_timeout_sec = 3

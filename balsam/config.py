@@ -25,6 +25,8 @@ class Settings:
     log_level: str = "INFO"
     log_max_mib: float = 100
     log_backup_count: int = 5
+    dbserver_deadline_sec: float = 60
+    dbserver_ping_timeout_sec: float = 3
 
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -78,8 +80,9 @@ def load_settings(environ=None):
     settings = Settings(**result)
     if settings.log_level.upper() not in _LOG_LEVELS:
         raise ConfigError(f"log_level must be one of {', '.join(_LOG_LEVELS)}, not {settings.log_level!r}")
-    if settings.sqlite_busy_timeout_sec <= 0:
-        raise ConfigError("sqlite_busy_timeout_sec must be positive")
+    for name in ("sqlite_busy_timeout_sec", "dbserver_deadline_sec", "dbserver_ping_timeout_sec"):
+        if getattr(settings, name) <= 0:
+            raise ConfigError(f"{name} must be positive")
     return settings
 
 

@@ -5,6 +5,7 @@ import secrets
 from pathlib import Path
 
 from balsam.config import SERVER_INFO_NAME, SQLITE_NAME, absolute_path, is_balsam_db
+from balsam.dbserver.credentials import ensure_credentials
 from balsam.dbserver.serverinfo import ServerInfo
 from balsam.django_config.settings import SECRET_KEY_NAME
 from balsam.exceptions import InitError
@@ -54,6 +55,7 @@ def init_db(path, db_type="sqlite3"):
         if existing != db_type:
             raise InitError(f"{path} is a {existing} Balsam DB; it cannot be re-initialised as {db_type}")
     _write_secret_key(path)
+    ensure_credentials(path)
     activate(path, admin=True)
     call_command("migrate", interactive=False, verbosity=0)
     return path, created

@@ -1,13 +1,97 @@
-"""The write path: one interface (``WriteClient``), chosen per process."""
+"""The write path: one interface (``WriteClient``), chosen per process.
 
+``AutoClient`` follows the DB's ``dbwriter_address``: while a dbserver is
+posted every write goes to it; when none is (never started, or stopped
+cleanly) this process writes the file itself. The file is re-checked (one
+``stat``) on every write, so a server started or stopped later is followed.
+"""
+
+import os
+from pathlib import Path
+
+from balsam.config import SERVER_INFO_NAME, load_settings
 from balsam.core import write_path
+from balsam.dbclient.base import WriteClient
+from balsam.exceptions import BalsamError
+
+
+class AutoClient(WriteClient):
+    def __init__(self, db_path, forced_mode=None):
+        from balsam.dbclient.direct import DirectClient
+
+        self.db_path = Path(db_path)
+        self.forced_mode = forced_mode
+        self._direct = DirectClient()
+        self._server = None
+        self._stamp = None
+        self._current = self._direct
+
+    @property
+    def mode(self):
+        return self._choose().mode
+
+    def _choose(self):
+        if self.forced_mode == "direct":
+            return self._direct
+        try:
+            stamp = os.stat(self.db_path / SERVER_INFO_NAME).st_mtime_ns
+        except FileNotFoundError:
+            return self._direct
+        if stamp != self._stamp:
+            from balsam.dbserver.serverinfo import ServerInfo
+
+            posted = ServerInfo(self.db_path).read().get("address")
+            if posted:
+                if self._server is None:
+                    self._server = self._new_server_client()
+                    self._server.check_reachable()
+                self._current = self._server
+            else:
+                self._current = self._direct
+            self._stamp = stamp
+        return self._current
+
+    def _new_server_client(self):
+        from balsam.dbclient.zmq_client import ZmqClient
+
+        settings = load_settings()
+        return ZmqClient(self.db_path, settings.dbserver_deadline_sec, settings.dbserver_ping_timeout_sec)
+
+    def request(self, op, payload):
+        from balsam.dbclient.zmq_client import ServerGone
+
+        client = self._choose()
+        if client is self._direct:
+            return client.request(op, payload)
+        try:
+            return client.request(op, payload)
+        except ServerGone as gone:
+            self._stamp = None
+            committed = _applied_result(gone.request_id)
+            if committed is not None:
+                return committed
+            return self._choose().request(op, payload)
+
+    def describe(self):
+        try:
+            return self._choose().describe()
+        except BalsamError as exc:
+            return f"dbserver NOT REACHABLE: {exc}"
+
+
+def _applied_result(request_id):
+    """The stored result of a request the dbserver committed, else None."""
+    import json
+
+    from balsam.core.models import AppliedRequest
+
+    stored = AppliedRequest.objects.filter(request_id=request_id).values_list("result", flat=True).first()
+    return None if stored is None else json.loads(stored)
 
 
 def reset_client(db_path, forced_mode=None):
     """Install the write client for the DB at ``db_path`` (called by ``django_config.activate``)."""
-    from balsam.dbclient.direct import DirectClient
-
-    client = DirectClient()
+    client = AutoClient(db_path, forced_mode)
     write_path.install(client)
     return client
 

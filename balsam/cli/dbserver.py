@@ -1,0 +1,58 @@
+"""``balsam dbserver``: start, stop, inspect or reset a DB's write server."""
+
+import datetime
+
+import click
+
+from balsam import config
+
+
+def _db_path(ctx, path):
+    if path:
+        return config.require_db(config.DBSelection(config.absolute_path(path), "--path"))
+    root = ctx.find_root()
+    return config.require_db(config.select_db(root.obj.get("db_path") if root.obj else None))
+
+
+@click.command()
+@click.option("--path", metavar="DIR", help="Balsam DB directory (default: the active DB).")
+@click.option("--host", help="Host name or IP to listen on (default: this machine's hostname, so compute nodes can reach it).")
+@click.option("--stop", "action", flag_value="stop", help="Stop this DB's server and clear its address.")
+@click.option("--status", "action", flag_value="status", help="Show pid, address, uptime, requests, commits, mean batch size and restarts.")
+@click.option("--reset", "action", flag_value="reset", help="Clear a stale address left after a crash.")
+@click.option("--no-group-commit", is_flag=True, hidden=True, help="Commit each request alone (for benchmarks).")
+@click.pass_context
+def dbserver(ctx, path, host, action, no_group_commit):
+    """Start the write server of a Balsam DB (a detached watchdog keeps it running)."""
+    from balsam.dbserver import control
+
+    db_path = _db_path(ctx, path)
+    if action == "stop":
+        click.echo(control.stop(db_path))
+    elif action == "reset":
+        click.echo(control.reset(db_path))
+    elif action == "status":
+        figures = control.status(db_path)
+        started = datetime.datetime.fromtimestamp(figures["started"], datetime.timezone.utc)
+        rows = [
+            ("address", figures["address"]),
+            ("server pid", f"{figures['pid']} on {figures['host']}"),
+            ("watchdog pid", figures["watchdog_pid"]),
+            ("uptime", f"{figures['uptime_sec']:.0f} s (since {started:%Y-%m-%d %H:%M:%S} UTC)"),
+            ("requests served", figures["requests"]),
+            ("commits", figures["commits"]),
+            ("mean batch size", f"{figures['mean_batch']:.1f} requests per commit"),
+            ("errors returned", figures["errors"]),
+            ("restarts", figures["restarts"]),
+        ]
+        for label, value in rows:
+            click.echo(f"{label:>16}: {value}")
+    else:
+        info = control.start(db_path, host, group_commit=not no_group_commit)
+        click.echo(
+            f"dbserver for {db_path} serving at {info['address']} "
+            f"(server pid {info['server_pid']}, watchdog pid {info['watchdog_pid']})"
+        )
+
+
+COMMANDS = [dbserver]

@@ -1,0 +1,187 @@
+"""Writes sent to the DB's dbserver over ZeroMQ (CURVE-authenticated).
+
+Lazy Pirate: one REQ socket; on a timeout it is closed, the server's address
+is re-read from ``dbwriter_address`` (a restarted server posts a new port)
+and the same request -- same id, so never applied twice -- is sent again,
+until the deadline.
+"""
+
+import logging
+import os
+import socket
+import time
+
+import psutil
+import zmq
+
+from balsam.dbclient.base import WriteClient
+from balsam.dbserver import protocol
+from balsam.dbserver.credentials import client_keys
+from balsam.dbserver.serverinfo import ServerInfo
+from balsam.exceptions import ERRORS_BY_NAME, BalsamError, DBServerUnavailable
+
+logger = logging.getLogger(__name__)
+
+SLICE_SEC = 0.25  # how often a waiting request looks for a restarted server
+FIRST_TRY_SEC = 2.0  # per-attempt timeout, doubled up to MAX_TRY_SEC
+MAX_TRY_SEC = 10.0
+
+
+class ServerGone(Exception):
+    """The server was stopped cleanly (address cleared) while ``request_id`` waited.
+
+    It may have committed the request just before stopping: look its id up in
+    the applied-request table before applying it any other way.
+    """
+
+    def __init__(self, request_id=None):
+        super().__init__(request_id)
+        self.request_id = request_id
+
+
+def _local_host(host):
+    return host in ("127.0.0.1", "localhost", "::1", socket.gethostname(), socket.getfqdn())
+
+
+def _running(pid):
+    try:
+        return pid is not None and psutil.Process(int(pid)).status() != psutil.STATUS_ZOMBIE
+    except (psutil.NoSuchProcess, ValueError):
+        return False
+
+
+def stale_reason(info):
+    """Why the posted server can't be running, when that can be told locally (else None)."""
+    host = info.get("host")
+    if not host or not _local_host(host):
+        return None
+    if _running(info.get("server_pid")) or _running(info.get("watchdog_pid")):
+        return None
+    return f"its server (pid {info.get('server_pid')}) and watchdog (pid {info.get('watchdog_pid')}) are not running"
+
+
+def stale_message(db_path, info, reason):
+    return (
+        f"the dbserver posted in {db_path}/dbwriter_address ({info.get('address')}) is not reachable: {reason}; "
+        f"start it with: balsam dbserver --path {db_path}, or clear the stale address with: "
+        f"balsam dbserver --reset --path {db_path}"
+    )
+
+
+class ZmqClient(WriteClient):
+    mode = "dbserver"
+
+    def __init__(self, db_path, deadline_sec, ping_timeout_sec):
+        self.db_path = db_path
+        self.info = ServerInfo(db_path)
+        self.deadline_sec = deadline_sec
+        self.ping_timeout_sec = ping_timeout_sec
+        self._keys = client_keys(db_path)
+        self._pid = None
+        self._socket = None
+        self.address = None
+
+    def describe(self):
+        info = self.info.read()
+        return f"dbserver at {info.get('address')} (server pid {info.get('server_pid')} on {info.get('host')})"
+
+    # -- connection ---------------------------------------------------------------
+    def _context(self):
+        if self._pid != os.getpid():  # ZeroMQ contexts do not survive fork()
+            self._socket = None
+            self._ctx = zmq.Context()
+            self._pid = os.getpid()
+        return self._ctx
+
+    def _connect(self):
+        info = self.info.read()
+        address = info.get("address")
+        if not address:
+            raise ServerGone()
+        sock = self._context().socket(zmq.REQ)
+        sock.curve_serverkey = self._keys["server_public"]
+        sock.curve_publickey = self._keys["public"]
+        sock.curve_secretkey = self._keys["secret"]
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(address)
+        self._socket, self.address = sock, address
+        return sock
+
+    def _drop_socket(self):
+        if self._socket is not None:
+            self._socket.close(linger=0)
+            self._socket = None
+
+    def check_reachable(self):
+        """Fail fast, in one line, if the posted server is evidently gone."""
+        info = self.info.read()
+        reason = stale_reason(info)
+        if reason is None and not (info.get("host") and _local_host(info["host"])):
+            try:
+                self._send("ping", {}, deadline_sec=self.ping_timeout_sec)
+                return
+            except DBServerUnavailable:
+                reason = f"no answer to a ping within {self.ping_timeout_sec:g} s"
+        if reason:
+            raise DBServerUnavailable(stale_message(self.db_path, info, reason))
+
+    # -- requests -----------------------------------------------------------------
+    def request(self, op, payload):
+        return self._send(op, payload, self.deadline_sec)
+
+    def _send(self, op, payload, deadline_sec):
+        request_id = protocol.new_request_id()
+        try:
+            return self._send_until(request_id, op, payload, deadline_sec)
+        except ServerGone:
+            raise ServerGone(request_id) from None
+
+    def _send_until(self, request_id, op, payload, deadline_sec):
+        frame = protocol.encode_request(request_id, op, payload)
+        deadline = time.monotonic() + deadline_sec
+        attempt_sec = FIRST_TRY_SEC
+        while True:
+            if self._socket is None or self._pid != os.getpid():
+                self._context()
+                self._connect()
+            address = self.address
+            self._socket.send(frame)
+            reply = self._wait(deadline, attempt_sec, address)
+            if reply is not None:
+                return self._result(reply)
+            self._drop_socket()
+            if time.monotonic() >= deadline:
+                info = self.info.read()
+                reason = stale_reason(info)
+                hint = f"; {reason}" if reason else ""
+                raise DBServerUnavailable(
+                    f"no reply from the dbserver of {self.db_path} at {address} within {deadline_sec:g} s{hint}; "
+                    f"check it with: balsam dbserver --status --path {self.db_path}"
+                )
+            attempt_sec = min(attempt_sec * 2, MAX_TRY_SEC)
+
+    def _wait(self, deadline, attempt_sec, address):
+        """The reply frame, or None when this attempt should be given up."""
+        attempt_end = min(deadline, time.monotonic() + attempt_sec)
+        while True:
+            remaining = attempt_end - time.monotonic()
+            if remaining <= 0:
+                return None
+            if self._socket.poll(int(min(remaining, SLICE_SEC) * 1000)):
+                return self._socket.recv()
+            info = self.info.read()
+            if info.get("address") != address:
+                if not info.get("address"):
+                    self._drop_socket()
+                    raise ServerGone()
+                return None  # restarted on a new port: resend there now
+
+    def _result(self, frame):
+        try:
+            reply = protocol.decode_reply(frame)
+        except (ValueError, protocol.ProtocolError) as exc:
+            raise BalsamError(f"unreadable reply from the dbserver: {exc}") from None
+        if reply["ok"]:
+            return reply.get("result")
+        error = ERRORS_BY_NAME.get(reply.get("error"), BalsamError)
+        raise error(reply.get("message") or "the dbserver refused the request")

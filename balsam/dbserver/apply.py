@@ -1,0 +1,108 @@
+"""Applying a group of write requests inside the dbserver's transaction.
+
+Every request runs in its own savepoint, so one bad request fails alone.
+Consecutive ``create_jobs`` requests are first tried as one combined insert
+(the common case under load: many processes each adding a job); if that
+fails, each is applied on its own so the error reaches only its sender.
+"""
+
+import datetime
+import json
+import logging
+
+from django.db import DatabaseError, connection, transaction
+from django.utils import timezone
+
+from balsam.core.writes import OPERATIONS, create_jobs_many
+from balsam.exceptions import BalsamError
+
+logger = logging.getLogger(__name__)
+
+TABLE = "balsam_applied_request"
+SQL_CHUNK = 900
+
+
+def apply_group(requests):
+    """``requests``: [(request_id, op, args)] -> {request_id: (error_name | None, result_json | message)}.
+
+    Must run inside a transaction; the caller commits.
+    """
+    outcomes = {rid: (None, result) for rid, result in _already_applied([r[0] for r in requests]).items()}
+    pending, seen = [], set(outcomes)
+    for request in requests:
+        if request[0] not in seen:  # a retry can arrive while the original waits in the same batch
+            seen.add(request[0])
+            pending.append(request)
+    start = 0
+    while start < len(pending):
+        end = start + 1
+        if pending[start][1] == "create_jobs":
+            while end < len(pending) and pending[end][1] == "create_jobs":
+                end += 1
+        run = pending[start:end]
+        if len(run) == 1 or not _apply_creates(run, outcomes):
+            for request in run:
+                _apply_one(request, outcomes)
+        start = end
+    _record([(rid, outcomes[rid][1]) for rid, _, _ in pending if outcomes[rid][0] is None])
+    return outcomes
+
+
+def _apply_creates(run, outcomes):
+    if not all(isinstance(args, dict) and set(args) == {"rows"} for _, _, args in run):
+        return False
+    try:
+        with transaction.atomic():
+            results = create_jobs_many([args["rows"] for _, _, args in run])
+    except Exception:  # one of them is bad: apply them one by one
+        return False
+    for (rid, _, _), result in zip(run, results):
+        outcomes[rid] = (None, json.dumps(result))
+    return True
+
+
+def _apply_one(request, outcomes):
+    rid, op, args = request
+    try:
+        with transaction.atomic():
+            result = OPERATIONS[op](**args)
+        outcomes[rid] = (None, json.dumps(result))
+    except BalsamError as exc:
+        outcomes[rid] = (type(exc).__name__, str(exc))
+    except TypeError as exc:
+        outcomes[rid] = ("ValidationError", f"bad arguments for {op}: {exc}")
+    except DatabaseError as exc:
+        logger.warning("database error in %s: %s", op, exc)
+        outcomes[rid] = ("BalsamError", f"database error in {op}: {exc}")
+    except Exception as exc:  # a bug must not take the server down
+        logger.exception("unexpected error in %s", op)
+        outcomes[rid] = ("BalsamError", f"internal error in {op}: {type(exc).__name__}: {exc}")
+
+
+def _already_applied(request_ids):
+    found = {}
+    with connection.cursor() as cursor:
+        for start in range(0, len(request_ids), SQL_CHUNK):
+            chunk = request_ids[start : start + SQL_CHUNK]
+            marks = ", ".join(["%s"] * len(chunk))
+            cursor.execute(f"SELECT request_id, result FROM {TABLE} WHERE request_id IN ({marks})", chunk)
+            found.update(cursor.fetchall())
+    return found
+
+
+def _record(applied):
+    if not applied:
+        return
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            f"INSERT INTO {TABLE} (request_id, result, applied_at) VALUES (%s, %s, %s)",
+            [(rid, result, now) for rid, result in applied],
+        )
+
+
+def prune_applied(retention_sec):
+    cutoff = connection.ops.adapt_datetimefield_value(timezone.now() - datetime.timedelta(seconds=retention_sec))
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {TABLE} WHERE applied_at < %s", [cutoff])
+        return cursor.rowcount

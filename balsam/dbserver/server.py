@@ -1,0 +1,243 @@
+"""The dbserver: the single writer of one SQLite Balsam DB.
+
+It owns the only write connection and applies requests in **groups**: it
+drains every request waiting on its socket (up to a bound), applies them in
+one ``BEGIN IMMEDIATE`` transaction -- a savepoint each, so one bad request
+fails alone -- records their ids, commits, and only then replies. A reply
+therefore means committed, and a retried id gets the stored result back.
+
+Run by the watchdog as ``python -m balsam.dbserver.server --path DIR --host H``.
+"""
+
+import argparse
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+
+import zmq
+
+from balsam.dbserver import protocol
+from balsam.dbserver.credentials import server_keys
+from balsam.dbserver.serverinfo import ServerInfo
+
+logger = logging.getLogger("balsam.dbserver.server")  # not __name__: this runs as __main__
+
+MAX_BATCH_REQUESTS = 1024
+MAX_BATCH_BYTES = 64 * 2**20
+POLL_MS = 200
+APPLIED_ID_RETENTION_SEC = 3600  # must exceed every client's retry deadline
+PRUNE_PERIOD_SEC = 60
+
+
+class Stats:
+    def __init__(self):
+        self.started = time.time()
+        self.requests = 0
+        self.commits = 0
+        self.applied = 0
+        self.errors = 0
+
+    def as_dict(self):
+        return {
+            "pid": os.getpid(),
+            "started": self.started,
+            "uptime_sec": time.time() - self.started,
+            "requests": self.requests,
+            "commits": self.commits,
+            "applied": self.applied,
+            "errors": self.errors,
+            "mean_batch": self.applied / self.commits if self.commits else 0.0,
+        }
+
+
+class WriteServer:
+    def __init__(self, db_path, host, group_commit=True):
+        self.db_path = db_path
+        self.host = host
+        self.group_commit = group_commit
+        self.stats = Stats()
+        self.stopping = False
+        self._last_prune = 0.0
+        self._parent = os.getppid()
+
+    # -- socket -----------------------------------------------------------------
+    def bind(self):
+        """Bind a random port first; only then publish the address (no port race)."""
+        from zmq.auth.thread import ThreadAuthenticator
+
+        keys = server_keys(self.db_path)
+        self.context = zmq.Context()
+        self.auth = ThreadAuthenticator(self.context, log=logging.getLogger("balsam.dbserver.auth"))
+        self.auth.start()
+        allowed = {keys["client_public"]}
+        self.auth.configure_curve_callback("*", credentials_provider=_KeyCheck(allowed))
+        self.socket = self.context.socket(zmq.ROUTER)
+        self.socket.curve_server = True
+        self.socket.curve_publickey = keys["public"]
+        self.socket.curve_secretkey = keys["secret"]
+        self.socket.setsockopt(zmq.MAXMSGSIZE, protocol.HARD_MAX_MESSAGE_BYTES)
+        self.socket.setsockopt(zmq.LINGER, 1000)
+        self.socket.setsockopt(zmq.ROUTER_MANDATORY, 0)
+        bind_ip = socket.gethostbyname(self.host)
+        self.socket.bind(f"tcp://{bind_ip}:*")
+        port = self.socket.getsockopt_string(zmq.LAST_ENDPOINT).rsplit(":", 1)[1]
+        self.address = f"tcp://{self.host}:{port}"
+        return self.address
+
+    def publish(self):
+        ServerInfo(self.db_path).update(
+            db_type="sqlite3",
+            address=self.address,
+            host=self.host,
+            server_pid=os.getpid(),
+            started=self.stats.started,
+        )
+        logger.info("serving %s at %s (group commit %s)", self.db_path, self.address, self.group_commit)
+
+    def close(self):
+        self.socket.close(linger=1000)
+        self.auth.stop()
+        self.context.term()
+
+    # -- loop -------------------------------------------------------------------
+    def serve(self):
+        poller = zmq.Poller()
+        poller.register(self.socket, zmq.POLLIN)
+        while not self.stopping:
+            if poller.poll(POLL_MS):
+                self.handle(self._drain())
+            if os.getppid() != self._parent:
+                logger.warning("the watchdog (pid %s) is gone; exiting", self._parent)
+                break
+            self._maybe_prune()
+
+    def _drain(self):
+        batch, size = [], 0
+        limit = MAX_BATCH_REQUESTS if self.group_commit else 1
+        while len(batch) < limit and size < MAX_BATCH_BYTES:
+            try:
+                frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=True)
+            except zmq.Again:
+                break
+            batch.append(frames)
+            size += len(frames[-1])
+        return batch
+
+    def handle(self, batch):
+        """Apply one drained batch and send every reply."""
+        replies, requests = [], []
+        for frames in batch:
+            envelope, body = frames[:-1], frames[-1]
+            self.stats.requests += 1
+            try:
+                request_id, op, args = protocol.decode_request(body)
+            except protocol.ProtocolError as exc:
+                self.stats.errors += 1
+                logger.warning("refused request: %s", exc)
+                replies.append((envelope, protocol.encode_reply(exc.request_id, error="ProtocolError", message=str(exc))))
+                continue
+            if op == "ping":
+                replies.append((envelope, protocol.encode_reply(request_id, {"pid": os.getpid()})))
+            elif op == "status":
+                replies.append((envelope, protocol.encode_reply(request_id, self.stats.as_dict())))
+            else:
+                requests.append((envelope, request_id, op, args))
+        if requests:
+            if self.group_commit:
+                replies.extend(self._commit_group(requests))
+            else:
+                for request in requests:
+                    replies.extend(self._commit_group([request]))
+        for envelope, reply in replies:
+            self.socket.send_multipart([*envelope, reply])
+
+    def _commit_group(self, requests):
+        from django.db import transaction
+
+        from balsam.dbserver import apply
+
+        try:
+            with transaction.atomic():
+                outcomes = apply.apply_group([(rid, op, args) for _, rid, op, args in requests])
+        except Exception as exc:  # the commit itself failed: nothing was applied
+            logger.exception("commit failed")
+            message = f"the dbserver could not commit: {type(exc).__name__}: {exc}"
+            outcomes = {rid: ("BalsamError", message) for _, rid, _, _ in requests}
+        else:
+            self.stats.commits += 1
+        replies = []
+        for envelope, request_id, _, _ in requests:
+            outcome = outcomes[request_id]
+            if outcome[0] is None:
+                self.stats.applied += 1
+                replies.append((envelope, protocol.encode_reply(request_id, json.loads(outcome[1]))))
+            else:
+                self.stats.errors += 1
+                replies.append((envelope, protocol.encode_reply(request_id, error=outcome[0], message=outcome[1])))
+        return replies
+
+    def _maybe_prune(self):
+        now = time.time()
+        if now - self._last_prune < PRUNE_PERIOD_SEC:
+            return
+        self._last_prune = now
+        from balsam.dbserver import apply
+
+        pruned = apply.prune_applied(APPLIED_ID_RETENTION_SEC)
+        if pruned:
+            logger.info("pruned %d applied-request ids", pruned)
+
+
+class _KeyCheck:
+    """CURVE credential check: only the DB's client key may connect."""
+
+    def __init__(self, allowed):
+        self.allowed = allowed
+
+    def callback(self, domain, key):
+        if key in self.allowed:
+            return True
+        logger.warning("refused a client without this DB's credential (key %s...)", key[:8].decode(errors="replace"))
+        return False
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Balsam dbserver (started by the watchdog)")
+    parser.add_argument("--path", required=True)
+    parser.add_argument("--host", required=True)
+    parser.add_argument("--no-group-commit", action="store_true")
+    args = parser.parse_args(argv)
+
+    from balsam import logs
+    from balsam.django_config import activate
+
+    activate(args.path, write_mode="direct")
+    logs.configure(args.path, "dbserver")
+    server = WriteServer(args.path, args.host, group_commit=not args.no_group_commit)
+
+    def stop(signum, frame):
+        server.stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        server.bind()
+    except (zmq.ZMQError, OSError) as exc:
+        logger.error("cannot bind %s: %s", args.host, exc)
+        print(f"dbserver: cannot bind {args.host}: {exc}", file=sys.stderr)
+        return 2
+    server.publish()
+    try:
+        server.serve()
+    finally:
+        server.close()
+        logger.info("stopped after %d requests in %d commits", server.stats.requests, server.stats.commits)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

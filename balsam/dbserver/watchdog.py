@@ -1,0 +1,130 @@
+"""The watchdog: keeps one DB's dbserver running.
+
+Holds ``<DB>/dbserver.lock`` for its whole life (one server per DB), starts
+the server, and restarts it at once whenever it exits unexpectedly (kill -9
+included). The old address stays posted until the new server posts its own,
+so waiting clients resend to it with the same request ids. SIGTERM/SIGINT
+stop the server, clear the address and release the lock.
+
+Run by ``balsam dbserver`` as a detached process.
+"""
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+from balsam.dbserver.serverinfo import ServerInfo
+
+logger = logging.getLogger("balsam.dbserver.watchdog")  # not __name__: this runs as __main__
+
+LOCK_NAME = "dbserver.lock"
+FAST_FAILURE_SEC = 2.0  # a server that dies this soon after starting is failing, not crashing
+MAX_FAST_FAILURES = 5
+STOP_GRACE_SEC = 10.0
+
+
+def server_lock(db_path):
+    return FileLock(str(Path(db_path) / LOCK_NAME), timeout=0)
+
+
+class Watchdog:
+    def __init__(self, db_path, host, group_commit=True):
+        self.db_path = Path(db_path)
+        self.host = host
+        self.group_commit = group_commit
+        self.info = ServerInfo(db_path)
+        self.stopping = False
+        self.restarts = 0
+        self.server = None
+
+    def _spawn(self):
+        command = [sys.executable, "-m", "balsam.dbserver.server", "--path", str(self.db_path), "--host", self.host]
+        if not self.group_commit:
+            command.append("--no-group-commit")
+        log = open(self.db_path / "log" / "dbserver.out", "ab")
+        try:
+            return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        finally:
+            log.close()
+
+    def run(self):
+        self.info.update(watchdog_pid=os.getpid(), restarts=0, host=self.host)
+        fast_failures = 0
+        while not self.stopping:
+            self.server = self._spawn()
+            started = time.monotonic()
+            logger.info("started server pid %d", self.server.pid)
+            while self.server.poll() is None and not self.stopping:
+                try:
+                    self.server.wait(timeout=0.1)
+                except subprocess.TimeoutExpired:
+                    pass
+            if self.stopping:
+                break
+            lived = time.monotonic() - started
+            fast_failures = fast_failures + 1 if lived < FAST_FAILURE_SEC else 0
+            if fast_failures >= MAX_FAST_FAILURES:
+                logger.error("the server failed %d times in a row within %.0f s of starting; giving up "
+                             "(see log/dbserver.log and log/dbserver.out)", fast_failures, FAST_FAILURE_SEC)
+                break
+            self.restarts += 1
+            logger.warning("server pid %d exited with code %s after %.1f s; restarting (restart %d)",
+                           self.server.pid, self.server.returncode, lived, self.restarts)
+            self.info.update(restarts=self.restarts)
+        self._stop_server()
+        self.info.update(address=None, server_pid=None, watchdog_pid=None)
+        logger.info("watchdog stopped; address cleared")
+
+    def _stop_server(self):
+        if self.server is None or self.server.poll() is not None:
+            return
+        self.server.terminate()
+        try:
+            self.server.wait(timeout=STOP_GRACE_SEC)
+        except subprocess.TimeoutExpired:
+            logger.warning("server pid %d did not stop within %.0f s; killing it", self.server.pid, STOP_GRACE_SEC)
+            self.server.kill()
+            self.server.wait()
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Balsam dbserver watchdog (started by `balsam dbserver`)")
+    parser.add_argument("--path", required=True)
+    parser.add_argument("--host", required=True)
+    parser.add_argument("--no-group-commit", action="store_true")
+    args = parser.parse_args(argv)
+
+    from balsam import logs
+
+    logs.configure(args.path, "watchdog")
+    lock = server_lock(args.path)
+    try:
+        lock.acquire()
+    except Timeout:
+        pid = ServerInfo(args.path).read().get("watchdog_pid")
+        print(f"{args.path} is already served by the dbserver watchdog pid {pid}", file=sys.stderr)
+        return 1
+    watchdog = Watchdog(args.path, args.host, group_commit=not args.no_group_commit)
+
+    def stop(signum, frame):
+        watchdog.stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        watchdog.run()
+    finally:
+        lock.release()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
