@@ -129,3 +129,39 @@ def make_job(db, make_app):
         return api.add_job(name=name, workflow=workflow, application=application, **fields)
 
     return make
+
+
+def _kill_leftovers(pids):
+    import psutil
+
+    for pid in pids:
+        try:
+            psutil.Process(pid).kill()
+        except (psutil.NoSuchProcess, TypeError, ValueError):
+            pass
+
+
+@pytest.fixture
+def dbserver(db):
+    """A live dbserver (watchdog + server processes) for the test DB, on 127.0.0.1."""
+    from balsam.dbserver import control
+    from balsam.dbserver.serverinfo import ServerInfo
+
+    info = control.start(db, host="127.0.0.1")
+    yield info
+    current = ServerInfo(db).read()
+    try:
+        control.stop(db)
+    finally:
+        _kill_leftovers([info["watchdog_pid"], info["server_pid"], current.get("watchdog_pid"), current.get("server_pid")])
+
+
+@pytest.fixture(params=["direct", "dbserver"])
+def writer(request, db):
+    """Run the test once with direct writes and once through a live dbserver."""
+    if request.param == "dbserver":
+        request.getfixturevalue("dbserver")
+    from balsam import api
+
+    assert api.write_client().mode == request.param
+    return request.param

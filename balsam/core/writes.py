@@ -10,6 +10,7 @@ import json
 import re
 import uuid
 from collections import deque
+from contextlib import contextmanager
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, connection, models, transaction
@@ -29,6 +30,31 @@ APP_FIELDS = {f.name for f in ApplicationDefinition._meta.concrete_fields} - {"i
 POSITIVE_INT_FIELDS = {"num_nodes", "ranks_per_node", "threads_per_rank", "threads_per_core", "node_packing_count"}
 NON_NEGATIVE_INT_FIELDS = {"wall_time_minutes"}
 STRING_DICT_FIELDS = {"environ_vars"}
+
+
+@contextmanager
+def write_transaction():
+    """A transaction that takes SQLite's write lock when it begins (BEGIN IMMEDIATE).
+
+    A deferred transaction that reads and then writes can fail half way with
+    "database is locked" when another writer got in between; one that holds
+    the lock from the start just waits its turn (the busy timeout). Inside a
+    caller's transaction this is a savepoint of it.
+    """
+    if connection.in_atomic_block or connection.vendor != "sqlite":
+        with transaction.atomic():
+            yield
+        return
+    connection.ensure_connection()
+    previous = connection.transaction_mode
+    connection.transaction_mode = "IMMEDIATE"
+    try:
+        with transaction.atomic():
+            connection.transaction_mode = previous
+            yield
+    finally:
+        connection.transaction_mode = previous
+
 
 
 # ---------------------------------------------------------------------------

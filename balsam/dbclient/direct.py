@@ -1,12 +1,10 @@
-"""Writes applied in this process, one ``BEGIN IMMEDIATE`` transaction per request.
+"""Writes applied in this process, one write transaction per request.
 
 Correct with any number of processes (SQLite's lock serialises them, the busy
 timeout makes them queue); the dbserver is faster under heavy concurrency.
 """
 
-from django.db import transaction
-
-from balsam.core.writes import OPERATIONS
+from balsam.core.writes import OPERATIONS, write_transaction
 from balsam.dbclient.base import WriteClient
 from balsam.exceptions import ValidationError
 
@@ -22,5 +20,5 @@ class DirectClient(WriteClient):
             operation = OPERATIONS[op]
         except KeyError:
             raise ValidationError(f"unknown write operation {op!r}") from None
-        with transaction.atomic():
+        with write_transaction():
             return operation(**payload)

@@ -13,7 +13,7 @@ import logging
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
-from balsam.core.writes import OPERATIONS, create_jobs_many
+from balsam.core.writes import OPERATIONS, create_jobs_many, write_transaction
 from balsam.exceptions import BalsamError
 
 logger = logging.getLogger(__name__)
@@ -103,6 +103,6 @@ def _record(applied):
 
 def prune_applied(retention_sec):
     cutoff = connection.ops.adapt_datetimefield_value(timezone.now() - datetime.timedelta(seconds=retention_sec))
-    with transaction.atomic(), connection.cursor() as cursor:
+    with write_transaction(), connection.cursor() as cursor:
         cursor.execute(f"DELETE FROM {TABLE} WHERE applied_at < %s", [cutoff])
         return cursor.rowcount

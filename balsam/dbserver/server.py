@@ -156,12 +156,11 @@ class WriteServer:
             self.socket.send_multipart([*envelope, reply])
 
     def _commit_group(self, requests):
-        from django.db import transaction
-
+        from balsam.core.writes import write_transaction
         from balsam.dbserver import apply
 
         try:
-            with transaction.atomic():
+            with write_transaction():
                 outcomes = apply.apply_group([(rid, op, args) for _, rid, op, args in requests])
         except Exception as exc:  # the commit itself failed: nothing was applied
             logger.exception("commit failed")

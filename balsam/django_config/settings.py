@@ -24,9 +24,9 @@ def sqlite_database(db_path):
         "NAME": str(Path(db_path) / SQLITE_NAME),
         "OPTIONS": {
             "timeout": user.sqlite_busy_timeout_sec,
-            # A write transaction takes the lock when it begins, so a
-            # read-then-write never fails with "database is locked" half way.
-            "transaction_mode": "IMMEDIATE",
+            # Only the write path begins transactions IMMEDIATE (see
+            # dbclient.direct.write_transaction); Django's own atomic blocks in
+            # client processes must not take the write lock from the dbserver.
             # WAL lets readers run beside the one writer; NORMAL sync in WAL
             # mode loses nothing when a process is killed. A 64 MiB page cache
             # keeps index updates of million-job tables in memory.

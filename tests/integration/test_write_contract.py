@@ -1,0 +1,93 @@
+"""The write-path contract: the same behaviour through the direct client and
+through a live dbserver (every test runs once with each)."""
+
+import uuid
+
+import pytest
+
+from balsam import api
+from balsam.core.models import ApplicationDefinition, BalsamJob, JobDependency, JobEvent
+from balsam.exceptions import (
+    DependencyError,
+    InvalidStateTransition,
+    NotFound,
+    ValidationError,
+)
+
+
+def test_apps_create_update_delete(writer, make_app):
+    app = make_app("sim", "echo", description="d", environ_vars={"A": "1"})
+    assert ApplicationDefinition.objects.get(pk=app.pk).environ_vars == {"A": "1"}
+    api.modify_app("sim", "description", "new")
+    assert ApplicationDefinition.objects.get(pk=app.pk).description == "new"
+    with pytest.raises(ValidationError, match="an application named 'sim' already exists"):
+        make_app("sim", "echo")
+    app.delete()
+    assert not ApplicationDefinition.objects.exists()
+
+
+def test_job_save_and_changed_fields(writer, make_job):
+    job = make_job(name="a", args="x", data={"k": [1, 2]})
+    stored = BalsamJob.objects.get(pk=job.pk)
+    assert (stored.args, stored.data, stored.workdir) == ("x", {"k": [1, 2]}, f"wf/a_{job.job_id.hex[:8]}")
+    stale = BalsamJob.objects.get(pk=job.pk)
+    job.args = "y"
+    job.save()
+    stale.num_nodes = 3
+    stale.save()
+    stored = BalsamJob.objects.get(pk=job.pk)
+    assert (stored.args, stored.num_nodes) == ("y", 3)
+
+
+def test_bulk_create_update_delete(writer, make_app):
+    make_app()
+    BalsamJob.objects.bulk_create([BalsamJob(name=f"j{i}", workflow="w", application="hello") for i in range(50)])
+    assert BalsamJob.objects.count() == 50
+    assert BalsamJob.objects.filter(name__startswith="j1").update(num_nodes=2) == 11
+    assert BalsamJob.objects.filter(num_nodes=2).count() == 11
+    count, _ = BalsamJob.objects.filter(num_nodes=2).delete()
+    assert count == 11 and BalsamJob.objects.count() == 39
+
+
+def test_bulk_insert_of_many_jobs(writer):
+    ids = api.make_dummies(25_000)
+    assert len(set(ids)) == 25_000 == BalsamJob.objects.count()
+
+
+def test_transitions_and_events(writer, make_job):
+    job = make_job()
+    job.update_state("READY", "ok")
+    with pytest.raises(InvalidStateTransition, match="cannot move from READY to RUN_DONE"):
+        job.update_state("RUN_DONE")
+    assert list(JobEvent.objects.values_list("to_state", "message")) == [("READY", "ok")]
+
+
+def test_dependencies_cycles_and_kills(writer, make_job):
+    a, b, c = (make_job(name=n) for n in ("pa", "pb", "pc"))
+    api.add_dependency(a, b)
+    b.parents.add(c)
+    with pytest.raises(DependencyError, match="would create a cycle"):
+        api.add_dependency(b, a)
+    with pytest.raises(DependencyError, match="already depends on"):
+        api.add_dependency(a, b)
+    assert JobDependency.objects.count() == 2
+    result = api.kill(c, recursive=False)
+    assert result["settled"] == [str(b.pk)]
+    assert BalsamJob.objects.get(pk=b.pk).state == "PARENT_KILLED"
+
+
+def test_errors_keep_their_class_and_message(writer, make_app):
+    make_app()
+    with pytest.raises(ValidationError, match="num_nodes must be at least 1, not 0"):
+        api.add_job(name="x", application="hello", num_nodes=0)
+    with pytest.raises(ValidationError, match="application 'nope' does not exist"):
+        api.add_job(name="x", application="nope")
+    with pytest.raises(NotFound, match="no job with id"):
+        api.write_client().transition([str(uuid.uuid4())], "READY")
+    assert not BalsamJob.objects.exists()
+
+
+def test_spawn_child_with_parents_in_one_request(writer, make_job):
+    parent = make_job(name="parent")
+    child = api.spawn_child(parent, name="child", application="hello")
+    assert list(BalsamJob.objects.get(pk=child.pk).parents.all()) == [parent]
