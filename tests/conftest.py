@@ -135,9 +135,11 @@ def _kill_leftovers(pids):
     import psutil
 
     for pid in pids:
+        if not pid or pid == os.getpid():  # psutil.Process(None) is this very process
+            continue
         try:
             psutil.Process(pid).kill()
-        except (psutil.NoSuchProcess, TypeError, ValueError):
+        except psutil.NoSuchProcess:
             pass
 
 

@@ -25,8 +25,7 @@ from balsam.dbserver.serverinfo import ServerInfo
 logger = logging.getLogger("balsam.dbserver.watchdog")  # not __name__: this runs as __main__
 
 LOCK_NAME = "dbserver.lock"
-FAST_FAILURE_SEC = 2.0  # a server that dies this soon after starting is failing, not crashing
-MAX_FAST_FAILURES = 5
+MAX_START_FAILURES = 5  # servers in a row that die before posting an address
 STOP_GRACE_SEC = 10.0
 
 
@@ -56,7 +55,7 @@ class Watchdog:
 
     def run(self):
         self.info.update(watchdog_pid=os.getpid(), restarts=0, host=self.host)
-        fast_failures = 0
+        start_failures = 0
         while not self.stopping:
             self.server = self._spawn()
             started = time.monotonic()
@@ -69,10 +68,13 @@ class Watchdog:
             if self.stopping:
                 break
             lived = time.monotonic() - started
-            fast_failures = fast_failures + 1 if lived < FAST_FAILURE_SEC else 0
-            if fast_failures >= MAX_FAST_FAILURES:
-                logger.error("the server failed %d times in a row within %.0f s of starting; giving up "
-                             "(see log/dbserver.log and log/dbserver.out)", fast_failures, FAST_FAILURE_SEC)
+            # A server that never posted its address cannot start (bad DB, no port):
+            # retrying forever would only hide that. One that served and died crashed.
+            served = self.info.read().get("server_pid") == self.server.pid
+            start_failures = 0 if served else start_failures + 1
+            if start_failures >= MAX_START_FAILURES:
+                logger.error("the server failed to start %d times in a row; giving up "
+                             "(see log/dbserver.log and log/dbserver.out)", start_failures)
                 break
             self.restarts += 1
             logger.warning("server pid %d exited with code %s after %.1f s; restarting (restart %d)",

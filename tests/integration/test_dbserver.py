@@ -1,0 +1,323 @@
+"""The dbserver as users and attackers meet it: real watchdog and server processes."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import psutil
+import pytest
+import zmq
+
+from balsam.core.models import BalsamJob
+from balsam.dbserver import protocol
+from balsam.dbserver.credentials import client_keys
+from balsam.dbserver.serverinfo import ServerInfo
+
+
+def wait_until(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def connect(db, keys=None):
+    keys = keys or client_keys(db)
+    sock = zmq.Context.instance().socket(zmq.REQ)
+    sock.curve_serverkey = keys["server_public"]
+    sock.curve_publickey = keys["public"]
+    sock.curve_secretkey = keys["secret"]
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(ServerInfo(db).read()["address"])
+    return sock
+
+
+def ask(sock, frame, timeout=10):
+    sock.send(frame)
+    assert sock.poll(timeout * 1000), "no reply from the dbserver"
+    return protocol.decode_reply(sock.recv())
+
+
+def ping(db):
+    sock = connect(db)
+    try:
+        return ask(sock, protocol.encode_request(protocol.new_request_id(), "ping", {}))["ok"]
+    finally:
+        sock.close()
+
+
+def user_env(db, **extra):
+    return {"PATH": os.environ["PATH"], "BALSAM_DB_PATH": str(db), **extra}
+
+
+# --------------------------------------------------------------------------- lifecycle
+def test_start_status_second_start_stop(balsam_cmd, db):
+    started = balsam_cmd("dbserver", "--host", "127.0.0.1")
+    assert started.returncode == 0, started.stderr
+    info = ServerInfo(db).read()
+    try:
+        assert f"serving at {info['address']}" in started.stdout
+        assert info["address"].startswith("tcp://127.0.0.1:") and info["host"] == "127.0.0.1"
+        assert psutil.pid_exists(info["server_pid"]) and psutil.pid_exists(info["watchdog_pid"])
+        again = balsam_cmd("dbserver", "--host", "127.0.0.1")
+        assert again.returncode == 1
+        assert again.stderr.strip() == (
+            f"Error: {db} is already served by dbserver pid {info['server_pid']} "
+            f"(watchdog pid {info['watchdog_pid']}) at {info['address']}"
+        )
+        assert balsam_cmd("app", "--name", "hello", "--executable", "echo").returncode == 0
+        status = balsam_cmd("dbserver", "--status").stdout
+        for label in ("address", "server pid", "watchdog pid", "uptime", "requests served", "commits",
+                      "mean batch size", "restarts"):
+            assert f"{label}:" in status
+        assert f"address: {info['address']}" in status and "commits: 1" in status
+        assert f"Write mode:  dbserver at {info['address']}" in balsam_cmd("which").stdout
+        refused = balsam_cmd("dbserver", "--reset")
+        assert refused.returncode == 1 and "is running" in refused.stderr and "--stop" in refused.stderr
+    finally:
+        stopped = balsam_cmd("dbserver", "--stop")
+    assert stopped.returncode == 0 and "stopped the dbserver" in stopped.stdout
+    assert ServerInfo(db).read()["address"] is None
+    wait_until(lambda: not psutil.pid_exists(info["server_pid"]) or
+               psutil.Process(info["server_pid"]).status() == psutil.STATUS_ZOMBIE, 10, "the server to exit")
+    assert "Write mode:  direct" in balsam_cmd("which").stdout
+    not_running = balsam_cmd("dbserver", "--status")
+    assert not_running.returncode == 1 and "no dbserver is running" in not_running.stderr
+
+
+def test_server_killed_is_restarted_within_two_seconds(dbserver, db):
+    os.kill(dbserver["server_pid"], signal.SIGKILL)
+    killed_at = time.monotonic()
+    info = wait_until(
+        lambda: (i := ServerInfo(db).read()).get("server_pid") not in (None, dbserver["server_pid"]) and i, 5,
+        "a new server",
+    )
+    assert time.monotonic() - killed_at < 2.0
+    assert info["restarts"] == 1 and info["address"] != dbserver["address"]
+    assert ping(db)
+    log = (db / "log" / "watchdog.log").read_text()
+    assert f"server pid {dbserver['server_pid']} exited with code -9" in log and "restarting (restart 1)" in log
+
+
+def test_writes_from_processes_go_through_the_server(dbserver, db, make_app):
+    make_app()
+    code = "import balsam.launcher.dag as dag; dag.add_job(name='via_server', application='hello')"
+    subprocess.run([sys.executable, "-c", code], env=user_env(db), check=True, timeout=60)
+    assert BalsamJob.objects.filter(name="via_server").exists()
+    figures = json.loads(json.dumps(ServerInfo(db).read()))
+    assert figures["address"]
+    log = (db / "log" / "dbserver.log").read_text()
+    assert "serving" in log
+
+
+# --------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize(
+    "frame, fragment",
+    [
+        (b"\xff\x00garbage", "not UTF-8 JSON"),
+        (b"[1, 2, 3]", "must be a JSON object"),
+        (json.dumps({"v": 99, "id": "x" * 32, "op": "ping"}).encode(), "protocol version 99 is not supported"),
+        (json.dumps({"v": 1, "id": "x" * 32, "op": "drop_tables", "args": {}}).encode(), "unknown operation 'drop_tables'"),
+        (json.dumps({"v": 1, "op": "ping"}).encode(), "needs an 'id'"),
+    ],
+)
+def test_malformed_requests_get_an_error_reply(dbserver, db, frame, fragment):
+    sock = connect(db)
+    reply = ask(sock, frame)
+    assert reply["ok"] is False and reply["error"] == "ProtocolError" and fragment in reply["message"]
+    assert ask(sock, protocol.encode_request(protocol.new_request_id(), "ping", {}))["ok"]
+
+
+def test_bad_arguments_fail_alone(dbserver, db, make_app):
+    make_app()
+    sock = connect(db)
+    bad = protocol.encode_request(protocol.new_request_id(), "create_jobs", {"rows": [{"name": "x", "colour": "red"}]})
+    reply = ask(sock, bad)
+    assert reply["error"] == "ValidationError" and "unknown or read-only job field 'colour'" in reply["message"]
+    reply = ask(sock, protocol.encode_request(protocol.new_request_id(), "update_jobs", {"nonsense": 1}))
+    assert reply["error"] == "ValidationError" and "bad arguments for update_jobs" in reply["message"]
+    good = protocol.encode_request(protocol.new_request_id(), "create_jobs", {"rows": [{"name": "ok", "application": "hello"}]})
+    assert ask(sock, good)["ok"]
+    assert list(BalsamJob.objects.values_list("name", flat=True)) == ["ok"]
+
+
+def test_oversized_message_gets_an_error_reply(dbserver, db):
+    sock = connect(db)
+    frame = b" " * (protocol.MAX_REQUEST_BYTES + 1)
+    reply = ask(sock, frame, timeout=30)
+    assert reply["ok"] is False and "exceeds the" in reply["message"]
+    assert ping(db)
+
+
+def test_client_without_the_credential_is_refused_and_logged(dbserver, db, make_app):
+    make_app()
+    public, secret = zmq.curve_keypair()
+    intruder = connect(db, {"public": public, "secret": secret, "server_public": client_keys(db)["server_public"]})
+    intruder.send(protocol.encode_request(protocol.new_request_id(), "create_jobs", {"rows": [{"name": "evil", "application": "hello"}]}))
+    assert not intruder.poll(1500)
+    intruder.close()
+    assert not BalsamJob.objects.filter(name="evil").exists()
+    wait_until(lambda: "refused a client without this DB's credential" in (db / "log" / "dbserver.log").read_text(), 5,
+               "the refusal in the log")
+    assert ping(db)
+
+
+def test_raw_tcp_garbage_does_not_disturb_the_server(dbserver, db):
+    host, port = dbserver["address"].removeprefix("tcp://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=5) as raw:
+        raw.sendall(b"GET / HTTP/1.0\r\n\r\n" + os.urandom(4096))
+    assert ping(db)
+
+
+def test_credentials_are_owner_only(db):
+    directory = db / "credentials"
+    assert oct(directory.stat().st_mode & 0o777) == "0o700"
+    for path in directory.iterdir():
+        assert oct(path.stat().st_mode & 0o777) == "0o600"
+
+
+# --------------------------------------------------------------------------- exactly once
+def test_a_repeated_request_id_is_applied_once(dbserver, db, make_app):
+    make_app()
+    sock = connect(db)
+    frame = protocol.encode_request("r" * 32, "create_jobs", {"rows": [{"name": "once", "application": "hello"}]})
+    first, second = ask(sock, frame), ask(sock, frame)
+    assert first["ok"] and first["result"] == second["result"]
+    assert BalsamJob.objects.filter(name="once").count() == 1
+
+
+# --------------------------------------------------------------------------- stale and hung servers
+def _post_fake_server(db, host, address):
+    ServerInfo(db).update(address=address, host=host, server_pid=2**22 + 7, watchdog_pid=2**22 + 9)
+
+
+def test_stale_local_address_fails_fast_in_one_line(balsam_cmd, db):
+    _post_fake_server(db, "127.0.0.1", "tcp://127.0.0.1:9")
+    began = time.monotonic()
+    result = balsam_cmd("app", "--name", "x", "--executable", "echo")
+    assert time.monotonic() - began < 10
+    assert result.returncode == 1 and result.stderr.count("\n") == 1
+    assert "are not running" in result.stderr and f"balsam dbserver --reset --path {db}" in result.stderr
+    assert balsam_cmd("ls").returncode == 0  # readers don't need the server
+    assert balsam_cmd("dbserver", "--reset").returncode == 0
+    assert balsam_cmd("app", "--name", "x", "--executable", "echo").returncode == 0
+
+
+def test_unanswered_remote_address_fails_after_a_short_ping(balsam_cmd, db):
+    _post_fake_server(db, "127.0.0.2", "tcp://127.0.0.2:9")
+    began = time.monotonic()
+    result = balsam_cmd("app", "--name", "x", "--executable", "echo", env={"BALSAM_DBSERVER_PING_TIMEOUT_SEC": "1"})
+    assert time.monotonic() - began < 10
+    assert result.returncode == 1 and "no answer to a ping within 1 s" in result.stderr
+
+
+def test_hung_server_raises_after_the_deadline(dbserver, db, make_app):
+    make_app()
+    os.kill(dbserver["server_pid"], signal.SIGSTOP)
+    try:
+        code = "import balsam.launcher.dag as dag; dag.add_job(name='late', application='hello')"
+        began = time.monotonic()
+        result = subprocess.run([sys.executable, "-c", code], env=user_env(db, BALSAM_DBSERVER_DEADLINE_SEC="2"),
+                                capture_output=True, text=True, timeout=60)
+        elapsed = time.monotonic() - began
+    finally:
+        os.kill(dbserver["server_pid"], signal.SIGCONT)
+    assert result.returncode == 1 and 2 <= elapsed < 15
+    assert "DBServerUnavailable: no reply from the dbserver of" in result.stderr
+    assert dbserver["address"] in result.stderr
+
+
+# --------------------------------------------------------------------------- load
+WRITER = textwrap.dedent(
+    """
+    import os, sys, time
+    import balsam.launcher.dag as dag
+    from balsam.exceptions import DBServerUnavailable
+    n, count, out, stop = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+    with open(out, "w", buffering=1) as log:
+        for i in range(count):
+            if os.path.exists(stop):
+                break
+            began = time.monotonic()
+            try:
+                dag.add_job(name=f"p{n}_{i}", workflow="load", application="hello")
+                log.write(f"ok p{n}_{i}\\n")
+            except DBServerUnavailable:
+                log.write(f"unavailable {time.monotonic() - began:.1f}\\n")
+    """
+)
+
+
+def _run_writers(db, tmp_path, processes, count, env=None):
+    stop = tmp_path / "stop"
+    return [
+        subprocess.Popen([sys.executable, "-c", WRITER, str(n), str(count), str(tmp_path / f"w{n}.log"), str(stop)],
+                         env=user_env(db, **(env or {})), stderr=subprocess.PIPE, text=True)
+        for n in range(processes)
+    ]
+
+
+def _collect(procs, tmp_path, timeout):
+    """(names whose add_job returned, seconds each DBServerUnavailable call took)."""
+    errors = [p.communicate(timeout=timeout)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * len(procs), [e[-500:] for e in errors if e]
+    ok, unavailable = [], []
+    for n in range(len(procs)):
+        for line in (tmp_path / f"w{n}.log").read_text().splitlines():
+            kind, value = line.split()
+            (ok if kind == "ok" else unavailable).append(value if kind == "ok" else float(value))
+    return ok, unavailable
+
+
+def _names_in_db(db):
+    import sqlite3
+
+    con = sqlite3.connect(db / "db.sqlite3")
+    try:
+        return [row[0] for row in con.execute("SELECT name FROM balsam_job WHERE workflow = 'load'")]
+    finally:
+        con.close()
+
+
+@pytest.mark.timeout(600)
+def test_64_processes_200_jobs_each(dbserver, db, make_app, tmp_path):
+    make_app()
+    ok, unavailable = _collect(_run_writers(db, tmp_path, 64, 200), tmp_path, timeout=500)
+    assert len(ok) == 12_800 and unavailable == []
+    names = _names_in_db(db)
+    assert len(names) == len(set(names)) == 12_800
+
+
+@pytest.mark.timeout(600)
+def test_sigkill_every_second_loses_and_duplicates_nothing(dbserver, db, make_app, tmp_path):
+    make_app()
+    deadline = 20
+    procs = _run_writers(db, tmp_path, 32, 10**6, env={"BALSAM_DBSERVER_DEADLINE_SEC": str(deadline)})
+    wait_until(lambda: len(_names_in_db(db)) > 100, 120, "the writers to get going")
+    kills = 0
+    for _ in range(20):
+        time.sleep(1)
+        pid = ServerInfo(db).read().get("server_pid")
+        try:
+            os.kill(pid, signal.SIGKILL)
+            kills += 1
+        except (ProcessLookupError, TypeError):
+            pass
+    (tmp_path / "stop").touch()
+    ok, unavailable = _collect(procs, tmp_path, timeout=deadline + 120)
+    names = _names_in_db(db)
+    assert kills >= 18
+    assert len(names) == len(set(names)), "a job was inserted twice"
+    assert set(ok) <= set(names), f"{len(set(ok) - set(names))} acknowledged inserts are missing"
+    assert all(seconds >= deadline - 0.5 for seconds in unavailable), "a call failed before its deadline"
+    assert len(ok) > 1000
+    wait_until(lambda: ping(db), 10, "the restarted server")
+    assert ServerInfo(db).read()["restarts"] >= kills
