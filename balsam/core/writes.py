@@ -6,6 +6,7 @@ request, the dbserver per group of requests (with a savepoint each). Raising a
 ``BalsamError`` aborts the operation's changes.
 """
 
+import datetime
 import json
 import re
 import uuid
@@ -562,6 +563,67 @@ def remove_dependency(parent, child):
 
 
 # ---------------------------------------------------------------------------
+# leases: which launcher runs which job
+# ---------------------------------------------------------------------------
+def _owner(owner):
+    if not isinstance(owner, str) or not owner.strip() or len(owner) > 255:
+        raise ValidationError("a lease owner must be a non-empty name of at most 255 characters")
+    return owner
+
+
+def _state_list(names):
+    if not isinstance(names, list) or not names:
+        raise ValidationError("states must be a non-empty list of state names")
+    return [states.validate_state_name(name) for name in names]
+
+
+def _positive_number(name, value, allow_zero=False):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (value == 0 and not allow_zero):
+        raise ValidationError(f"{name} must be a positive number, not {value!r}")
+    return value
+
+
+def claim_jobs(owner, states, limit=1, lease_expiry_sec=180, workflow=None, job_ids=None):
+    """Lease up to ``limit`` jobs in ``states`` that nobody holds, or whose
+    holder stopped heartbeating ``lease_expiry_sec`` ago; returns their ids.
+
+    Runs inside the write transaction, so two launchers never get the same job.
+    """
+    owner = _owner(owner)
+    wanted = _state_list(states)
+    _positive_number("limit", limit, allow_zero=True)
+    _positive_number("lease_expiry_sec", lease_expiry_sec)
+    now = timezone.now()
+    cutoff = now - datetime.timedelta(seconds=lease_expiry_sec)
+    free = models.Q(lease_owner="") | models.Q(lease_heartbeat__lt=cutoff) | models.Q(lease_heartbeat__isnull=True)
+    qs = BalsamJob.objects.filter(free, state__in=wanted)
+    if workflow is not None:
+        qs = qs.filter(workflow=workflow)
+    if job_ids is not None:
+        qs = qs.filter(pk__in=[_uuid(i) for i in job_ids])
+    ids = list(qs.order_by("created_at").values_list("pk", flat=True)[: int(limit)])
+    for chunk in _chunks(ids):
+        BalsamJob.objects.filter(pk__in=chunk)._direct_update(lease_owner=owner, lease_heartbeat=now)
+    return [str(pk) for pk in ids]
+
+
+def heartbeat_leases(owner, ids=None):
+    """Renew the owner's leases (all of them, or ``ids``); returns how many."""
+    qs = BalsamJob.objects.filter(lease_owner=_owner(owner))
+    if ids is not None:
+        qs = qs.filter(pk__in=[_uuid(i) for i in ids])
+    return qs._direct_update(lease_heartbeat=timezone.now())
+
+
+def release_leases(owner, ids=None):
+    """Give up the owner's leases (all of them, or ``ids``); returns how many."""
+    qs = BalsamJob.objects.filter(lease_owner=_owner(owner))
+    if ids is not None:
+        qs = qs.filter(pk__in=[_uuid(i) for i in ids])
+    return qs._direct_update(lease_owner="", lease_heartbeat=None)
+
+
+# ---------------------------------------------------------------------------
 # the whitelist
 # ---------------------------------------------------------------------------
 OPERATIONS = {
@@ -575,5 +637,8 @@ OPERATIONS = {
     "kill_jobs": kill_jobs,
     "add_dependency": add_dependency,
     "remove_dependency": remove_dependency,
+    "claim_jobs": claim_jobs,
+    "heartbeat_leases": heartbeat_leases,
+    "release_leases": release_leases,
 }
 

@@ -41,3 +41,18 @@ class WriteClient(ABC):
 
     def remove_dependency(self, parent, child):
         return self.request("remove_dependency", {"parent": parent, "child": child})
+
+    # -- leases -------------------------------------------------------------------
+    def claim(self, owner, states, limit, lease_expiry_sec, workflow=None, job_ids=None):
+        payload = {"owner": owner, "states": list(states), "limit": limit, "lease_expiry_sec": lease_expiry_sec}
+        if workflow is not None:
+            payload["workflow"] = workflow
+        if job_ids is not None:
+            payload["job_ids"] = list(job_ids)
+        return self.request("claim_jobs", payload)
+
+    def heartbeat(self, owner, ids=None):
+        return self.request("heartbeat_leases", {"owner": owner, "ids": ids})
+
+    def release(self, owner, ids=None):
+        return self.request("release_leases", {"owner": owner, "ids": ids})

@@ -34,6 +34,9 @@ WRITE_OPS = frozenset(
         "kill_jobs",
         "add_dependency",
         "remove_dependency",
+        "claim_jobs",
+        "heartbeat_leases",
+        "release_leases",
     }
 )
 SERVER_OPS = frozenset({"ping", "status"})

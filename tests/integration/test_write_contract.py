@@ -91,3 +91,35 @@ def test_spawn_child_with_parents_in_one_request(writer, make_job):
     parent = make_job(name="parent")
     child = api.spawn_child(parent, name="child", application="hello")
     assert list(BalsamJob.objects.get(pk=child.pk).parents.all()) == [parent]
+
+
+def test_claims_are_exclusive_and_leases_expire(writer, make_app):
+    make_app()
+    client = api.write_client()
+    jobs = [api.add_job(name=f"j{i}", application="hello") for i in range(5)]
+    ready = [str(j.pk) for j in jobs]
+    client.transition(ready, "READY")
+    first = client.claim("launcher-1", ["READY"], limit=3, lease_expiry_sec=60)
+    second = client.claim("launcher-2", ["READY"], limit=10, lease_expiry_sec=60)
+    assert len(first) == 3 and len(second) == 2 and not set(first) & set(second)
+    assert client.claim("launcher-3", ["READY"], limit=10, lease_expiry_sec=60) == []
+    assert set(BalsamJob.objects.filter(lease_owner="launcher-1").values_list("pk", flat=True)) == {uuid.UUID(i) for i in first}
+    assert client.heartbeat("launcher-1") == 3
+    assert client.release("launcher-2", second[:1]) == 1
+    assert client.claim("launcher-3", ["READY"], limit=10, lease_expiry_sec=60) == second[:1]
+    # launcher-1 stops heartbeating: with a tiny expiry its jobs can be taken over
+    import time
+
+    time.sleep(0.05)
+    taken = client.claim("launcher-4", ["READY"], limit=10, lease_expiry_sec=0.01)
+    assert set(first) <= set(taken)
+
+
+def test_claim_rejects_bad_arguments(writer):
+    client = api.write_client()
+    with pytest.raises(ValidationError, match="lease owner must be a non-empty name"):
+        client.claim("", ["READY"], 1, 60)
+    with pytest.raises(Exception, match="unknown state 'DONE'"):
+        client.claim("me", ["DONE"], 1, 60)
+    with pytest.raises(ValidationError, match="lease_expiry_sec must be a positive number"):
+        client.claim("me", ["READY"], 1, -5)
