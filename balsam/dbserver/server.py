@@ -9,7 +9,6 @@ therefore means committed, and a retried id gets the stored result back.
 Run by the watchdog as ``python -m balsam.dbserver.server --path DIR --host H``.
 """
 
-import argparse
 import json
 import logging
 import os
@@ -20,7 +19,7 @@ import time
 
 import zmq
 
-from balsam.dbserver import protocol
+from balsam.dbserver import parse_process_args, protocol
 from balsam.dbserver.credentials import server_keys
 from balsam.dbserver.serverinfo import ServerInfo
 
@@ -205,11 +204,7 @@ class _KeyCheck:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Balsam dbserver (started by the watchdog)")
-    parser.add_argument("--path", required=True)
-    parser.add_argument("--host", required=True)
-    parser.add_argument("--no-group-commit", action="store_true")
-    args = parser.parse_args(argv)
+    args = parse_process_args("Balsam dbserver (started by the watchdog)", argv)
 
     from balsam import logs
     from balsam.django_config import activate

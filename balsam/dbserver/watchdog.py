@@ -9,7 +9,6 @@ stop the server, clear the address and release the lock.
 Run by ``balsam dbserver`` as a detached process.
 """
 
-import argparse
 import logging
 import os
 import signal
@@ -20,6 +19,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
+from balsam.dbserver import parse_process_args
 from balsam.dbserver.serverinfo import ServerInfo
 
 logger = logging.getLogger("balsam.dbserver.watchdog")  # not __name__: this runs as __main__
@@ -97,11 +97,7 @@ class Watchdog:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Balsam dbserver watchdog (started by `balsam dbserver`)")
-    parser.add_argument("--path", required=True)
-    parser.add_argument("--host", required=True)
-    parser.add_argument("--no-group-commit", action="store_true")
-    args = parser.parse_args(argv)
+    args = parse_process_args("Balsam dbserver watchdog (started by `balsam dbserver`)", argv)
 
     from balsam import logs
 
