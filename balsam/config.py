@@ -12,6 +12,7 @@ from pathlib import Path
 from balsam.exceptions import ConfigError, DBNotFound
 
 SERVER_INFO_NAME = "dbwriter_address"
+MAX_DBSERVER_DEADLINE_SEC = 3000  # below the dbserver's applied-id retention (protocol.APPLIED_ID_RETENTION_SEC)
 SQLITE_NAME = "db.sqlite3"
 
 # The repository holds user_settings.py next to default_balsamdb/.
@@ -83,6 +84,11 @@ def load_settings(environ=None):
     for name in ("sqlite_busy_timeout_sec", "dbserver_deadline_sec", "dbserver_ping_timeout_sec"):
         if getattr(settings, name) <= 0:
             raise ConfigError(f"{name} must be positive")
+    if settings.dbserver_deadline_sec > MAX_DBSERVER_DEADLINE_SEC:
+        raise ConfigError(
+            f"dbserver_deadline_sec must be at most {MAX_DBSERVER_DEADLINE_SEC} s "
+            "(the dbserver forgets applied request ids after an hour)"
+        )
     return settings
 
 

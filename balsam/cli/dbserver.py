@@ -26,6 +26,8 @@ def dbserver(ctx, path, host, action, no_group_commit):
     """Start the write server of a Balsam DB (a detached watchdog keeps it running)."""
     from balsam.dbserver import control
 
+    if host and action:
+        raise click.UsageError(f"--host only applies when starting a server, not with --{action}")
     db_path = _db_path(ctx, path)
     if action == "stop":
         click.echo(control.stop(db_path))

@@ -8,16 +8,15 @@ until the deadline.
 
 import logging
 import os
-import socket
+import threading
 import time
 
-import psutil
 import zmq
 
 from balsam.dbclient.base import WriteClient
 from balsam.dbserver import protocol
 from balsam.dbserver.credentials import client_keys
-from balsam.dbserver.serverinfo import ServerInfo
+from balsam.dbserver.serverinfo import ServerInfo, is_local_host, server_alive
 from balsam.exceptions import ERRORS_BY_NAME, BalsamError, DBServerUnavailable
 
 logger = logging.getLogger(__name__)
@@ -39,23 +38,12 @@ class ServerGone(Exception):
         self.request_id = request_id
 
 
-def _local_host(host):
-    return host in ("127.0.0.1", "localhost", "::1", socket.gethostname(), socket.getfqdn())
-
-
-def _running(pid):
-    try:
-        return pid is not None and psutil.Process(int(pid)).status() != psutil.STATUS_ZOMBIE
-    except (psutil.NoSuchProcess, ValueError):
-        return False
-
-
 def stale_reason(info):
     """Why the posted server can't be running, when that can be told locally (else None)."""
     host = info.get("host")
-    if not host or not _local_host(host):
+    if not host or not is_local_host(host):
         return None
-    if _running(info.get("server_pid")) or _running(info.get("watchdog_pid")):
+    if server_alive(info):
         return None
     return f"its server (pid {info.get('server_pid')}) and watchdog (pid {info.get('watchdog_pid')}) are not running"
 
@@ -80,6 +68,7 @@ class ZmqClient(WriteClient):
         self._pid = None
         self._socket = None
         self.address = None
+        self._lock = threading.Lock()  # one REQ socket: one request at a time
 
     def describe(self):
         info = self.info.read()
@@ -116,7 +105,7 @@ class ZmqClient(WriteClient):
         """Fail fast, in one line, if the posted server is evidently gone."""
         info = self.info.read()
         reason = stale_reason(info)
-        if reason is None and not (info.get("host") and _local_host(info["host"])):
+        if reason is None and not (info.get("host") and is_local_host(info["host"])):
             try:
                 self._send("ping", {}, deadline_sec=self.ping_timeout_sec)
                 return
@@ -132,7 +121,8 @@ class ZmqClient(WriteClient):
     def _send(self, op, payload, deadline_sec):
         request_id = protocol.new_request_id()
         try:
-            return self._send_until(request_id, op, payload, deadline_sec)
+            with self._lock:
+                return self._send_until(request_id, op, payload, deadline_sec)
         except ServerGone:
             raise ServerGone(request_id) from None
 

@@ -27,7 +27,7 @@ def apply_group(requests):
 
     Must run inside a transaction; the caller commits.
     """
-    outcomes = {rid: (None, result) for rid, result in _already_applied([r[0] for r in requests]).items()}
+    outcomes = committed_outcomes([r[0] for r in requests])
     pending, seen = [], set(outcomes)
     for request in requests:
         if request[0] not in seen:  # a retry can arrive while the original waits in the same batch
@@ -65,8 +65,7 @@ def _apply_one(request, outcomes):
     rid, op, args = request
     try:
         with transaction.atomic():
-            result = OPERATIONS[op](**args)
-        outcomes[rid] = (None, json.dumps(result))
+            outcomes[rid] = (None, json.dumps(OPERATIONS[op](**args)))
     except BalsamError as exc:
         outcomes[rid] = (type(exc).__name__, str(exc))
     except TypeError as exc:
@@ -77,6 +76,11 @@ def _apply_one(request, outcomes):
     except Exception as exc:  # a bug must not take the server down
         logger.exception("unexpected error in %s", op)
         outcomes[rid] = ("BalsamError", f"internal error in {op}: {type(exc).__name__}: {exc}")
+
+
+def committed_outcomes(request_ids):
+    """Outcomes of the requests among ``request_ids`` that an earlier group committed."""
+    return {rid: (None, result) for rid, result in _already_applied(request_ids).items()}
 
 
 def _already_applied(request_ids):

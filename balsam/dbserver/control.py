@@ -11,8 +11,8 @@ from pathlib import Path
 from filelock import Timeout
 
 from balsam.dbserver.credentials import ensure_credentials
-from balsam.dbserver.serverinfo import ServerInfo
-from balsam.dbserver.watchdog import server_lock
+from balsam.dbserver.serverinfo import ServerInfo, is_local_host, is_running, server_alive
+from balsam.dbserver.watchdog import last_line, server_lock
 from balsam.exceptions import BalsamError
 
 START_TIMEOUT_SEC = 30
@@ -36,14 +36,12 @@ def watchdog_running(db_path):
 
 def start(db_path, host=None, group_commit=True):
     """Start the watchdog (detached) and wait until its server is posted; returns the info."""
-    from balsam.dbclient.zmq_client import _running
-
     db_path = Path(db_path)
     host = host or default_host()
     ensure_credentials(db_path)
     info = ServerInfo(db_path)
-    if watchdog_running(db_path):
-        current = info.read()
+    current = info.read()
+    if watchdog_running(db_path) or _answers_elsewhere(db_path, current):
         raise BalsamError(
             f"{db_path} is already served by dbserver pid {current.get('server_pid')} "
             f"(watchdog pid {current.get('watchdog_pid')}) at {current.get('address')}"
@@ -58,40 +56,52 @@ def start(db_path, host=None, group_commit=True):
     deadline = time.monotonic() + START_TIMEOUT_SEC
     while time.monotonic() < deadline:
         current = info.read()
-        if current.get("watchdog_pid") == watchdog.pid and current.get("address") and _running(current.get("server_pid")):
+        if current.get("watchdog_pid") == watchdog.pid and current.get("address") and is_running(current.get("server_pid")):
             return current
         if watchdog.poll() is not None:
-            raise BalsamError(f"the dbserver did not start: {_last_line(db_path / 'log' / 'watchdog.out')}")
+            raise BalsamError(f"the dbserver did not start: {last_line(db_path / 'log' / 'watchdog.out')}")
         time.sleep(0.05)
     raise BalsamError(f"the dbserver did not post its address within {START_TIMEOUT_SEC} s; see {db_path}/log/")
 
 
-def _last_line(path):
+def _answers_elsewhere(db_path, info):
+    """A server posted from another host that still answers a ping."""
+    from balsam.dbclient.zmq_client import ZmqClient
+
+    if not info.get("address") or not info.get("host") or is_local_host(info["host"]):
+        return False
     try:
-        lines = [line for line in Path(path).read_text(errors="replace").splitlines() if line.strip()]
-    except OSError:
-        return "no output"
-    return lines[-1] if lines else "no output"
+        ZmqClient(db_path, 1, 1).request("ping", {})
+        return True
+    except BalsamError:
+        return False
+
+
+def _require_local(db_path, info, action):
+    host = info.get("host")
+    if info.get("address") and host and not is_local_host(host):
+        raise BalsamError(f"the dbserver of {db_path} was started on host {host}; run `balsam dbserver --{action}` there")
 
 
 def stop(db_path):
     """Stop this DB's watchdog and server; returns a one-line report."""
-    from balsam.dbclient.zmq_client import _running
-
     info = ServerInfo(db_path)
     current = info.read()
+    _require_local(db_path, current, "stop")
     watchdog_pid, server_pid = current.get("watchdog_pid"), current.get("server_pid")
-    if _running(watchdog_pid):
+    watchdog_up = is_running(watchdog_pid, current.get("watchdog_started"))
+    server_up = is_running(server_pid, current.get("started"))
+    if watchdog_up:
         os.kill(watchdog_pid, signal.SIGTERM)
-    elif _running(server_pid):
+    elif server_up:
         os.kill(server_pid, signal.SIGTERM)
     else:
-        info.update(address=None, server_pid=None, watchdog_pid=None)
+        info.clear_server()
         return f"no dbserver was running for {db_path} (address cleared)"
     deadline = time.monotonic() + STOP_TIMEOUT_SEC
     while time.monotonic() < deadline:
-        if not _running(watchdog_pid) and not _running(server_pid):
-            info.update(address=None, server_pid=None, watchdog_pid=None)
+        if not is_running(watchdog_pid) and not is_running(server_pid):
+            info.clear_server()
             return f"stopped the dbserver of {db_path} (watchdog pid {watchdog_pid}, server pid {server_pid})"
         time.sleep(0.05)
     raise BalsamError(f"the dbserver of {db_path} did not stop within {STOP_TIMEOUT_SEC} s (watchdog pid {watchdog_pid})")
@@ -99,17 +109,24 @@ def stop(db_path):
 
 def reset(db_path):
     """Clear a stale address left by a crash; refuses while a server still runs."""
-    from balsam.dbclient.zmq_client import _running
+    from balsam.exceptions import DBNotFound
 
     info = ServerInfo(db_path)
-    current = info.read()
-    if watchdog_running(db_path) or _running(current.get("server_pid")):
+    try:
+        current = info.read()
+    except DBNotFound:  # damaged: rewrite it
+        info.clear_server()
+        return f"rewrote the damaged {info.path}"
+    _require_local(db_path, current, "reset")
+    if watchdog_running(db_path) or server_alive(current):
         raise BalsamError(
             f"the dbserver of {db_path} is running (server pid {current.get('server_pid')}); "
             f"stop it with: balsam dbserver --stop --path {db_path}"
         )
-    info.update(address=None, server_pid=None, watchdog_pid=None)
-    return f"reset {db_path}/dbwriter_address (was {current.get('address')})"
+    info.clear_server()
+    if not current.get("address"):
+        return f"nothing was posted in {info.path}; it is clear"
+    return f"cleared the stale address {current.get('address')} from {info.path}"
 
 
 def status(db_path):

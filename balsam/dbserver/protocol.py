@@ -20,6 +20,9 @@ VERSION = 1
 MAX_REQUEST_BYTES = 32 * 2**20  # larger requests get an error reply
 HARD_MAX_MESSAGE_BYTES = 2 * MAX_REQUEST_BYTES  # ZeroMQ drops the peer beyond this
 JOBS_PER_REQUEST = 10_000  # bulk inserts are split into requests of this many jobs
+# How long the server remembers applied request ids: a client retrying longer
+# than this could apply a request twice, so client deadlines must stay below it.
+APPLIED_ID_RETENTION_SEC = 3600
 
 # Operations a client may ask for: the write whitelist plus the server's own.
 WRITE_OPS = frozenset(

@@ -28,7 +28,6 @@ logger = logging.getLogger("balsam.dbserver.server")  # not __name__: this runs 
 MAX_BATCH_REQUESTS = 1024
 MAX_BATCH_BYTES = 64 * 2**20
 POLL_MS = 200
-APPLIED_ID_RETENTION_SEC = 3600  # must exceed every client's retry deadline
 PRUNE_PERIOD_SEC = 60
 
 
@@ -161,10 +160,12 @@ class WriteServer:
         try:
             with write_transaction():
                 outcomes = apply.apply_group([(rid, op, args) for _, rid, op, args in requests])
-        except Exception as exc:  # the commit itself failed: nothing was applied
+        except Exception as exc:  # the commit failed: nothing of this group was applied
             logger.exception("commit failed")
             message = f"the dbserver could not commit: {type(exc).__name__}: {exc}"
             outcomes = {rid: ("BalsamError", message) for _, rid, _, _ in requests}
+            # ...but retries of requests committed by an earlier group still succeeded.
+            outcomes.update(apply.committed_outcomes([rid for _, rid, _, _ in requests]))
         else:
             self.stats.commits += 1
         replies = []
@@ -185,7 +186,11 @@ class WriteServer:
         self._last_prune = now
         from balsam.dbserver import apply
 
-        pruned = apply.prune_applied(APPLIED_ID_RETENTION_SEC)
+        try:
+            pruned = apply.prune_applied(protocol.APPLIED_ID_RETENTION_SEC)
+        except Exception:  # housekeeping must never take the writer down
+            logger.exception("pruning applied-request ids failed")
+            return
         if pruned:
             logger.info("pruned %d applied-request ids", pruned)
 
@@ -203,6 +208,15 @@ class _KeyCheck:
         return False
 
 
+def _unapplied_migrations():
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    executor = MigrationExecutor(connection)
+    plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    return [f"{migration.app_label}.{migration.name}" for migration, _ in plan]
+
+
 def main(argv=None):
     args = parse_process_args("Balsam dbserver (started by the watchdog)", argv)
 
@@ -218,6 +232,12 @@ def main(argv=None):
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    unapplied = _unapplied_migrations()
+    if unapplied:
+        message = f"the DB schema is out of date ({', '.join(unapplied)} not applied); run: balsam init {args.path}"
+        logger.error(message)
+        print(f"dbserver: {message}", file=sys.stderr)
+        return 2
     try:
         server.bind()
     except (zmq.ZMQError, OSError) as exc:

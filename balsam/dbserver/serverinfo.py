@@ -7,15 +7,42 @@ half-written file and two writers never lose each other's keys.
 
 import json
 import os
+import socket
 import tempfile
 from pathlib import Path
 
+import psutil
 from filelock import FileLock
 
 from balsam.config import SERVER_INFO_NAME
 from balsam.exceptions import DBNotFound
 
 LOCK_SUFFIX = ".lock"
+
+
+def is_local_host(host):
+    return host in ("127.0.0.1", "localhost", "::1", socket.gethostname(), socket.getfqdn())
+
+
+def is_running(pid, started=None):
+    """Is ``pid`` a live (non-zombie) process -- and, when ``started`` (epoch
+    seconds) is known, the one that started then rather than a reused pid?"""
+    if not pid:
+        return False
+    try:
+        process = psutil.Process(int(pid))
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return started is None or process.create_time() <= started + 1
+    except (psutil.NoSuchProcess, ValueError, TypeError):
+        return False
+
+
+def server_alive(info):
+    """Is the server or watchdog named in ``info`` running on this host?"""
+    return is_running(info.get("server_pid"), info.get("started")) or is_running(
+        info.get("watchdog_pid"), info.get("watchdog_started")
+    )
 
 
 class ServerInfo:
@@ -33,11 +60,22 @@ class ServerInfo:
             data = json.loads(text)
         except json.JSONDecodeError:
             raise DBNotFound(
-                f"{self.path} is not valid JSON; run: balsam dbserver --reset --path {self.db_path}"
+                f"{self.path} is damaged (not JSON); repair it with: balsam dbserver --reset --path {self.db_path}"
             ) from None
         if not isinstance(data, dict):
             raise DBNotFound(f"{self.path} must hold a JSON object")
         return data
+
+    def clear_server(self):
+        """Forget the posted server (rewriting a damaged file if need be)."""
+        with self._lock:
+            try:
+                data = self.read()
+            except DBNotFound:
+                data = {"db_type": "sqlite3"}
+            data.update(address=None, server_pid=None, watchdog_pid=None)
+            _atomic_write_json(self.path, data)
+            return data
 
     def update(self, **changes):
         """Merge ``changes`` into the file atomically; return the new contents."""

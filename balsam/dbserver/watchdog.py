@@ -54,7 +54,7 @@ class Watchdog:
             log.close()
 
     def run(self):
-        self.info.update(watchdog_pid=os.getpid(), restarts=0, host=self.host)
+        self.info.update(watchdog_pid=os.getpid(), watchdog_started=time.time(), restarts=0, host=self.host)
         start_failures = 0
         while not self.stopping:
             self.server = self._spawn()
@@ -73,15 +73,16 @@ class Watchdog:
             served = self.info.read().get("server_pid") == self.server.pid
             start_failures = 0 if served else start_failures + 1
             if start_failures >= MAX_START_FAILURES:
-                logger.error("the server failed to start %d times in a row; giving up "
-                             "(see log/dbserver.log and log/dbserver.out)", start_failures)
+                cause = last_line(self.db_path / "log" / "dbserver.out")
+                logger.error("the server failed to start %d times in a row; giving up: %s", start_failures, cause)
+                print(f"the server failed to start {start_failures} times: {cause}", file=sys.stderr, flush=True)
                 break
             self.restarts += 1
             logger.warning("server pid %d exited with code %s after %.1f s; restarting (restart %d)",
                            self.server.pid, self.server.returncode, lived, self.restarts)
             self.info.update(restarts=self.restarts)
         self._stop_server()
-        self.info.update(address=None, server_pid=None, watchdog_pid=None)
+        self.info.clear_server()
         logger.info("watchdog stopped; address cleared")
 
     def _stop_server(self):
@@ -94,6 +95,14 @@ class Watchdog:
             logger.warning("server pid %d did not stop within %.0f s; killing it", self.server.pid, STOP_GRACE_SEC)
             self.server.kill()
             self.server.wait()
+
+
+def last_line(path):
+    try:
+        lines = [line for line in Path(path).read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return "no output"
+    return lines[-1] if lines else "no output"
 
 
 def main(argv=None):

@@ -321,3 +321,46 @@ def test_sigkill_every_second_loses_and_duplicates_nothing(dbserver, db, make_ap
     assert len(ok) > 1000
     wait_until(lambda: ping(db), 10, "the restarted server")
     assert ServerInfo(db).read()["restarts"] >= kills
+
+
+def test_reset_repairs_a_damaged_address_file(balsam_cmd, db):
+    (db / "dbwriter_address").write_text("{half a fi")
+    broken = balsam_cmd("app", "--name", "x", "--executable", "echo")
+    assert broken.returncode == 1 and "balsam dbserver --reset" in broken.stderr
+    fixed = balsam_cmd("dbserver", "--reset")
+    assert fixed.returncode == 0 and "rewrote the damaged" in fixed.stdout
+    assert balsam_cmd("app", "--name", "x", "--executable", "echo").returncode == 0
+
+
+def _forget_last_migration(db):
+    import sqlite3
+
+    con = sqlite3.connect(db / "db.sqlite3")
+    con.execute("DELETE FROM django_migrations WHERE app = 'balsam' AND name LIKE '0002%'")
+    con.commit()
+    con.close()
+
+
+def test_server_refuses_an_out_of_date_schema(db):
+    _forget_last_migration(db)
+    result = subprocess.run([sys.executable, "-m", "balsam.dbserver.server", "--path", str(db), "--host", "127.0.0.1"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "schema is out of date" in result.stderr and f"balsam init {db}" in result.stderr
+    assert ServerInfo(db).read()["address"] is None
+
+
+def test_a_server_that_cannot_start_is_reported(balsam_cmd, db):
+    _forget_last_migration(db)
+    result = balsam_cmd("dbserver", "--host", "127.0.0.1")
+    assert result.returncode == 1
+    assert "the dbserver did not start: the server failed to start 5 times" in result.stderr
+    assert "schema is out of date" in result.stderr
+    assert ServerInfo(db).read()["address"] is None
+
+
+def test_stop_and_reset_refuse_a_server_on_another_host(balsam_cmd, db):
+    _post_fake_server(db, "compute-node-7", "tcp://compute-node-7:5000")
+    for action in ("--stop", "--reset"):
+        result = balsam_cmd("dbserver", action)
+        assert result.returncode == 1 and "was started on host compute-node-7" in result.stderr
+    assert ServerInfo(db).read()["address"] == "tcp://compute-node-7:5000"

@@ -123,3 +123,10 @@ def test_claim_rejects_bad_arguments(writer):
         client.claim("me", ["DONE"], 1, 60)
     with pytest.raises(ValidationError, match="lease_expiry_sec must be a positive number"):
         client.claim("me", ["READY"], 1, -5)
+
+
+def test_protocol_whitelist_matches_the_operations():
+    from balsam.core.writes import OPERATIONS
+    from balsam.dbserver.protocol import WRITE_OPS
+
+    assert WRITE_OPS == set(OPERATIONS)

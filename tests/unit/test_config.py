@@ -93,3 +93,11 @@ def test_directory_that_is_not_a_db(tmp_path):
     (tmp_path / "results.csv").write_text("1")
     with pytest.raises(DBNotFound, match=r"is not a Balsam DB \(no dbwriter_address\).*balsam init NEW_PATH"):
         config.require_db(config.DBSelection(tmp_path, "--db"))
+
+
+def test_dbserver_deadline_must_stay_below_the_id_retention(user_settings):
+    from balsam.dbserver.protocol import APPLIED_ID_RETENTION_SEC
+
+    assert config.MAX_DBSERVER_DEADLINE_SEC < APPLIED_ID_RETENTION_SEC
+    with pytest.raises(ConfigError, match="dbserver_deadline_sec must be at most"):
+        config.load_settings(environ={"BALSAM_DBSERVER_DEADLINE_SEC": "7200"})
