@@ -30,8 +30,12 @@ What is measured
    processes); p50 / p99 of the per-call latency over all calls; errors; lost =
    calls that returned successfully whose job (by name) is not in the DB
    afterwards; duplicated = names present more than once.  Both are counted
-   with sqlite3 directly on ``db.sqlite3`` (``balsam_job.name``).  ``srv batch``
-   is the server's mean batch (requests per commit) from its status.
+   with sqlite3 directly on ``db.sqlite3`` (``balsam_job.name``).  Diagnostics:
+   ``srv batch`` is the server's mean batch (requests per commit) from its
+   status; ``cli cpu ms`` the clients' mean CPU time per call
+   (``time.process_time``); ``srv cpu`` the server process's CPU time (psutil)
+   from "go" to the end of the run, as a share of the wall time (100% = one
+   core).
 
    Targets: >= 3,000 inserts/s and p99 < 100 ms at 32 clients through the
    dbserver; 0 lost and 0 duplicated in every cell.
@@ -46,7 +50,8 @@ What is measured
    sends an empty delimiter frame first; replies arrive as ``[b"", reply]`` and
    are decoded with ``decode_reply``.  Each generator's socket does a ``ping``
    round trip before the start barrier (handshake excluded).  writes/s = ok
-   replies / wall time from "go" to the last reply.  Measured with group commit
+   replies / wall time from "go" to the last reply; ``srv cpu`` and
+   ``srv us/write`` are the server's CPU share and CPU time per ok reply.  Measured with group commit
    on and off, each on a fresh DB; the server's own ``balsam dbserver --status``
    is printed after each run.
 
@@ -122,6 +127,7 @@ def client_main(argv):
         return 1
     latencies, outcomes, samples = [], [], {}
     perf = time.perf_counter
+    cpu_start = time.process_time()
     start = time.monotonic()
     for i in range(calls):
         t0 = perf()
@@ -134,7 +140,8 @@ def client_main(argv):
         latencies.append(perf() - t0)
         outcomes.append(outcome)
     end = time.monotonic()
-    result = {"client": client_id, "mode": mode, "start": start, "end": end,
+    cpu = time.process_time() - cpu_start
+    result = {"client": client_id, "mode": mode, "start": start, "end": end, "cpu": cpu,
               "latencies": latencies, "outcomes": outcomes, "samples": samples}
     Path(out_file).write_text(json.dumps(result))
     return 0
@@ -286,6 +293,29 @@ def _kill_posted(db):
                 pass
 
 
+class ServerCPU:
+    """CPU seconds the posted dbserver process used between two calls (psutil)."""
+
+    def __init__(self, db):
+        self.db = db
+        self.samples = []
+
+    def __call__(self):
+        import psutil
+
+        try:
+            pid = json.loads((self.db / "dbwriter_address").read_text())["server_pid"]
+            times = psutil.Process(int(pid)).cpu_times()
+            self.samples.append(times.user + times.system)
+        except Exception:
+            self.samples.append(None)
+
+    def used(self):
+        if len(self.samples) != 2 or None in self.samples:
+            return None
+        return self.samples[1] - self.samples[0]
+
+
 def mean_batch(status_text):
     for line in status_text.splitlines():
         if "mean batch size" in line:
@@ -354,16 +384,23 @@ def kill_all(procs):
             pass
 
 
-def run_processes(role_args_list, env, err_path):
-    """Start processes, wait for all to be ready, release them, wait for them; returns go time."""
+def run_processes(role_args_list, env, err_path, probe=None):
+    """Start processes, wait for all to be ready, release them, wait for them; returns go time.
+
+    ``probe()`` (optional) is called just before "go" and after the processes end.
+    """
     procs = []
     with open(err_path, "ab") as err:
         try:
             for role_args in role_args_list:
                 procs.append(spawn(role_args, env, err))
             wait_ready(procs, READY_TIMEOUT_SEC)
+            if probe:
+                probe()
             start = go(procs)
             wait_all(procs, RUN_TIMEOUT_SEC)
+            if probe:
+                probe()
             return start
         finally:
             kill_all(procs)
@@ -411,7 +448,8 @@ def bench_cell(args, servers, mode, clients, per_client):
         if mode != "direct":
             server_line = servers.start(db, group_commit=(mode == "dbserver"))
         role_args = [["--_client", str(c), str(per_client), str(out_dir / f"client{c}.json")] for c in range(clients)]
-        start = run_processes(role_args, env_for(db), db / "log" / "bench_clients.err")
+        server_cpu = ServerCPU(db) if mode != "direct" else None
+        start = run_processes(role_args, env_for(db), db / "log" / "bench_clients.err", probe=server_cpu)
         if mode != "direct":
             status = servers.status(db)
     finally:
@@ -420,15 +458,15 @@ def bench_cell(args, servers, mode, clients, per_client):
     for c in range(clients):
         path = out_dir / f"client{c}.json"
         results.append(json.loads(path.read_text()) if path.exists() else None)
-    row = summarize_cell(db, mode, clients, per_client, start, results, status)
+    row = summarize_cell(db, mode, clients, per_client, start, results, status, server_cpu and server_cpu.used())
     if not args.keep:
         shutil.rmtree(db, ignore_errors=True)
     return row, server_line
 
 
-def summarize_cell(db, mode, clients, per_client, start, results, status):
+def summarize_cell(db, mode, clients, per_client, start, results, status, server_cpu):
     latencies, outcomes, samples, ok_names = [], Counter(), {}, []
-    modes_seen, missing, end = Counter(), 0, start
+    modes_seen, missing, end, client_cpu = Counter(), 0, start, 0.0
     for c, r in enumerate(results):
         if r is None:
             missing += 1
@@ -436,6 +474,7 @@ def summarize_cell(db, mode, clients, per_client, start, results, status):
             continue
         modes_seen[r["mode"]] += 1
         end = max(end, r["end"])
+        client_cpu += r["cpu"]
         latencies.extend(r["latencies"])
         outcomes.update(r["outcomes"])
         for name, text in r["samples"].items():
@@ -480,6 +519,8 @@ def summarize_cell(db, mode, clients, per_client, start, results, status):
         "duplicated": duplicated,
         "wall s": f"{wall:.2f}",
         "srv batch": mean_batch(status) if status else "-",
+        "cli cpu ms": f"{client_cpu / len(latencies) * 1000:.2f}" if latencies else "-",
+        "srv cpu": f"{server_cpu / wall:.0%}" if server_cpu is not None and wall > 0 else "-",
         "target": target,
         "ok?": mark(passed),
     }
@@ -517,7 +558,8 @@ def bench_capacity(args, servers, group_commit):
             ["--_generator", str(db), str(g), str(per_gen), str(args.inflight), str(CAPACITY_MAX_SEC), str(out_dir / f"gen{g}.json")]
             for g in range(args.generators)
         ]
-        start = run_processes(role_args, env_for(db), db / "log" / "bench_generators.err")
+        server_cpu = ServerCPU(db)
+        start = run_processes(role_args, env_for(db), db / "log" / "bench_generators.err", probe=server_cpu)
         status = servers.status(db)
     finally:
         servers.stop(db)
@@ -553,6 +595,8 @@ def bench_capacity(args, servers, group_commit):
         "wall s": f"{wall:.2f}",
         "writes/s": f"{rate:,.0f}",
         "srv batch": mean_batch(status),
+        "srv cpu": f"{server_cpu.used() / wall:.0%}" if server_cpu.used() is not None and wall > 0 else "-",
+        "srv us/write": f"{server_cpu.used() / ok * 1e6:.0f}" if server_cpu.used() is not None and ok else "-",
     }
     return row, rate, status, notes
 

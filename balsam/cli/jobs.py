@@ -23,7 +23,7 @@ def job_options(func):
         click.option("--threads-per-rank", type=int, default=1, show_default=True, help="Threads per rank (sets OMP_NUM_THREADS)."),
         click.option("--threads-per-core", type=int, default=1, show_default=True, help="Hardware threads per core."),
         click.option("--node-packing-count", type=int, default=1, show_default=True, help="How many of these jobs may share one node (serial mode)."),
-        click.option("--wall-time-minutes", type=int, default=0, show_default=True, help="Run time limit in minutes (0: none)."),
+        click.option("--wall-time-minutes", type=float, default=0, show_default=True, help="Run time limit in minutes (0: none)."),
         click.option("--input-files", default="*", show_default=True, help="Glob patterns of parents' files linked into the job directory."),
         click.option("--url-in", default="", help="URL or path staged into the job directory before it runs."),
         click.option("--url-out", default="", help="URL or path the stage-out files are sent to."),

@@ -115,19 +115,43 @@ class TrackedModel(models.Model):
                 changed[field.name] = value
         return changed
 
+    @classmethod
+    def _plain_defaults(cls):
+        """{field: default} for defaults that are fixed values (computed ones,
+        like new ids and times, are left out)."""
+        cached = cls.__dict__.get("_plain_defaults_cache")
+        if cached is None:
+            cached = {}
+            for field in cls._meta.concrete_fields:
+                if not field.has_default():
+                    continue
+                if not callable(field.default):
+                    cached[field.name] = field.default
+                elif field.default in (dict, list):
+                    cached[field.name] = field.default()
+            cls._plain_defaults_cache = cached
+        return cached
+
     def wire_row(self):
-        """All concrete field values (for inserting this object)."""
-        return fields_to_wire({f.name: getattr(self, f.attname) for f in self._meta.concrete_fields})
+        """The field values to insert this object: only those that differ
+        from their defaults (the writer fills in the rest)."""
+        defaults = self._plain_defaults()
+        missing = object()
+        row = {}
+        for field in self._meta.concrete_fields:
+            value = getattr(self, field.attname)
+            if defaults.get(field.name, missing) != value:
+                row[field.name] = value
+        return fields_to_wire(row)
 
     def save(self, *args, **kwargs):
         if self._state.adding:
-            self._create_many([self])
-        else:
-            changed = self.changed_fields()
-            if changed:
-                write_path.client().update(self.write_kind, [str(self.pk)], fields_to_wire(changed))
-        self._state.adding = False
-        self._remember_loaded()
+            self._create_many([self])  # also marks it saved and remembers its values
+            return
+        changed = self.changed_fields()
+        if changed:
+            write_path.client().update(self.write_kind, [str(self.pk)], fields_to_wire(changed))
+            self._remember_loaded()
 
     save.alters_data = True
 
@@ -236,7 +260,7 @@ class BalsamJob(TrackedModel):
     environ_vars = models.JSONField(default=dict, blank=True)
 
     # 0: no limit. Otherwise the launcher stops the run after this many minutes.
-    wall_time_minutes = models.IntegerField(default=0)
+    wall_time_minutes = models.FloatField(default=0)
     num_nodes = models.IntegerField(default=1)
     ranks_per_node = models.IntegerField(default=1)
     threads_per_rank = models.IntegerField(default=1)

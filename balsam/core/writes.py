@@ -7,6 +7,7 @@ request, the dbserver per group of requests (with a savepoint each). Raising a
 """
 
 import datetime
+import functools
 import json
 import re
 import uuid
@@ -29,7 +30,7 @@ JOB_UPDATE_FIELDS = (JOB_CREATE_FIELDS - {"job_id"}) | {"state", "runtime_second
 APP_FIELDS = {f.name for f in ApplicationDefinition._meta.concrete_fields} - {"id"}
 
 POSITIVE_INT_FIELDS = {"num_nodes", "ranks_per_node", "threads_per_rank", "threads_per_core", "node_packing_count"}
-NON_NEGATIVE_INT_FIELDS = {"wall_time_minutes"}
+NON_NEGATIVE_FIELDS = {"wall_time_minutes"}
 STRING_DICT_FIELDS = {"environ_vars"}
 
 
@@ -71,8 +72,12 @@ def _text_fields(model):
 
 
 _TEXT_FIELDS = {model: _text_fields(model) for model in (BalsamJob, ApplicationDefinition)}
-_INT_FIELDS = {
-    model: {f.name for f in model._meta.concrete_fields if isinstance(f, models.IntegerField) and not f.primary_key}
+_NUMBER_FIELDS = {
+    model: {
+        f.name: int if isinstance(f, models.IntegerField) else float
+        for f in model._meta.concrete_fields
+        if isinstance(f, (models.IntegerField, models.FloatField)) and not f.primary_key
+    }
     for model in (BalsamJob, ApplicationDefinition)
 }
 
@@ -89,12 +94,13 @@ def _clean(model, name, value, allowed):
         if limit and len(value) > limit:
             raise ValidationError(f"{name} is longer than {limit} characters")
         return value
-    if type(value) is int and name in _INT_FIELDS[model]:
+    kind = _NUMBER_FIELDS[model].get(name)
+    if kind is not None and type(value) in (int, float) and (kind is float or type(value) is int):
         if name in POSITIVE_INT_FIELDS and value < 1:
             raise ValidationError(f"{name} must be at least 1, not {value}")
-        if name in NON_NEGATIVE_INT_FIELDS and value < 0:
+        if name in NON_NEGATIVE_FIELDS and value < 0:
             raise ValidationError(f"{name} must not be negative, not {value}")
-        return value
+        return kind(value)
     field = model._meta.get_field(name)
     if isinstance(field, models.BooleanField) and not isinstance(value, bool):
         raise ValidationError(f"{name} must be true or false, not {value!r}")
@@ -112,7 +118,7 @@ def _clean(model, name, value, allowed):
         raise ValidationError(f"{name} is longer than {field.max_length} characters")
     if name in POSITIVE_INT_FIELDS and value < 1:
         raise ValidationError(f"{name} must be at least 1, not {value}")
-    if name in NON_NEGATIVE_INT_FIELDS and value < 0:
+    if name in NON_NEGATIVE_FIELDS and value < 0:
         raise ValidationError(f"{name} must not be negative, not {value}")
     if name in STRING_DICT_FIELDS:
         if not isinstance(value, dict) or not all(isinstance(k, str) and k for k in value):
@@ -187,6 +193,7 @@ def update_apps(ids, fields):
     qs = ApplicationDefinition.objects.filter(pk__in=ids)
     if qs.count() != len(set(ids)):
         raise NotFound("no application with that id")
+    _forget_app_names()
     if "name" in fields:
         if len(ids) != 1:
             raise ValidationError("only one application can be renamed at a time")
@@ -199,6 +206,7 @@ def update_apps(ids, fields):
 
 
 def delete_apps(ids):
+    _forget_app_names()
     names = list(ApplicationDefinition.objects.filter(pk__in=ids).values_list("name", flat=True))
     busy = BalsamJob.objects.filter(application__in=names).exclude(state__in=states.END_STATES)
     count = busy.count()
@@ -243,15 +251,25 @@ def _assign_workdirs(jobs, check_db):
         job["workdir"] = path
 
 
-def _column_defaults(now):
-    """Each column's stored default, prepared once per request."""
-    defaults = {}
-    for field in BalsamJob._meta.concrete_fields:
-        if field.name in ("job_id", "workdir"):
-            continue
-        value = now if field.name in ("created_at", "state_changed_at") else field.get_default()
-        defaults[field.attname] = field.get_db_prep_save(value, connection)
-    return defaults
+_TIME_FIELDS = ("created_at", "state_changed_at")
+
+
+@functools.lru_cache(maxsize=None)
+def _insert_plan(vendor):
+    """The INSERT statement, a row of column defaults, and how to convert each
+    field: the same for every insert, so built once per process (and backend)."""
+    fields = BalsamJob._meta.concrete_fields
+    template = [
+        None if f.name in ("job_id", "workdir") + _TIME_FIELDS else f.get_db_prep_save(f.get_default(), connection)
+        for f in fields
+    ]
+    slots = {f.name: (i, _fast_prep(f)) for i, f in enumerate(fields)}
+    table = connection.ops.quote_name(BalsamJob._meta.db_table)
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    marks = ", ".join("%s" for _ in fields)
+    sql = f"INSERT INTO {table} ({columns}) VALUES ({marks})"
+    time_slots = [slots[name][0] for name in _TIME_FIELDS]
+    return sql, template, slots, time_slots
 
 
 def _fast_prep(field):
@@ -266,10 +284,11 @@ def _fast_prep(field):
 
 def _insert_jobs(jobs, now):
     """Insert with one executemany: Django's bulk_create costs ~10x more per row."""
-    fields = BalsamJob._meta.concrete_fields
-    defaults = _column_defaults(now)
-    template = [defaults.get(f.attname) for f in fields]
-    slots = {f.name: (i, _fast_prep(f)) for i, f in enumerate(fields)}
+    sql, template, slots, time_slots = _insert_plan(connection.vendor)
+    template = list(template)
+    stamp = BalsamJob._meta.get_field("created_at").get_db_prep_save(now, connection)
+    for index in time_slots:
+        template[index] = stamp
     rows = []
     for job in jobs:
         row = template.copy()
@@ -277,11 +296,8 @@ def _insert_jobs(jobs, now):
             index, prep = slots[name]
             row[index] = value if prep is None else prep(value, connection)
         rows.append(row)
-    table = connection.ops.quote_name(BalsamJob._meta.db_table)
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-    marks = ", ".join("%s" for _ in fields)
     with connection.cursor() as cursor:
-        cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", rows)
+        cursor.executemany(sql, rows)
 
 
 def _prepare_jobs(rows):
@@ -346,10 +362,10 @@ def create_jobs_many(requests):
         )
         dead = [p for p, (state, _) in parent_states.items() if state in states.KILLING_STATES]
         _settle_children(dead, parent_states, now)
-    results, start = [], 0
+    results, start, created = [], 0, now.isoformat()
     for size in sizes:
         results.append(
-            [{"job_id": str(j["job_id"]), "workdir": j["workdir"], "created_at": now.isoformat()} for j in jobs[start : start + size]]
+            [{"job_id": str(j["job_id"]), "workdir": j["workdir"], "created_at": created} for j in jobs[start : start + size]]
         )
         start += size
     return results
@@ -363,11 +379,31 @@ def create_jobs(rows):
     return create_jobs_many([rows])[0]
 
 
+class _AppNameCache:
+    """Application names known to exist. Only the dbserver enables it: as the
+    one writer it sees every change to applications and clears it then."""
+
+    enabled = False
+    names = set()
+
+
+def enable_app_name_cache():
+    _AppNameCache.enabled = True
+    _AppNameCache.names = set()
+
+
+def _forget_app_names():
+    _AppNameCache.names = set()
+
+
 def _require_apps(names):
+    names = set(names) - _AppNameCache.names
     if not names:
         return
     known = set(ApplicationDefinition.objects.filter(name__in=names).values_list("name", flat=True))
-    unknown = sorted(set(names) - known)
+    if _AppNameCache.enabled:
+        _AppNameCache.names |= known
+    unknown = sorted(names - known)
     if unknown:
         raise ValidationError(
             f"application {unknown[0]!r} does not exist; add it with: balsam app --name {unknown[0]} --executable ..."
@@ -389,6 +425,17 @@ def update_jobs(ids, fields):
         for chunk in _chunks(ids):
             BalsamJob.objects.filter(pk__in=chunk)._direct_update(**fields)
     return len(ids)
+
+
+def update_jobs_each(items):
+    """``[[id, {field: value}], ...]``: different fields for each job, one request."""
+    if not isinstance(items, list):
+        raise ValidationError("items must be a list of [job id, fields] pairs")
+    for item in items:
+        if not (isinstance(item, list) and len(item) == 2):
+            raise ValidationError("items must be a list of [job id, fields] pairs")
+        update_jobs([item[0]], item[1])
+    return len(items)
 
 
 def delete_jobs(ids):
@@ -607,6 +654,24 @@ def claim_jobs(owner, states, limit=1, lease_expiry_sec=180, workflow=None, job_
     return [str(pk) for pk in ids]
 
 
+def recover_expired_leases(lease_expiry_sec):
+    """Jobs whose launcher stopped heartbeating: RUNNING ones go to
+    RESTART_READY; every expired lease is cleared. Returns the recovered ids."""
+    _positive_number("lease_expiry_sec", lease_expiry_sec)
+    now = timezone.now()
+    cutoff = now - datetime.timedelta(seconds=lease_expiry_sec)
+    expired = BalsamJob.objects.exclude(lease_owner="").filter(
+        models.Q(lease_heartbeat__lt=cutoff) | models.Q(lease_heartbeat__isnull=True)
+    )
+    running = {pk: owner for pk, owner in expired.filter(state=states.RUNNING).values_list("pk", "lease_owner")}
+    for owner in set(running.values()):
+        ids = [pk for pk, o in running.items() if o == owner]
+        _record({pk: states.RUNNING for pk in ids}, states.RESTART_READY,
+                f"recovered: launcher {owner} stopped heartbeating", now)
+    expired._direct_update(lease_owner="", lease_heartbeat=None)
+    return [str(pk) for pk in running]
+
+
 def heartbeat_leases(owner, ids=None):
     """Renew the owner's leases (all of them, or ``ids``); returns how many."""
     qs = BalsamJob.objects.filter(lease_owner=_owner(owner))
@@ -637,6 +702,8 @@ OPERATIONS = {
     "kill_jobs": kill_jobs,
     "add_dependency": add_dependency,
     "remove_dependency": remove_dependency,
+    "update_jobs_each": update_jobs_each,
+    "recover_expired_leases": recover_expired_leases,
     "claim_jobs": claim_jobs,
     "heartbeat_leases": heartbeat_leases,
     "release_leases": release_leases,

@@ -54,5 +54,12 @@ class WriteClient(ABC):
     def heartbeat(self, owner, ids=None):
         return self.request("heartbeat_leases", {"owner": owner, "ids": ids})
 
+    def update_each(self, items):
+        """``[(job id, {field: value}), ...]`` in one request."""
+        return self.request("update_jobs_each", {"items": [[str(i), f] for i, f in items]})
+
+    def recover_expired(self, lease_expiry_sec):
+        return self.request("recover_expired_leases", {"lease_expiry_sec": lease_expiry_sec})
+
     def release(self, owner, ids=None):
         return self.request("release_leases", {"owner": owner, "ids": ids})

@@ -33,6 +33,11 @@ def apply_group(requests):
         if request[0] not in seen:  # a retry can arrive while the original waits in the same batch
             seen.add(request[0])
             pending.append(request)
+    if len(pending) == 1:
+        _apply_one(pending[0], outcomes, savepoint=False)
+        pending_ok = [] if outcomes[pending[0][0]][0] else pending
+        _record([(rid, outcomes[rid][1]) for rid, _, _ in pending_ok])
+        return outcomes
     start = 0
     while start < len(pending):
         end = start + 1
@@ -61,10 +66,12 @@ def _apply_creates(run, outcomes):
     return True
 
 
-def _apply_one(request, outcomes):
+def _apply_one(request, outcomes, savepoint=True):
+    """Apply one request in a savepoint; alone in its group it needs none: on
+    error the whole (one-request) transaction is rolled back instead."""
     rid, op, args = request
     try:
-        with transaction.atomic():
+        with transaction.atomic(savepoint=savepoint):
             outcomes[rid] = (None, json.dumps(OPERATIONS[op](**args)))
     except BalsamError as exc:
         outcomes[rid] = (type(exc).__name__, str(exc))

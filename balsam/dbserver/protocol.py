@@ -14,7 +14,8 @@ idempotent: the server answers a repeated id with the stored result.
 """
 
 import json
-import uuid
+import secrets
+import time
 
 VERSION = 1
 MAX_REQUEST_BYTES = 32 * 2**20  # larger requests get an error reply
@@ -37,6 +38,8 @@ WRITE_OPS = frozenset(
         "kill_jobs",
         "add_dependency",
         "remove_dependency",
+        "update_jobs_each",
+        "recover_expired_leases",
         "claim_jobs",
         "heartbeat_leases",
         "release_leases",
@@ -55,7 +58,8 @@ class ProtocolError(Exception):
 
 
 def new_request_id():
-    return uuid.uuid4().hex
+    """32 hex digits, time first: the server's id index then grows at its end."""
+    return f"{time.time_ns():016x}{secrets.token_hex(8)}"
 
 
 def encode_request(request_id, op, args):
@@ -96,6 +100,11 @@ def encode_reply(request_id, result=None, error=None, message=None):
     else:
         body = {"v": VERSION, "id": request_id, "ok": False, "error": error, "message": message}
     return json.dumps(body, separators=(",", ":")).encode()
+
+
+def encode_ok_reply(request_id, result_json):
+    """A success reply around an already encoded result (no decode/encode round trip)."""
+    return b'{"v":%d,"id":%s,"ok":true,"result":%s}' % (VERSION, json.dumps(request_id).encode(), result_json.encode())
 
 
 def decode_reply(frame):

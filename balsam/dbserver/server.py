@@ -9,7 +9,6 @@ therefore means committed, and a retried id gets the stored result back.
 Run by the watchdog as ``python -m balsam.dbserver.server --path DIR --host H``.
 """
 
-import json
 import logging
 import os
 import signal
@@ -173,7 +172,7 @@ class WriteServer:
             outcome = outcomes[request_id]
             if outcome[0] is None:
                 self.stats.applied += 1
-                replies.append((envelope, protocol.encode_reply(request_id, json.loads(outcome[1]))))
+                replies.append((envelope, protocol.encode_ok_reply(request_id, outcome[1])))
             else:
                 self.stats.errors += 1
                 replies.append((envelope, protocol.encode_reply(request_id, error=outcome[0], message=outcome[1])))
@@ -208,13 +207,24 @@ class _KeyCheck:
         return False
 
 
+def _tune_writer_connection():
+    from django.db import connection
+
+    from balsam.core.writes import enable_app_name_cache
+
+    # As the only writer it sees every change to applications.
+    enable_app_name_cache()
+    with connection.cursor() as cursor:
+        # Checkpoint the WAL less often: fewer, larger page writes under load.
+        cursor.execute("PRAGMA wal_autocheckpoint=10000")
+
+
 def _unapplied_migrations():
     from django.db import connection
     from django.db.migrations.executor import MigrationExecutor
 
-    executor = MigrationExecutor(connection)
-    plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
-    return [f"{migration.app_label}.{migration.name}" for migration, _ in plan]
+    loader = MigrationExecutor(connection).loader
+    return sorted(f"{app}.{name}" for app, name in loader.graph.nodes if (app, name) not in loader.applied_migrations)
 
 
 def main(argv=None):
@@ -225,6 +235,7 @@ def main(argv=None):
 
     activate(args.path, write_mode="direct")
     logs.configure(args.path, "dbserver")
+    _tune_writer_connection()
     server = WriteServer(args.path, args.host, group_commit=not args.no_group_commit)
 
     def stop(signum, frame):
