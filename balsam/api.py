@@ -4,6 +4,7 @@ Functions here resolve user references (id prefixes, names), build write
 requests and hand them to the write client; they print nothing.
 """
 
+import functools
 import json
 import os
 import shlex
@@ -237,18 +238,19 @@ def remove_apps(apps):
 # ---------------------------------------------------------------------------
 # jobs
 # ---------------------------------------------------------------------------
+@functools.lru_cache(maxsize=1)
 def job_field_names():
     """Fields a new job may be given (``parents``: ids or jobs it waits for)."""
     from balsam.core.writes import JOB_CREATE_FIELDS
 
-    return sorted(JOB_CREATE_FIELDS) + ["parents"]
+    return frozenset(JOB_CREATE_FIELDS | {"parents"})
 
 
 def new_job(**fields):
     """An unsaved BalsamJob; unknown field names are refused with the list of known ones."""
     BalsamJob = _models().BalsamJob
     parents = fields.pop("parents", None)
-    known = set(job_field_names())
+    known = job_field_names()
     unknown = sorted(set(fields) - known)
     if unknown:
         raise ValidationError(f"unknown job field {unknown[0]!r}; job fields: {', '.join(sorted(known))}")

@@ -97,7 +97,11 @@ class TrackedModel(models.Model):
         for field in self._meta.concrete_fields:
             if field.attname in self.__dict__:
                 value = self.__dict__[field.attname]
-                loaded[field.attname] = copy.deepcopy(value) if field.name in self._mutable_fields else value
+                if field.name in self._mutable_fields and value:
+                    value = copy.deepcopy(value)
+                elif field.name in self._mutable_fields:
+                    value = type(value)()  # an empty dict or list: no deepcopy needed
+                loaded[field.attname] = value
         self._loaded_values = loaded
 
     def refresh_from_db(self, *args, **kwargs):
@@ -377,9 +381,13 @@ class BalsamJob(TrackedModel):
                 row["parents"] = [str(p) for p in parents]
             rows.append(row)
         created = write_path.client().create("jobs", rows)
+        stamps = {}
         for obj, info in zip(objs, created):
             obj.workdir = info["workdir"]
-            obj.created_at = obj.state_changed_at = datetime.datetime.fromisoformat(info["created_at"])
+            stamp = info["created_at"]
+            if stamp not in stamps:
+                stamps[stamp] = datetime.datetime.fromisoformat(stamp)
+            obj.created_at = obj.state_changed_at = stamps[stamp]
             obj._state.adding = False
             obj._remember_loaded()
 

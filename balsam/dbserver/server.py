@@ -27,6 +27,11 @@ logger = logging.getLogger("balsam.dbserver.server")  # not __name__: this runs 
 MAX_BATCH_REQUESTS = 1024
 MAX_BATCH_BYTES = 64 * 2**20
 POLL_MS = 200
+# When the last group held several requests, other clients are active: wait
+# this long for their next requests so one commit serves them all (like
+# PostgreSQL's commit_delay). A lone client never waits.
+GATHER_MS = 1
+_SNDMORE = int(zmq.SNDMORE)  # a plain int: enum flag arithmetic costs more than the send
 PRUNE_PERIOD_SEC = 60
 
 
@@ -60,6 +65,7 @@ class WriteServer:
         self.stopping = False
         self._last_prune = 0.0
         self._parent = os.getppid()
+        self._last_batch = 0
 
     # -- socket -----------------------------------------------------------------
     def bind(self):
@@ -106,15 +112,20 @@ class WriteServer:
         poller.register(self.socket, zmq.POLLIN)
         while not self.stopping:
             if poller.poll(POLL_MS):
-                self.handle(self._drain())
+                batch = self._drain()
+                if self.group_commit and self._last_batch > 1 and len(batch) < MAX_BATCH_REQUESTS:
+                    if self.socket.poll(GATHER_MS):
+                        batch += self._drain(MAX_BATCH_REQUESTS - len(batch))
+                self._last_batch = len(batch)
+                self.handle(batch)
             if os.getppid() != self._parent:
                 logger.warning("the watchdog (pid %s) is gone; exiting", self._parent)
                 break
             self._maybe_prune()
 
-    def _drain(self):
+    def _drain(self, limit=None):
         batch, size = [], 0
-        limit = MAX_BATCH_REQUESTS if self.group_commit else 1
+        limit = limit or (MAX_BATCH_REQUESTS if self.group_commit else 1)
         while len(batch) < limit and size < MAX_BATCH_BYTES:
             try:
                 frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=True)
@@ -149,8 +160,11 @@ class WriteServer:
             else:
                 for request in requests:
                     replies.extend(self._commit_group([request]))
+        send = self.socket.send
         for envelope, reply in replies:
-            self.socket.send_multipart([*envelope, reply])
+            for frame in envelope:
+                send(frame, _SNDMORE)
+            send(reply)
 
     def _commit_group(self, requests):
         from balsam.core.writes import write_transaction
