@@ -23,3 +23,10 @@ dbserver_deadline_sec = 60
 
 # How long a new process waits for a dbserver to answer its first ping (seconds).
 dbserver_ping_timeout_sec = 3
+
+# A launcher that stops heartbeating for this long loses its jobs to other launchers;
+# its RUNNING jobs become RESTART_READY (seconds).
+launcher_lease_expiry_sec = 180
+
+# Longest a preprocess/postprocess script or file transfer may run (seconds).
+launcher_script_timeout_sec = 300

@@ -28,6 +28,8 @@ class Settings:
     log_backup_count: int = 5
     dbserver_deadline_sec: float = 60
     dbserver_ping_timeout_sec: float = 3
+    launcher_lease_expiry_sec: float = 180
+    launcher_script_timeout_sec: float = 300
 
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -81,7 +83,8 @@ def load_settings(environ=None):
     settings = Settings(**result)
     if settings.log_level.upper() not in _LOG_LEVELS:
         raise ConfigError(f"log_level must be one of {', '.join(_LOG_LEVELS)}, not {settings.log_level!r}")
-    for name in ("sqlite_busy_timeout_sec", "dbserver_deadline_sec", "dbserver_ping_timeout_sec"):
+    for name in ("sqlite_busy_timeout_sec", "dbserver_deadline_sec", "dbserver_ping_timeout_sec",
+                 "launcher_lease_expiry_sec", "launcher_script_timeout_sec"):
         if getattr(settings, name) <= 0:
             raise ConfigError(f"{name} must be positive")
     if settings.dbserver_deadline_sec > MAX_DBSERVER_DEADLINE_SEC:

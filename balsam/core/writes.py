@@ -630,9 +630,27 @@ def _positive_number(name, value, allow_zero=False):
     return value
 
 
-def claim_jobs(owner, states, limit=1, lease_expiry_sec=180, workflow=None, job_ids=None):
-    """Lease up to ``limit`` jobs in ``states`` that nobody holds, or whose
-    holder stopped heartbeating ``lease_expiry_sec`` ago; returns their ids.
+def job_scope(workflow=None, job_ids=None, serial_only=False, max_num_nodes=None, max_wall_time_minutes=None):
+    """The jobs a launcher works on: its workflow or job list, and what fits its
+    mode (serial: one node, one rank), its allocation and its time left."""
+    qs = BalsamJob.objects.all()
+    if workflow is not None:
+        qs = qs.filter(workflow=workflow)
+    if job_ids is not None:
+        qs = qs.filter(pk__in=[_uuid(i) for i in job_ids])
+    if serial_only:
+        qs = qs.filter(num_nodes=1, ranks_per_node=1)
+    if max_num_nodes is not None:
+        qs = qs.filter(num_nodes__lte=max_num_nodes)
+    if max_wall_time_minutes is not None:
+        qs = qs.filter(wall_time_minutes__lte=max_wall_time_minutes)
+    return qs
+
+
+def claim_jobs(owner, states, limit=1, lease_expiry_sec=180, scope=None):
+    """Lease up to ``limit`` jobs in ``states`` (within ``scope``, see
+    ``job_scope``) that nobody holds, or whose holder stopped heartbeating
+    ``lease_expiry_sec`` ago; returns their ids.
 
     Runs inside the write transaction, so two launchers never get the same job.
     """
@@ -643,11 +661,12 @@ def claim_jobs(owner, states, limit=1, lease_expiry_sec=180, workflow=None, job_
     now = timezone.now()
     cutoff = now - datetime.timedelta(seconds=lease_expiry_sec)
     free = models.Q(lease_owner="") | models.Q(lease_heartbeat__lt=cutoff) | models.Q(lease_heartbeat__isnull=True)
-    qs = BalsamJob.objects.filter(free, state__in=wanted)
-    if workflow is not None:
-        qs = qs.filter(workflow=workflow)
-    if job_ids is not None:
-        qs = qs.filter(pk__in=[_uuid(i) for i in job_ids])
+    if scope is not None and not isinstance(scope, dict):
+        raise ValidationError("scope must be an object of job_scope options")
+    try:
+        qs = job_scope(**(scope or {})).filter(free, state__in=wanted)
+    except TypeError as exc:
+        raise ValidationError(f"bad claim scope: {exc}") from None
     ids = list(qs.order_by("created_at").values_list("pk", flat=True)[: int(limit)])
     for chunk in _chunks(ids):
         BalsamJob.objects.filter(pk__in=chunk)._direct_update(lease_owner=owner, lease_heartbeat=now)

@@ -43,12 +43,11 @@ class WriteClient(ABC):
         return self.request("remove_dependency", {"parent": parent, "child": child})
 
     # -- leases -------------------------------------------------------------------
-    def claim(self, owner, states, limit, lease_expiry_sec, workflow=None, job_ids=None):
+    def claim(self, owner, states, limit, lease_expiry_sec, scope=None):
+        """Lease up to ``limit`` jobs; ``scope``: options of ``core.writes.job_scope``."""
         payload = {"owner": owner, "states": list(states), "limit": limit, "lease_expiry_sec": lease_expiry_sec}
-        if workflow is not None:
-            payload["workflow"] = workflow
-        if job_ids is not None:
-            payload["job_ids"] = list(job_ids)
+        if scope:
+            payload["scope"] = scope
         return self.request("claim_jobs", payload)
 
     def heartbeat(self, owner, ids=None):

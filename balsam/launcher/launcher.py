@@ -1,0 +1,449 @@
+"""The launcher: the pilot that runs jobs inside a batch allocation.
+
+One loop, no threads: it resolves dependencies, claims jobs with a lease,
+advances each held job one step (inline, or by starting a supervised child
+process), starts runnable jobs on free nodes, reaps finished processes and
+writes every state change in batches. Any number of launchers can share a DB:
+leases keep them off each other's jobs, and the jobs of a launcher that dies
+come back when its lease expires.
+"""
+
+import logging
+import os
+import shlex
+import signal
+import socket
+import time
+import uuid
+from collections import defaultdict
+from pathlib import Path
+
+from django.db.models import Count
+
+from balsam.core import states
+from balsam.core.models import ApplicationDefinition, BalsamJob, JobDependency
+from balsam.core.writes import job_scope
+from balsam.exceptions import BalsamError
+from balsam.launcher import mpi_commands, steps
+from balsam.launcher.environment import job_environment
+from balsam.launcher.processes import ManagedProcess
+from balsam.launcher.slots import MPISlots, SerialSlots
+
+logger = logging.getLogger(__name__)
+
+CLAIMABLE = [
+    states.READY, states.STAGED_IN, states.PREPROCESSED, states.RESTART_READY,
+    states.RUN_DONE, states.POSTPROCESSED, states.RUN_ERROR, states.RUN_TIMEOUT,
+]
+RUNNABLE = (states.PREPROCESSED, states.RESTART_READY)
+DEPENDENCY_PERIOD_SEC = 1.0
+KILL_CHECK_PERIOD_SEC = 0.5
+MAX_IDLE_SLEEP_SEC = 0.25
+SHUTDOWN_GRACE_SEC = 30
+OUTPUT_TAIL_LINES = 10
+
+
+class Batch:
+    """State changes and field updates collected during one loop pass and
+    written together (one request per target state and message)."""
+
+    def __init__(self, client, owner):
+        self.client = client
+        self.owner = owner
+        self.moves = defaultdict(list)
+        self.fields = []
+        self.releases = []
+
+    def move(self, job_id, state, message=""):
+        self.moves[(state, message)].append(str(job_id))
+
+    def set_fields(self, job_id, **fields):
+        self.fields.append((job_id, fields))
+
+    def release(self, job_id):
+        self.releases.append(str(job_id))
+
+    def flush(self):
+        """Write everything; returns the ids whose move was refused (killed meanwhile)."""
+        if self.fields:
+            self.client.update_each(self.fields)
+            self.fields = []
+        refused = []
+        for (state, message), ids in self.moves.items():
+            result = self.client.transition(ids, state, message, strict=False)
+            refused.extend(result["refused"])
+        self.moves.clear()
+        self.releases.extend(refused)
+        if self.releases:
+            self.client.release(self.owner, self.releases)
+            self.releases = []
+        return refused
+
+
+class Launcher:
+    def __init__(self, db_path, client, nodes, job_mode="serial", workflow=None, job_ids=None,
+                 max_ranks_per_node=None, time_limit_minutes=0, num_transition_processes=4,
+                 until_idle=False, lease_expiry_sec=180, script_timeout_sec=300, progress=None):
+        self.db_path = Path(db_path)
+        self.client = client
+        self.nodes = nodes
+        self.job_mode = job_mode
+        self.until_idle = until_idle
+        self.lease_expiry_sec = lease_expiry_sec
+        self.script_timeout_sec = script_timeout_sec
+        self.num_transition_processes = num_transition_processes
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.started = time.monotonic()
+        self.deadline = self.started + time_limit_minutes * 60 if time_limit_minutes else None
+        if job_mode == "serial":
+            self.slots = SerialSlots(nodes, max_ranks_per_node or nodes[0].cores)
+        else:
+            self.slots = MPISlots(nodes)
+        self.mpi_flavour = mpi_commands.choose(os.environ, _mpirun_version() if job_mode == "mpi" or len(nodes) > 1 else "")
+        self.local_hosts = {socket.gethostname(), socket.getfqdn(), "localhost"}
+        self.scope = {"workflow": workflow, "job_ids": job_ids}
+        if job_mode == "serial":
+            self.scope["serial_only"] = True
+        else:
+            self.scope["max_num_nodes"] = len(nodes)
+        self.held = {}  # job id -> BalsamJob (with our lease)
+        self.apps = {}
+        self.runs = {}  # job id -> (ManagedProcess, hosts)
+        self.transitions = {}  # job id -> (ManagedProcess, ProcessSpec)
+        self.batch = Batch(client, self.owner)
+        self._zombies = []  # killed processes not yet reaped
+        self.stop_reason = None
+        self.progress = progress
+        self.counts = {}
+        self._last = defaultdict(float)
+        self._deps_dirty = True
+
+    # ------------------------------------------------------------------ main loop
+    def request_stop(self, reason):
+        if self.stop_reason is None:
+            self.stop_reason = reason
+
+    def run(self):
+        logger.info("launcher %s starting: mode %s, %d node(s), scope %s", self.owner, self.job_mode,
+                    len(self.nodes), {k: v for k, v in self.scope.items() if v is not None})
+        self.client.recover_expired(self.lease_expiry_sec)
+        sleep = 0.0
+        while self.stop_reason is None:
+            if self.deadline and time.monotonic() >= self.deadline:
+                self.request_stop("time limit reached")
+                break
+            busy = self.pass_once()
+            if self.until_idle and not busy and self._idle():
+                self.request_stop("idle: nothing left to run or process")
+                break
+            sleep = 0.0 if busy else min(MAX_IDLE_SLEEP_SEC, sleep * 2 or 0.005)
+            time.sleep(sleep)
+        self.shutdown()
+        return self.stop_reason
+
+    def pass_once(self):
+        """One pass over everything; True if anything happened."""
+        busy = False
+        busy |= self._periodic()
+        busy |= self._resolve_dependencies()
+        busy |= self._claim()
+        busy |= self._advance()
+        busy |= self._start_runs()
+        busy |= self._reap()
+        self._flush()
+        if self.progress:
+            self.progress.update(self)
+        return busy
+
+    def _every(self, name, period):
+        now = time.monotonic()
+        if now - self._last[name] >= period:
+            self._last[name] = now
+            return True
+        return False
+
+    def _periodic(self):
+        busy = False
+        if self._every("heartbeat", self.lease_expiry_sec / 3):
+            self.client.heartbeat(self.owner)
+        if self._every("recover", self.lease_expiry_sec / 2):
+            busy |= bool(self.client.recover_expired(self.lease_expiry_sec))
+        if self._every("kills", KILL_CHECK_PERIOD_SEC):
+            busy |= self._handle_kills()
+        if self._every("counts", 1.0):
+            self.counts = self._state_counts()
+        return busy
+
+    def _scope_qs(self):
+        options = dict(self.scope)
+        if self.deadline:
+            options["max_wall_time_minutes"] = max(0.0, (self.deadline - time.monotonic()) / 60)
+        return job_scope(**{k: v for k, v in options.items() if v not in (None, False)})
+
+    def _state_counts(self):
+        qs = job_scope(**{k: v for k, v in self.scope.items() if v not in (None, False)})
+        return dict(qs.order_by().values_list("state").annotate(n=Count("*")).values_list("state", "n"))
+
+    # ------------------------------------------------------------------ dependencies
+    def _resolve_dependencies(self):
+        if not (self._deps_dirty or self._every("deps", DEPENDENCY_PERIOD_SEC)):
+            return False
+        self._deps_dirty = False
+        waiting = list(
+            self._scope_qs().filter(state__in=states.WAITING_STATES)
+            .values_list("pk", "state", "wait_for_parents")[:5000]
+        )
+        if not waiting:
+            return False
+        parent_states = defaultdict(list)
+        ids = [pk for pk, _, _ in waiting]
+        for start in range(0, len(ids), 900):
+            for child, state in JobDependency.objects.filter(child_id__in=ids[start:start + 900]).values_list(
+                "child_id", "parent__state"
+            ):
+                parent_states[child].append(state)
+        ready, awaiting = [], []
+        for pk, state, wait in waiting:
+            parents = parent_states.get(pk, [])
+            if not wait or all(s == states.JOB_FINISHED for s in parents):
+                ready.append(pk)
+            elif state == states.CREATED:
+                awaiting.append(pk)
+        for pk in ready:
+            self.batch.move(pk, states.READY, "parents finished" if parent_states.get(pk) else "no parents")
+        for pk in awaiting:
+            self.batch.move(pk, states.AWAITING_PARENTS, f"waiting for {len(parent_states[pk])} parent(s)")
+        return bool(ready or awaiting)
+
+    # ------------------------------------------------------------------ claiming
+    def _claim(self):
+        if self.stop_reason:
+            return False
+        target = 2 * self.slots.capacity + 2 * self.num_transition_processes + 16
+        want = target - len(self.held)
+        if want <= 0:
+            return False
+        scope = {k: v for k, v in self.scope.items() if v not in (None, False)}
+        if self.deadline:
+            scope["max_wall_time_minutes"] = max(0.0, (self.deadline - time.monotonic()) / 60)
+        ids = self.client.claim(self.owner, CLAIMABLE, want, self.lease_expiry_sec, scope)
+        if not ids:
+            return False
+        for job in BalsamJob.objects.filter(pk__in=ids):
+            self.held[job.pk] = job
+        return True
+
+    def _app(self, name):
+        if name not in self.apps:
+            self.apps[name] = ApplicationDefinition.objects.filter(name=name).first()
+        return self.apps[name]
+
+    # ------------------------------------------------------------------ transitions
+    def _advance(self):
+        busy = False
+        for pk, job in list(self.held.items()):
+            if pk in self.runs or pk in self.transitions or job.state in RUNNABLE:
+                continue
+            if self.stop_reason:
+                break
+            try:
+                step = steps.next_step(job, self._app(job.application), self._parent_dirs(job))
+            except (BalsamError, OSError) as exc:
+                step = steps.Move(states.FAILED, f"{job.state} step failed: {exc}")
+            except Exception as exc:  # a bug must cost one job, not the launcher
+                logger.exception("unexpected error processing %s", job.cute_id)
+                step = steps.Move(states.FAILED, f"unexpected error in {job.state} step: {type(exc).__name__}: {exc}")
+            if step is None:
+                continue
+            busy = True
+            if isinstance(step, steps.Move):
+                self._move(job, step.state, step.message)
+            elif len(self.transitions) < self.num_transition_processes:
+                self._start_transition(job, step)
+        return busy
+
+    def _parent_dirs(self, job):
+        if job.state != states.READY or not job.input_files.strip():
+            return []
+        rows = BalsamJob.objects.filter(children=job).values_list("pk", "workdir", "user_workdir")
+        return [(pk, user_dir or str(self.db_path / "data" / workdir)) for pk, workdir, user_dir in rows]
+
+    def _start_transition(self, job, spec):
+        app = self._app(job.application)
+        env = self._environment(job, app, spec.handler)
+        try:
+            process = ManagedProcess(spec.kind, job.pk, spec.argv, job.working_directory, env,
+                                     Path(job.working_directory) / spec.log_name, self.script_timeout_sec,
+                                     header=spec.header)
+        except OSError as exc:
+            self._move(job, states.FAILED, f"cannot start {spec.kind}: {exc}")
+            return
+        self.transitions[job.pk] = (process, spec)
+
+    def _environment(self, job, app, handler=None):
+        parents = list(JobDependency.objects.filter(child_id=job.pk).values_list("parent_id", flat=True))
+        children = list(JobDependency.objects.filter(parent_id=job.pk).values_list("child_id", flat=True))
+        return job_environment(job, app.environ_vars if app else {}, parents, children, self.db_path, handler)
+
+    def _move(self, job, state, message=""):
+        self.batch.move(job.pk, state, message)
+        job.state = state
+        if state in states.END_STATES:
+            self.held.pop(job.pk, None)
+            self.batch.release(job.pk)
+            self._deps_dirty = True
+
+    # ------------------------------------------------------------------ runs
+    def _start_runs(self):
+        if self.stop_reason:
+            return False
+        started = False
+        for pk, job in list(self.held.items()):
+            if job.state not in RUNNABLE or pk in self.runs:
+                continue
+            hosts = self.slots.take(job)
+            if hosts is None:
+                continue
+            try:
+                job.refresh_from_db()  # a preprocess script may have changed args or env
+                process = self._launch(job, hosts)
+            except Exception as exc:
+                self.slots.give_back(job, hosts)
+                self._move(job, states.FAILED, f"cannot start the run: {exc}")
+                continue
+            self.runs[pk] = (process, hosts)
+            self._move(job, states.RUNNING, f"on {','.join(hosts)}")
+            started = True
+        return started
+
+    def _launch(self, job, hosts):
+        app = self._app(job.application)
+        if app is None:
+            raise BalsamError(f"application {job.application!r} does not exist")
+        command = shlex.split(app.executable) + shlex.split(job.args)
+        env = self._environment(job, app)
+        if self.job_mode == "serial" and set(hosts) <= self.local_hosts:
+            argv = command
+        else:
+            launch = mpi_commands.Launch(command, hosts, job.ranks_per_node, job.threads_per_rank,
+                                         job.threads_per_core)
+            argv = mpi_commands.BUILDERS[self.mpi_flavour](launch)
+        workdir = Path(job.working_directory)
+        workdir.mkdir(parents=True, exist_ok=True)
+        timeout = job.wall_time_minutes * 60 if job.wall_time_minutes else None
+        name = "".join(c if c.isalnum() or c in "._-" else "_" for c in job.name) or "job"
+        return ManagedProcess("run", job.pk, argv, str(workdir), env, workdir / f"{name}.out", timeout)
+
+    def _reap(self):
+        busy = False
+        for pk, (process, hosts) in list(self.runs.items()):
+            code = process.poll()
+            if code is None:
+                continue
+            busy = True
+            del self.runs[pk]
+            job = self.held.get(pk)
+            if job is None:
+                continue
+            self.slots.give_back(job, hosts)
+            if process.timed_out:
+                self._move(job, states.RUN_TIMEOUT, f"killed after its wall time of {job.wall_time_minutes:g} min")
+            elif code == 0:
+                self.batch.set_fields(pk, runtime_seconds=round(process.elapsed, 3))
+                self._move(job, states.RUN_DONE, f"exit code 0 after {process.elapsed:.2f} s")
+            else:
+                self._move(job, states.RUN_ERROR, f"exit code {code}: {process.tail(OUTPUT_TAIL_LINES)}")
+        for pk, (process, spec) in list(self.transitions.items()):
+            code = process.poll()
+            if code is None:
+                continue
+            busy = True
+            del self.transitions[pk]
+            job = self.held.get(pk)
+            if job is None:
+                continue
+            stored = BalsamJob.objects.filter(pk=pk).values_list("state", flat=True).first()
+            move = steps.after_process(spec, code, process.timed_out, process.tail(OUTPUT_TAIL_LINES), stored)
+            if move is None:  # an error/timeout handler moved the job itself
+                job.state = stored
+                if stored in states.END_STATES:
+                    self.held.pop(pk, None)
+                    self.batch.release(pk)
+                    self._deps_dirty = True
+            else:
+                self._move(job, move.state, move.message)
+        return busy
+
+    # ------------------------------------------------------------------ kills
+    def _handle_kills(self):
+        killed = list(
+            BalsamJob.objects.filter(lease_owner=self.owner, state=states.USER_KILLED).values_list("pk", flat=True)
+        )
+        for pk in killed:
+            self._drop(pk, "killed by a user")
+            self.batch.release(pk)
+        return bool(killed)
+
+    def _drop(self, pk, why):
+        job = self.held.pop(pk, None)
+        for table in (self.runs, self.transitions):
+            if pk in table:
+                process, extra = table.pop(pk)
+                process.kill()
+                self._zombies.append(process)
+                if table is self.runs and job is not None:
+                    self.slots.give_back(job, extra)
+        logger.info("dropped job %s (%s)", pk, why)
+
+    def _flush(self):
+        refused = self.batch.flush()
+        for pk in refused:
+            self._drop(uuid.UUID(pk), "state changed elsewhere")
+        for process in list(self._zombies):
+            if process.poll() is not None:
+                self._zombies.remove(process)
+
+    # ------------------------------------------------------------------ end
+    def _idle(self):
+        if self.held or self.runs or self.transitions:
+            return False
+        qs = job_scope(**{k: v for k, v in self.scope.items() if v not in (None, False)})
+        return not qs.exclude(state__in=states.END_STATES).exists()
+
+    def shutdown(self):
+        logger.info("launcher stopping: %s", self.stop_reason)
+        for pk, (process, hosts) in list(self.runs.items()):
+            process.kill()
+            job = self.held.get(pk)
+            if job is not None:
+                self._move(job, states.RUN_TIMEOUT, f"launcher stopped ({self.stop_reason})")
+        deadline = time.monotonic() + SHUTDOWN_GRACE_SEC
+        while self.transitions and time.monotonic() < deadline:  # let steps in progress finish
+            self._reap()
+            time.sleep(0.05)
+        for process, _ in list(self.transitions.values()) + list(self.runs.values()):
+            process.kill_now()
+        self.transitions.clear()
+        self.runs.clear()
+        self._flush()
+        self.client.release(self.owner)
+        if self.progress:
+            self.progress.update(self, final=True)
+
+
+def _mpirun_version():
+    import subprocess
+
+    try:
+        result = subprocess.run(["mpirun", "--version"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return result.stdout + result.stderr
+
+
+def install_signal_handlers(launcher):
+    def stop(signum, frame):
+        launcher.request_stop(f"signal {signal.Signals(signum).name}")
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
