@@ -1,0 +1,295 @@
+"""The launcher with real processes: transitions, handlers, DAGs, kills,
+shared DBs, crash recovery and MPI."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from balsam import api
+from balsam.core.models import BalsamJob
+
+APPS = Path(__file__).resolve().parents[1] / "fixtures" / "apps"
+BALSAM = str(Path(sys.executable).with_name("balsam"))
+
+
+def wait_until(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def launcher_cmd(*args):
+    return [BALSAM, "launcher", *map(str, args)]
+
+
+def run_launcher(db, *args, timeout=180, env=None):
+    """Run `balsam launcher ... --until-idle` to the end."""
+    result = subprocess.run(launcher_cmd(*args, "--until-idle"), capture_output=True, text=True, timeout=timeout,
+                            env=dict(os.environ, BALSAM_DB_PATH=str(db), **(env or {})))
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result
+
+
+def start_launcher(db, *args, env=None):
+    return subprocess.Popen(launcher_cmd(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, BALSAM_DB_PATH=str(db), **(env or {})))
+
+
+def stop(process):
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    try:
+        out, err = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, err = process.communicate()
+    return process.returncode, err
+
+
+def py_app(name, script, **kwargs):
+    return api.add_app(name, f"{sys.executable} {APPS / script}", check_paths=False, **kwargs)
+
+
+def state(job):
+    return BalsamJob.objects.get(pk=job.pk).state
+
+
+def history(job):
+    return [to for _, _, to, _ in BalsamJob.objects.get(pk=job.pk).history()]
+
+
+def gone(pid):
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+# --------------------------------------------------------------------------- one job, all stages
+def test_four_stage_job(db, tmp_path):
+    inputs, outputs = tmp_path / "inputs", tmp_path / "outputs"
+    inputs.mkdir()
+    (inputs / "input.txt").write_text("3")
+    py_app("compute", "compute.py", preprocess=f"{sys.executable} {APPS / 'pre_edit_args.py'}",
+           postprocess=f"{sys.executable} {APPS / 'post_mark.py'}")
+    job = api.add_job(name="four", workflow="w", application="compute", args="1",
+                      stage_in_url=f"local:{inputs}", stage_out_url=f"local:{outputs}", stage_out_files="square*")
+    run_launcher(db, "--consume-all")
+    job.refresh_from_db()
+    workdir = Path(job.working_directory)
+    assert job.state == "JOB_FINISHED" and job.args == "3"
+    assert (workdir / "pre_ran.txt").read_text() == str(job.pk)
+    assert (workdir / "post_ran.txt").read_text() == str(job.pk)
+    assert (outputs / "square_result.txt").read_text().strip() == "81.0"
+    assert "computed 81.0" in (workdir / "four.out").read_text()
+    assert job.runtime_seconds is not None and job.runtime_seconds > 0
+    assert history(job) == ["CREATED", "READY", "STAGED_IN", "PREPROCESSED", "RUNNING", "RUN_DONE",
+                            "POSTPROCESSED", "JOB_FINISHED"]
+    assert (workdir / "preprocess.log").read_text().startswith("# preprocess:")
+
+
+# --------------------------------------------------------------------------- errors and timeouts
+def test_run_errors_with_and_without_handler(db):
+    py_app("fail", "fail.py", postprocess=f"{sys.executable} {APPS / 'handler.py'}")
+    unhandled = api.add_job(name="unhandled", workflow="w", application="fail")
+    handled = api.add_job(name="handled", workflow="w", application="fail", post_error_handler=True)
+    run_launcher(db, "--consume-all")
+    assert state(unhandled) == "FAILED" and "RUN_ERROR" in history(unhandled)
+    error_event = BalsamJob.objects.get(pk=unhandled.pk).events.get(to_state="RUN_ERROR")
+    assert "exit code 3" in error_event.message and "something went badly wrong" in error_event.message
+    assert state(handled) == "JOB_FINISHED"
+    assert history(handled)[-2:] == ["RUN_ERROR", "JOB_FINISHED"]
+    assert (Path(handled.working_directory) / "handler_ran.txt").read_text() == "error"
+
+
+def test_timeouts_retry_handle_or_fail(db):
+    py_app("slow", "slow_first_time.py", postprocess=f"{sys.executable} {APPS / 'handler.py'}")
+    minutes = 1.5 / 60
+    retried = api.add_job(name="retried", workflow="w", application="slow", wall_time_minutes=minutes)
+    handled = api.add_job(name="handled", workflow="w", application="slow", wall_time_minutes=minutes,
+                          post_timeout_handler=True)
+    failed = api.add_job(name="failed", workflow="w", application="slow", wall_time_minutes=minutes,
+                         auto_timeout_retry=False)
+    run_launcher(db, "--consume-all")
+    assert state(retried) == "JOB_FINISHED"
+    assert history(retried)[4:] == ["RUNNING", "RUN_TIMEOUT", "RESTART_READY", "RUNNING", "RUN_DONE",
+                                    "POSTPROCESSED", "JOB_FINISHED"]
+    assert not (Path(retried.working_directory) / "handler_ran.txt").exists() or \
+        (Path(retried.working_directory) / "handler_ran.txt").read_text() == "normal"
+    assert state(handled) == "JOB_FINISHED" and "RESTART_READY" not in history(handled)
+    assert (Path(handled.working_directory) / "handler_ran.txt").read_text() == "timeout"
+    assert state(failed) == "FAILED" and history(failed)[-2:] == ["RUN_TIMEOUT", "FAILED"]
+
+
+# --------------------------------------------------------------------------- DAGs
+def _square_apps():
+    for name in ("make_sides", "square", "reduce"):
+        py_app(name, f"{name}.py")
+
+
+def test_static_dag_passes_data_through_input_files(db):
+    _square_apps()
+    sides = api.add_job(name="make_sides", workflow="dag", application="make_sides")
+    reduce_job = api.add_job(name="reduce", workflow="dag", application="reduce", input_files="area*.dat")
+    for i in range(3):
+        square = api.add_job(name=f"square{i}", workflow="dag", application="square", args=str(i),
+                             input_files="sides.dat", parents=[sides])
+        api.add_dependency(square, reduce_job)
+    run_launcher(db, "--wf-filter", "dag")
+    assert set(BalsamJob.objects.values_list("state", flat=True)) == {"JOB_FINISHED"}
+    assert float((Path(reduce_job.working_directory) / "total.dat").read_text()) == 9 + 16 + 25
+    assert "AWAITING_PARENTS" in history(reduce_job)
+
+
+def test_dynamic_dag_spawns_children(db):
+    _square_apps()
+    py_app("spawner", "make_sides.py", postprocess=f"{sys.executable} {APPS / 'spawner_post.py'}")
+    parent = api.add_job(name="sides", workflow="dyn", application="spawner")
+    reduce_job = api.add_job(name="reduce", workflow="dyn", application="reduce", input_files="area*.dat",
+                             parents=[parent])
+    run_launcher(db, "--wf-filter", "dyn")
+    count = int((Path(parent.working_directory) / "spawned.txt").read_text())
+    assert 4 <= count <= 8
+    assert BalsamJob.objects.get(pk=reduce_job.pk).parents.count() == count + 1
+    assert set(BalsamJob.objects.values_list("state", flat=True)) == {"JOB_FINISHED"}
+    expected = sum([9, 16, 25][i % 3] for i in range(count))
+    assert float((Path(reduce_job.working_directory) / "total.dat").read_text()) == expected
+
+
+# --------------------------------------------------------------------------- kills
+def _kill_when(db, job, predicate, launcher):
+    wait_until(predicate, 60, "the job to get going")
+    api.kill(job)
+    killed_at = time.monotonic()
+    return killed_at
+
+
+def test_kill_during_preprocess(db):
+    py_app("quick", "make_sides.py", preprocess=f"{sys.executable} {APPS / 'slow_pre.py'}")
+    job = api.add_job(name="victim", workflow="w", application="quick")
+    launcher = start_launcher(db, "--consume-all")
+    try:
+        pid_file = Path(job.working_directory) / "pre.pid"
+        wait_until(pid_file.exists, 60, "the preprocess script to start")
+        pid = int(wait_until(lambda: pid_file.read_text().strip(), 10, "the pid"))
+        api.kill(job)
+        wait_until(lambda: gone(pid), 2.5, "the preprocess script to be stopped")
+    finally:
+        stop(launcher)
+    assert state(job) == "USER_KILLED"
+    assert "STAGED_IN" in history(job) and "RUN_DONE" not in history(job)
+    assert not (Path(job.working_directory) / "pre_done.txt").exists()
+
+
+@pytest.mark.parametrize("mode", ["serial", "mpi"])
+def test_kill_during_a_run(db, mode, mpi_available):
+    if mode == "mpi":
+        mpi_available()
+    py_app("sleeper", "sleeper.py")
+    job = api.add_job(name="victim", workflow="w", application="sleeper", args="30")
+    launcher = start_launcher(db, "--consume-all", "--job-mode", mode)
+    try:
+        pid_file = Path(job.working_directory) / "sleeper.pid"
+        wait_until(pid_file.exists, 60, "the run to start")
+        pid = int(wait_until(lambda: pid_file.read_text().strip(), 10, "the pid"))
+        assert state(job) == "RUNNING"
+        api.kill(job)
+        wait_until(lambda: gone(pid), 2.5, "the run to be stopped")
+        time.sleep(1)
+        assert state(job) == "USER_KILLED"
+    finally:
+        code, err = stop(launcher)
+    assert code == 0, err
+    assert state(job) == "USER_KILLED" and "RUN_DONE" not in history(job)
+    assert not (Path(job.working_directory) / "slept.txt").exists()
+
+
+# --------------------------------------------------------------------------- sharing and recovery
+@pytest.mark.timeout(600)
+def test_two_launchers_run_every_job_exactly_once(db, tmp_path):
+    count_file = tmp_path / "executions.txt"
+    api.add_app("count", str(APPS / "count.sh"), environ_vars={"COUNT_FILE": str(count_file)}, check_paths=False)
+    rows = [{"name": f"c{i}", "workflow": "w", "application": "count", "node_packing_count": 4} for i in range(500)]
+    ids = api.add_jobs(rows)
+    env = {"BALSAM_LAUNCHER_LEASE_EXPIRY_SEC": "30"}
+    first = start_launcher(db, "--consume-all", "--until-idle", "--max-ranks-per-node", "4", env=env)
+    second = start_launcher(db, "--consume-all", "--until-idle", "--max-ranks-per-node", "4", env=env)
+    results = [p.communicate(timeout=500) for p in (first, second)]
+    assert first.returncode == second.returncode == 0, [r[1][-1000:] for r in results]
+    executions = count_file.read_text().split()
+    assert sorted(executions) == sorted(ids), "every job must run exactly once"
+    assert set(BalsamJob.objects.values_list("state", flat=True)) == {"JOB_FINISHED"}
+    owners = {e.message for e in BalsamJob.objects.get(pk=ids[0]).events.filter(to_state="RUNNING")}
+    assert len(owners) == 1
+
+
+@pytest.mark.timeout(300)
+def test_a_sigkilled_launcher_is_recovered_by_the_next(db):
+    py_app("sleeper", "sleeper.py")
+    jobs = [api.add_job(name=f"s{i}", workflow="w", application="sleeper", args="2", node_packing_count=4)
+            for i in range(6)]
+    env = {"BALSAM_LAUNCHER_LEASE_EXPIRY_SEC": "2"}
+    doomed = start_launcher(db, "--consume-all", "--max-ranks-per-node", "4", env=env)
+    wait_until(lambda: BalsamJob.objects.filter(state="RUNNING").count() >= 2, 60, "jobs to run")
+    doomed.kill()
+    doomed.communicate()
+    stuck = set(BalsamJob.objects.filter(state="RUNNING").values_list("pk", flat=True))
+    assert stuck
+    run_launcher(db, "--consume-all", "--max-ranks-per-node", "4", env=env)
+    assert {state(j) for j in jobs} == {"JOB_FINISHED"}
+    for pk in stuck:
+        assert "RESTART_READY" in [e.to_state for e in BalsamJob.objects.get(pk=pk).events.all()]
+
+
+# --------------------------------------------------------------------------- MPI
+@pytest.fixture
+def mpi_available():
+    def check():
+        if shutil.which("mpicc") and shutil.which("mpirun"):
+            return
+        if os.environ.get("CI") == "true":
+            pytest.fail("MPICH (mpicc, mpirun) is missing; .ci/system-deps installs Debian's mpich")
+        pytest.skip("MPICH (mpicc, mpirun) is not installed")
+
+    return check
+
+
+def test_mpi_job_runs_two_ranks(db, tmp_path, mpi_available):
+    mpi_available()
+    binary = tmp_path / "hello_mpi"
+    subprocess.run(["mpicc", "-o", str(binary), str(APPS / "hello_mpi.c")], check=True)
+    api.add_app("hello_mpi", str(binary), check_paths=False)
+    job = api.add_job(name="mpi", workflow="w", application="hello_mpi", num_nodes=1, ranks_per_node=2)
+    run_launcher(db, "--consume-all", "--job-mode", "mpi")
+    assert state(job) == "JOB_FINISHED"
+    output = (Path(job.working_directory) / "mpi.out").read_text()
+    hostname = os.uname().nodename
+    assert f"rank 0 of 2 on {hostname}" in output and f"rank 1 of 2 on {hostname}" in output
+
+
+# --------------------------------------------------------------------------- command line
+def test_launcher_needs_exactly_one_scope(balsam_cmd):
+    result = balsam_cmd("launcher", "--until-idle")
+    assert result.returncode == 2
+    assert "give exactly one of --consume-all, --wf-filter NAME or --job-file FILE" in result.stderr
+
+
+def test_job_file_limits_the_launcher(db, tmp_path):
+    py_app("sides", "make_sides.py")
+    wanted = [api.add_job(name=f"in{i}", workflow="w", application="sides") for i in range(3)]
+    other = api.add_job(name="out", workflow="w", application="sides")
+    job_file = tmp_path / "jobs.txt"
+    job_file.write_text("\n".join(str(j.pk) for j in wanted + wanted[:1]))
+    run_launcher(db, "--job-file", job_file)
+    assert [state(j) for j in wanted] == ["JOB_FINISHED"] * 3 and state(other) == "CREATED"
