@@ -57,6 +57,15 @@ class WriteClient(ABC):
         """``[(job id, {field: value}), ...]`` in one request."""
         return self.request("update_jobs_each", {"items": [[str(i), f] for i, f in items]})
 
+    def apply_batch(self, moves, fields, release_owner, release_ids):
+        """Several moves ``(ids, state, message)``, field updates and lease releases in one request."""
+        return self.request("apply_batch", {
+            "moves": [[list(ids), state, message] for ids, state, message in moves],
+            "fields": [[str(i), f] for i, f in fields],
+            "release_owner": release_owner,
+            "release_ids": list(release_ids),
+        })
+
     def recover_expired(self, lease_expiry_sec):
         return self.request("recover_expired_leases", {"lease_expiry_sec": lease_expiry_sec})
 

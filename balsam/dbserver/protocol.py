@@ -39,6 +39,7 @@ WRITE_OPS = frozenset(
         "add_dependency",
         "remove_dependency",
         "update_jobs_each",
+        "apply_batch",
         "recover_expired_leases",
         "claim_jobs",
         "heartbeat_leases",

@@ -18,7 +18,7 @@ import uuid
 from collections import defaultdict
 from pathlib import Path
 
-from django.db.models import Count
+from django.db.models import Count, Q
 
 from balsam.core import states
 from balsam.core.models import ApplicationDefinition, BalsamJob, JobDependency
@@ -40,22 +40,27 @@ DEPENDENCY_PERIOD_SEC = 1.0
 KILL_CHECK_PERIOD_SEC = 0.5
 MAX_IDLE_SLEEP_SEC = 0.25
 SHUTDOWN_GRACE_SEC = 30
+HOLD_PER_SLOT = 16
+MAX_STEPS_PER_PASS = 4
 OUTPUT_TAIL_LINES = 10
 
 
 class Batch:
-    """State changes and field updates collected during one loop pass and
-    written together (one request per target state and message)."""
+    """State changes, field updates and lease releases collected during one
+    loop pass and written in one request. A job may move several times in a
+    pass: its n-th move goes in round n, and rounds are applied in order."""
 
     def __init__(self, client, owner):
         self.client = client
         self.owner = owner
-        self.moves = defaultdict(list)
+        self.moves = defaultdict(list)  # (round, state, message) -> ids
+        self.rounds = defaultdict(int)
         self.fields = []
         self.releases = []
 
     def move(self, job_id, state, message=""):
-        self.moves[(state, message)].append(str(job_id))
+        self.rounds[job_id] += 1
+        self.moves[(self.rounds[job_id], state, message)].append(str(job_id))
 
     def set_fields(self, job_id, **fields):
         self.fields.append((job_id, fields))
@@ -64,20 +69,16 @@ class Batch:
         self.releases.append(str(job_id))
 
     def flush(self):
-        """Write everything; returns the ids whose move was refused (killed meanwhile)."""
-        if self.fields:
-            self.client.update_each(self.fields)
-            self.fields = []
-        refused = []
-        for (state, message), ids in self.moves.items():
-            result = self.client.transition(ids, state, message, strict=False)
-            refused.extend(result["refused"])
+        """Write everything in one request; returns the ids whose move was
+        refused (a user killed the job meanwhile). Their leases are released."""
+        if not (self.moves or self.fields or self.releases):
+            return []
+        moves = [(ids, state, message) for (_, state, message), ids in sorted(self.moves.items())]
+        result = self.client.apply_batch(moves, self.fields, self.owner, self.releases)
         self.moves.clear()
-        self.releases.extend(refused)
-        if self.releases:
-            self.client.release(self.owner, self.releases)
-            self.releases = []
-        return refused
+        self.rounds.clear()
+        self.fields, self.releases = [], []
+        return list(result["refused"])
 
 
 class Launcher:
@@ -147,9 +148,9 @@ class Launcher:
         busy |= self._periodic()
         busy |= self._resolve_dependencies()
         busy |= self._claim()
+        busy |= self._reap()
         busy |= self._advance()
         busy |= self._start_runs()
-        busy |= self._reap()
         self._flush()
         if self.progress:
             self.progress.update(self)
@@ -219,7 +220,9 @@ class Launcher:
     def _claim(self):
         if self.stop_reason:
             return False
-        target = 2 * self.slots.capacity + 2 * self.num_transition_processes + 16
+        # Enough jobs in hand that every pass writes large batches, yet bounded so
+        # that launchers sharing a DB share its work.
+        target = HOLD_PER_SLOT * self.slots.capacity + 2 * self.num_transition_processes + 32
         want = target - len(self.held)
         if want <= 0:
             return False
@@ -241,36 +244,66 @@ class Launcher:
     # ------------------------------------------------------------------ transitions
     def _advance(self):
         busy = False
-        for pk, job in list(self.held.items()):
-            if pk in self.runs or pk in self.transitions or job.state in RUNNABLE:
-                continue
+        waiting = [j for pk, j in self.held.items() if pk not in self.runs and pk not in self.transitions
+                   and j.state not in RUNNABLE]
+        parent_dirs = self._parent_dirs([j for j in waiting if j.state == states.READY and j.input_files.strip()])
+        for job in waiting:
             if self.stop_reason:
                 break
-            try:
-                step = steps.next_step(job, self._app(job.application), self._parent_dirs(job))
-            except (BalsamError, OSError) as exc:
-                step = steps.Move(states.FAILED, f"{job.state} step failed: {exc}")
-            except Exception as exc:  # a bug must cost one job, not the launcher
-                logger.exception("unexpected error processing %s", job.cute_id)
-                step = steps.Move(states.FAILED, f"unexpected error in {job.state} step: {type(exc).__name__}: {exc}")
-            if step is None:
-                continue
-            busy = True
-            if isinstance(step, steps.Move):
+            for _ in range(MAX_STEPS_PER_PASS):  # run through the steps that need no process
+                step = self._next_step(job, parent_dirs)
+                if step is None:
+                    break
+                busy = True
+                if isinstance(step, steps.ProcessSpec):
+                    if len(self.transitions) < self.num_transition_processes:
+                        self._start_transition(job, step)
+                    break
                 self._move(job, step.state, step.message)
-            elif len(self.transitions) < self.num_transition_processes:
-                self._start_transition(job, step)
+                if job.state in states.END_STATES or job.state in RUNNABLE:
+                    break
         return busy
 
-    def _parent_dirs(self, job):
-        if job.state != states.READY or not job.input_files.strip():
-            return []
-        rows = BalsamJob.objects.filter(children=job).values_list("pk", "workdir", "user_workdir")
-        return [(pk, user_dir or str(self.db_path / "data" / workdir)) for pk, workdir, user_dir in rows]
+    def _next_step(self, job, parent_dirs):
+        try:
+            return steps.next_step(job, self._app(job.application), parent_dirs.get(job.pk, []))
+        except (BalsamError, OSError) as exc:
+            return steps.Move(states.FAILED, f"{job.state} step failed: {exc}")
+        except Exception as exc:  # a bug must cost one job, not the launcher
+            logger.exception("unexpected error processing %s", job.cute_id)
+            return steps.Move(states.FAILED, f"unexpected error in {job.state} step: {type(exc).__name__}: {exc}")
+
+    def _parent_dirs(self, jobs):
+        """{child id: [(parent id, parent's working directory)]} in one query."""
+        dirs = defaultdict(list)
+        ids = [job.pk for job in jobs]
+        for start in range(0, len(ids), 900):
+            rows = JobDependency.objects.filter(child_id__in=ids[start:start + 900]).values_list(
+                "child_id", "parent_id", "parent__workdir", "parent__user_workdir")
+            for child, parent, workdir, user_dir in rows:
+                dirs[child].append((parent, user_dir or str(self.db_path / "data" / workdir)))
+        return dirs
+
+    def _relatives(self, ids):
+        """({job: [parent ids]}, {job: [child ids]}) for ``ids`` in one query."""
+        parents, children = defaultdict(list), defaultdict(list)
+        wanted = set(ids)
+        for start in range(0, len(ids), 450):
+            chunk = ids[start:start + 450]
+            rows = JobDependency.objects.filter(Q(child_id__in=chunk) | Q(parent_id__in=chunk)).values_list(
+                "child_id", "parent_id")
+            for child, parent in rows:
+                if child in wanted:
+                    parents[child].append(parent)
+                if parent in wanted:
+                    children[parent].append(child)
+        return parents, children
 
     def _start_transition(self, job, spec):
         app = self._app(job.application)
-        env = self._environment(job, app, spec.handler)
+        parents, children = self._relatives([job.pk])
+        env = job_environment(job, app.environ_vars if app else {}, parents[job.pk], children[job.pk], self.db_path,
+                              spec.handler)
         try:
             process = ManagedProcess(spec.kind, job.pk, spec.argv, job.working_directory, env,
                                      Path(job.working_directory) / spec.log_name, self.script_timeout_sec,
@@ -279,11 +312,6 @@ class Launcher:
             self._move(job, states.FAILED, f"cannot start {spec.kind}: {exc}")
             return
         self.transitions[job.pk] = (process, spec)
-
-    def _environment(self, job, app, handler=None):
-        parents = list(JobDependency.objects.filter(child_id=job.pk).values_list("parent_id", flat=True))
-        children = list(JobDependency.objects.filter(parent_id=job.pk).values_list("child_id", flat=True))
-        return job_environment(job, app.environ_vars if app else {}, parents, children, self.db_path, handler)
 
     def _move(self, job, state, message=""):
         self.batch.move(job.pk, state, message)
@@ -297,31 +325,37 @@ class Launcher:
     def _start_runs(self):
         if self.stop_reason:
             return False
-        started = False
-        for pk, job in list(self.held.items()):
-            if job.state not in RUNNABLE or pk in self.runs:
-                continue
-            hosts = self.slots.take(job)
-            if hosts is None:
-                continue
+        placed = []
+        for pk, job in self.held.items():
+            if job.state in RUNNABLE and pk not in self.runs:
+                hosts = self.slots.take(job)
+                if hosts is not None:
+                    placed.append((job, hosts))
+        if not placed:
+            return False
+        # One query each for fresh rows (a preprocess script may have changed
+        # args or env) and for the jobs' relatives (their environment).
+        ids = [job.pk for job, _ in placed]
+        fresh = {j.pk: j for j in BalsamJob.objects.filter(pk__in=ids)}
+        parents, children = self._relatives(ids)
+        for job, hosts in placed:
+            job = self.held[job.pk] = fresh.get(job.pk, job)
             try:
-                job.refresh_from_db()  # a preprocess script may have changed args or env
-                process = self._launch(job, hosts)
+                process = self._launch(job, hosts, parents[job.pk], children[job.pk])
             except Exception as exc:
                 self.slots.give_back(job, hosts)
                 self._move(job, states.FAILED, f"cannot start the run: {exc}")
                 continue
-            self.runs[pk] = (process, hosts)
+            self.runs[job.pk] = (process, hosts)
             self._move(job, states.RUNNING, f"on {','.join(hosts)}")
-            started = True
-        return started
+        return True
 
-    def _launch(self, job, hosts):
+    def _launch(self, job, hosts, parents, children):
         app = self._app(job.application)
         if app is None:
             raise BalsamError(f"application {job.application!r} does not exist")
         command = shlex.split(app.executable) + shlex.split(job.args)
-        env = self._environment(job, app)
+        env = job_environment(job, app.environ_vars, parents, children, self.db_path)
         if self.job_mode == "serial" and set(hosts) <= self.local_hosts:
             argv = command
         else:
@@ -329,7 +363,8 @@ class Launcher:
                                          job.threads_per_core)
             argv = mpi_commands.BUILDERS[self.mpi_flavour](launch)
         workdir = Path(job.working_directory)
-        workdir.mkdir(parents=True, exist_ok=True)
+        if not workdir.is_dir():  # made at stage-in; gone only if a user removed it
+            workdir.mkdir(parents=True)
         timeout = job.wall_time_minutes * 60 if job.wall_time_minutes else None
         name = "".join(c if c.isalnum() or c in "._-" else "_" for c in job.name) or "job"
         return ManagedProcess("run", job.pk, argv, str(workdir), env, workdir / f"{name}.out", timeout)
@@ -349,8 +384,9 @@ class Launcher:
             if process.timed_out:
                 self._move(job, states.RUN_TIMEOUT, f"killed after its wall time of {job.wall_time_minutes:g} min")
             elif code == 0:
+                # The runtime goes in its field: a shared message keeps the batch one request.
                 self.batch.set_fields(pk, runtime_seconds=round(process.elapsed, 3))
-                self._move(job, states.RUN_DONE, f"exit code 0 after {process.elapsed:.2f} s")
+                self._move(job, states.RUN_DONE, "exit code 0")
             else:
                 self._move(job, states.RUN_ERROR, f"exit code {code}: {process.tail(OUTPUT_TAIL_LINES)}")
         for pk, (process, spec) in list(self.transitions.items()):
