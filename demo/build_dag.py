@@ -1,4 +1,4 @@
-"""Build the demo workflow: make_sides -> 3 x square -> reduce.
+"""Build the demo workflow: make_sides -> 3 x square -> reduce (the launcher runs it).
 
 make_sides writes side lengths, each square job squares one of them, and
 reduce adds up the areas. Re-running replaces the previous demo jobs.

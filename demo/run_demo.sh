@@ -10,11 +10,20 @@ echo
 echo "== building the demo DAG with the Python API (demo/build_dag.py)"
 python demo/build_dag.py
 echo
-echo "== balsam ls --wf demo --tree"
+echo "== the DAG before it runs: balsam ls --wf demo --tree"
 balsam ls --wf demo --tree
 echo
-echo "== balsam ls --wf demo"
+echo "== running it: balsam launcher --wf-filter demo --until-idle"
+balsam launcher --wf-filter demo --until-idle
+echo
+echo "== after: balsam ls --wf demo"
 balsam ls --wf demo
+echo
+echo "== results"
+python demo/show_results.py
+echo
+echo "== the history of one job: balsam ls --history --name reduce --wf demo"
+balsam ls --history --name reduce --wf demo
 echo
 echo "== balsam ls apps"
 balsam ls apps

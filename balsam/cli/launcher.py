@@ -55,7 +55,7 @@ def launcher(ctx, consume_all, wf_filter, job_file, job_mode, num_workers, nodes
         nodes = nodes[: num_workers * nodes_per_worker]
     settings = load_settings()
     logs.configure(selection.path, f"launcher-{socket.gethostname()}-{os.getpid()}")
-    progress = Progress(sys.stderr, sys.stderr.isatty())
+    progress = Progress(sys.stderr, sys.stderr.isatty(), summary_stream=sys.stdout)
     runner = Launcher(
         selection.path, api.write_client(), nodes, job_mode=job_mode, workflow=wf_filter, job_ids=job_ids,
         max_ranks_per_node=max_ranks_per_node or None, time_limit_minutes=time_limit_minutes,

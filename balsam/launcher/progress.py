@@ -14,8 +14,9 @@ FAILED_STATES = (states.FAILED, states.USER_KILLED, states.PARENT_KILLED)
 
 
 class Progress:
-    def __init__(self, stream, is_tty):
+    def __init__(self, stream, is_tty, summary_stream=None):
         self.stream = stream
+        self.summary_stream = summary_stream or stream
         self.is_tty = is_tty
         self.started = time.monotonic()
         self.first_finished = None
@@ -56,6 +57,6 @@ class Progress:
         logger.info("%s", text)
         if final:
             summary = (f"launcher stopped ({launcher.stop_reason}) after {now - self.started:.1f} s: {text}")
-            self.stream.write(summary + "\n")
-            self.stream.flush()
+            self.summary_stream.write(summary + "\n")
+            self.summary_stream.flush()
             logger.info("%s", summary)

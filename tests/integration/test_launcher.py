@@ -293,3 +293,69 @@ def test_job_file_limits_the_launcher(db, tmp_path):
     job_file.write_text("\n".join(str(j.pk) for j in wanted + wanted[:1]))
     run_launcher(db, "--job-file", job_file)
     assert [state(j) for j in wanted] == ["JOB_FINISHED"] * 3 and state(other) == "CREATED"
+
+
+# --------------------------------------------------------------------------- shutdown and display
+def test_sigterm_times_out_running_jobs_and_exits_cleanly(db):
+    py_app("sleeper", "sleeper.py")
+    job = api.add_job(name="long", workflow="w", application="sleeper", args="60")
+    launcher = start_launcher(db, "--consume-all")
+    pid_file = Path(job.working_directory) / "sleeper.pid"
+    wait_until(pid_file.exists, 60, "the run to start")
+    pid = int(wait_until(lambda: pid_file.read_text().strip(), 10, "the pid"))
+    launcher.send_signal(signal.SIGTERM)
+    out, err = launcher.communicate(timeout=60)
+    assert launcher.returncode == 0, err
+    assert "launcher stopped (signal SIGTERM)" in out
+    assert state(job) == "RUN_TIMEOUT"
+    assert wait_until(lambda: gone(pid), 5, "the run to be killed")
+    assert BalsamJob.objects.get(pk=job.pk).lease_owner == ""
+
+
+def test_time_limit_stops_the_launcher(db):
+    py_app("sleeper", "sleeper.py")
+    job = api.add_job(name="long", workflow="w", application="sleeper", args="60")
+    began = time.monotonic()
+    result = subprocess.run(launcher_cmd("--consume-all", "--time-limit-minutes", 0.05), capture_output=True, text=True,
+                            timeout=60, env=dict(os.environ, BALSAM_DB_PATH=str(db)))
+    assert result.returncode == 0 and time.monotonic() - began < 30
+    assert "launcher stopped (time limit reached)" in result.stdout
+    assert state(job) == "RUN_TIMEOUT"
+
+
+def test_live_progress_on_a_terminal(db):
+    import pty
+
+    py_app("sides", "make_sides.py")
+    for i in range(3):
+        api.add_job(name=f"j{i}", workflow="w", application="sides")
+    primary, secondary = pty.openpty()
+    process = subprocess.Popen(launcher_cmd("--consume-all", "--until-idle"), stdin=secondary, stdout=secondary,
+                               stderr=secondary, env=dict(os.environ, BALSAM_DB_PATH=str(db)))
+    os.close(secondary)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(primary, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        output += chunk
+    process.wait(timeout=60)
+    os.close(primary)
+    text = output.decode(errors="replace")
+    assert process.returncode == 0
+    assert "\r\x1b[2K" in text and "3/3 finished | 0 running | 0 failed" in text
+
+
+def test_launcher_writes_through_the_dbserver(db, dbserver):
+    _square_apps()
+    sides = api.add_job(name="make_sides", workflow="dag", application="make_sides")
+    square = api.add_job(name="square0", workflow="dag", application="square", args="1", input_files="sides.dat",
+                         parents=[sides])
+    run_launcher(db, "--consume-all")
+    assert state(square) == "JOB_FINISHED"
+    from balsam.dbserver.control import status
+
+    assert status(db)["commits"] > 5  # the launcher's writes went through the server
