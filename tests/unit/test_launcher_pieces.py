@@ -62,3 +62,55 @@ def test_choice():
     assert mpi_commands.choose({"COBALT_PARTNAME": "1-2"}) == "cray"
     assert mpi_commands.choose({}, "mpirun (Open MPI) 4.1.4") == "openmpi"
     assert mpi_commands.choose({}, "HYDRA build details") == "mpich"
+
+
+# --------------------------------------------------------------------------- staging
+import json
+import os
+import sys
+import uuid
+from types import SimpleNamespace
+
+from balsam.launcher import staging
+from balsam.launcher.environment import job_environment
+
+
+def test_parent_files_are_linked_with_clash_suffixes_and_reruns_change_nothing(tmp_path):
+    parent_a, parent_b, workdir = tmp_path / "a", tmp_path / "b", tmp_path / "job"
+    for directory in (parent_a, parent_b, workdir):
+        directory.mkdir()
+    (parent_a / "out.dat").write_text("a")
+    (parent_b / "out.dat").write_text("b")
+    (parent_a / "skip.log").write_text("x")
+    ids = [uuid.UUID("aaaaaaaa" + "0" * 24), uuid.UUID("bbbbbbbb" + "0" * 24)]
+    parents = list(zip(ids, [parent_a, parent_b]))
+    assert staging.link_parent_files(workdir, "*.dat", parents) == 2
+    assert sorted(p.name for p in workdir.iterdir()) == ["out.dat", "out.dat_bbbbbbbb"]
+    assert (workdir / "out.dat_bbbbbbbb").read_text() == "b"
+    assert staging.link_parent_files(workdir, "*.dat", parents) == 0  # an interrupted stage-in, run again
+
+
+def test_transfer_commands(tmp_path):
+    source = tmp_path / "in"
+    source.mkdir()
+    assert staging.transfer_in_command(f"local:{source}", tmp_path / "job") == ["cp", "-rp", f"{source}/.", str(tmp_path / "job")]
+    (tmp_path / "job").mkdir()
+    (tmp_path / "job" / "result.txt").write_text("1")
+    assert staging.transfer_out_command(tmp_path / "job", "*.txt *.none", f"file:{tmp_path / 'out'}") == [
+        "cp", "-p", str(tmp_path / "job" / "result.txt"), str(tmp_path / "out")]
+    assert staging.transfer_out_command(tmp_path / "job", "*.none", f"local:{tmp_path / 'out'}") is None
+    with pytest.raises(staging.StagingError, match="does not exist"):
+        staging.transfer_in_command(f"local:{tmp_path / 'missing'}", tmp_path)
+
+
+def test_job_environment(monkeypatch):
+    monkeypatch.setenv("INHERITED", "yes")
+    monkeypatch.setenv("BALSAM_JOB_ERROR", "TRUE")  # left over from a handler that started us
+    job = SimpleNamespace(job_id=uuid.UUID(int=1), environ_vars={"JOB_VAR": "j", "SHARED": "job"}, threads_per_rank=4)
+    parent, child = uuid.UUID(int=2), uuid.UUID(int=3)
+    env = job_environment(job, {"APP_VAR": "a", "SHARED": "app"}, [parent], [child], "/db", handler="TIMEOUT")
+    assert env["INHERITED"] == "yes" and env["APP_VAR"] == "a" and env["JOB_VAR"] == "j" and env["SHARED"] == "job"
+    assert env["BALSAM_JOB_ID"] == str(job.job_id) and env["BALSAM_DB_PATH"] == "/db"
+    assert json.loads(env["BALSAM_PARENT_IDS"]) == [str(parent)] and json.loads(env["BALSAM_CHILD_IDS"]) == [str(child)]
+    assert env["OMP_NUM_THREADS"] == "4" and env["BALSAM_JOB_TIMEOUT"] == "TRUE" and "BALSAM_JOB_ERROR" not in env
+    assert env["PATH"].split(os.pathsep)[0] == os.path.dirname(sys.executable)
