@@ -1,0 +1,1 @@
+"""The metascheduler: submits launcher allocations to a batch scheduler."""

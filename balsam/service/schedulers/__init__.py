@@ -1,0 +1,18 @@
+"""Batch-scheduler adapters behind one small interface (see ``base``)."""
+
+from balsam.service.schedulers.base import SchedulerError
+
+
+def get_scheduler(name):
+    """The adapter called ``name`` (local, slurm, pbs, cobalt)."""
+    from balsam.service.schedulers import cobalt, local, pbs, slurm
+
+    adapters = {"local": local.LocalScheduler, "slurm": slurm.SlurmScheduler, "pbs": pbs.PBSScheduler,
+                "cobalt": cobalt.CobaltScheduler}
+    try:
+        return adapters[name]()
+    except KeyError:
+        raise SchedulerError(f"unknown scheduler {name!r}; choose one of {', '.join(sorted(adapters))}") from None
+
+
+__all__ = ["SchedulerError", "get_scheduler"]

@@ -1,0 +1,49 @@
+"""The interface every scheduler adapter implements.
+
+Adapters run the scheduler's own commands (argument lists, never a shell)
+and parse their output; they import neither Django nor each other.
+"""
+
+import shutil
+import subprocess
+
+from balsam.exceptions import BalsamError
+
+# Launch states as Balsam records them, whatever the scheduler calls them.
+QUEUED, RUNNING, FINISHED, FAILED = "queued", "running", "finished", "failed"
+ACTIVE = (QUEUED, RUNNING)
+COMMAND_TIMEOUT_SEC = 60
+
+
+class SchedulerError(BalsamError):
+    """A scheduler command failed or is missing; the message says which and why."""
+
+
+class Scheduler:
+    name = "?"
+
+    def submit(self, script_path, launch):
+        """Submit ``script_path``; return the scheduler's id for it."""
+        raise NotImplementedError
+
+    def status(self, scheduler_ids):
+        """``{id: QUEUED | RUNNING | FINISHED | FAILED}``; ids the scheduler
+        no longer knows are FINISHED."""
+        raise NotImplementedError
+
+    def delete(self, scheduler_id):
+        raise NotImplementedError
+
+    # -- helpers ------------------------------------------------------------------
+    def run(self, argv, what):
+        """Run a scheduler command; its stdout, or one clear ``SchedulerError``."""
+        if shutil.which(argv[0]) is None:
+            raise SchedulerError(f"{argv[0]} is not installed or not on PATH (needed to {what} with {self.name})")
+        try:
+            result = subprocess.run(argv, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_SEC)
+        except subprocess.TimeoutExpired:
+            raise SchedulerError(f"{argv[0]} did not answer within {COMMAND_TIMEOUT_SEC} s (trying to {what})") from None
+        if result.returncode != 0:
+            detail = " ".join((result.stderr or result.stdout).split()) or f"exit code {result.returncode}"
+            raise SchedulerError(f"{argv[0]} failed to {what}: {detail}")
+        return result.stdout

@@ -1,0 +1,38 @@
+"""Cobalt (ALCF): qsub, qstat, qdel. The script's resources go on the qsub line."""
+
+from balsam.service.schedulers.base import FAILED, FINISHED, QUEUED, RUNNING, Scheduler
+
+STATES = {"queued": QUEUED, "user_hold": QUEUED, "admin_hold": QUEUED, "starting": RUNNING, "running": RUNNING,
+          "exiting": RUNNING, "killing": RUNNING, "done": FINISHED, "failed": FAILED}
+
+
+class CobaltScheduler(Scheduler):
+    name = "cobalt"
+
+    def submit(self, script_path, launch):
+        argv = ["qsub", "-n", str(launch["nodes"]), "-t", str(launch["wall_minutes"]), "-q", launch["queue"],
+                "--mode", "script"]
+        if launch.get("project"):
+            argv += ["-A", launch["project"]]
+        out = self.run(argv + [str(script_path)], "submit the launch")
+        return out.strip().splitlines()[-1].strip()
+
+    def status(self, scheduler_ids):
+        if not scheduler_ids:
+            return {}
+        out = self.run(["qstat", "--header", "JobID:State", *scheduler_ids], "read job states")
+        return parse_qstat(out, scheduler_ids)
+
+    def delete(self, scheduler_id):
+        self.run(["qdel", str(scheduler_id)], "cancel the launch")
+
+
+def parse_qstat(text, scheduler_ids):
+    found = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0].isdigit():
+            found[parts[0]] = STATES.get(parts[1].lower(), RUNNING)
+    return {i: found.get(i, FINISHED) for i in scheduler_ids}
+
+

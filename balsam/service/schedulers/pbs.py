@@ -1,0 +1,40 @@
+"""PBS Pro / Torque: qsub, qstat, qdel."""
+
+from balsam.service.schedulers.base import FINISHED, QUEUED, RUNNING, Scheduler
+
+STATES = {"Q": QUEUED, "H": QUEUED, "W": QUEUED, "T": QUEUED, "S": QUEUED,
+          "R": RUNNING, "E": RUNNING, "B": RUNNING, "F": FINISHED, "C": FINISHED, "X": FINISHED}
+
+
+class PBSScheduler(Scheduler):
+    name = "pbs"
+
+    def submit(self, script_path, launch):
+        return self.run(["qsub", str(script_path)], "submit the launch").strip()
+
+    def status(self, scheduler_ids):
+        if not scheduler_ids:
+            return {}
+        out = self.run(["qstat", "-x", *scheduler_ids], "read job states")
+        return parse_qstat(out, scheduler_ids)
+
+    def delete(self, scheduler_id):
+        self.run(["qdel", str(scheduler_id)], "cancel the launch")
+
+
+def parse_qstat(text, scheduler_ids):
+    """Rows of ``qstat`` (Job id, Name, User, Time Use, S, Queue) after the header rule."""
+    found = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) >= 6 and not line.startswith(("Job", "-")):
+            found[parts[0]] = STATES.get(parts[4], RUNNING)
+    states = {}
+    for i in scheduler_ids:
+        # qstat may shorten "123.server.domain" to "123.server"
+        match = next((state for job, state in found.items() if i.startswith(job) or job.startswith(i)), None)
+        states[i] = match or FINISHED
+    return states
+
+
+__all__ = ["PBSScheduler", "parse_qstat"]

@@ -1,0 +1,37 @@
+"""Slurm: sbatch, squeue, scancel."""
+
+from balsam.service.schedulers.base import FAILED, FINISHED, QUEUED, RUNNING, Scheduler
+
+STATES = {
+    "PENDING": QUEUED, "CONFIGURING": QUEUED, "REQUEUED": QUEUED, "RESV_DEL_HOLD": QUEUED, "SUSPENDED": QUEUED,
+    "RUNNING": RUNNING, "COMPLETING": RUNNING, "STAGE_OUT": RUNNING,
+    "COMPLETED": FINISHED,
+    "FAILED": FAILED, "CANCELLED": FAILED, "TIMEOUT": FINISHED, "NODE_FAIL": FAILED, "PREEMPTED": FAILED,
+    "BOOT_FAIL": FAILED, "DEADLINE": FAILED, "OUT_OF_MEMORY": FAILED,
+}
+
+
+class SlurmScheduler(Scheduler):
+    name = "slurm"
+
+    def submit(self, script_path, launch):
+        out = self.run(["sbatch", "--parsable", str(script_path)], "submit the launch")
+        return out.strip().split(";")[0]
+
+    def status(self, scheduler_ids):
+        if not scheduler_ids:
+            return {}
+        out = self.run(["squeue", "-h", "-t", "all", "-j", ",".join(scheduler_ids), "-o", "%i %T"], "read job states")
+        return parse_squeue(out, scheduler_ids)
+
+    def delete(self, scheduler_id):
+        self.run(["scancel", str(scheduler_id)], "cancel the launch")
+
+
+def parse_squeue(text, scheduler_ids):
+    found = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            found[parts[0]] = STATES.get(parts[1].rstrip("+"), RUNNING)
+    return {i: found.get(i, FINISHED) for i in scheduler_ids}
