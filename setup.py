@@ -15,7 +15,7 @@ setup(
     packages=find_packages(include=["balsam", "balsam.*"]),
     py_modules=["user_settings"],
     include_package_data=True,
-    package_data={"balsam": ["web/templates/*/*.html", "service/templates/*"]},
+    package_data={"balsam": ["service/templates/*.sh"]},
     install_requires=[
         "Django>=5.2,<5.3",
         "pyzmq>=25",

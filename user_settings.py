@@ -30,3 +30,7 @@ launcher_lease_expiry_sec = 180
 
 # Longest a preprocess/postprocess script or file transfer may run (seconds).
 launcher_script_timeout_sec = 300
+
+# The batch scheduler the service submits launches to: local, slurm, pbs or cobalt
+# (a DB's service.json may name another).
+scheduler = "local"

@@ -30,6 +30,7 @@ class Settings:
     dbserver_ping_timeout_sec: float = 3
     launcher_lease_expiry_sec: float = 180
     launcher_script_timeout_sec: float = 300
+    scheduler: str = "local"
 
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")

@@ -56,8 +56,11 @@ def launcher(ctx, consume_all, wf_filter, job_file, job_mode, num_workers, nodes
     settings = load_settings()
     logs.configure(selection.path, f"launcher-{socket.gethostname()}-{os.getpid()}")
     progress = Progress(sys.stderr, sys.stderr.isatty(), summary_stream=sys.stdout)
+    # Inside a launch the service submitted: run only the jobs tied to it.
+    launch_id = os.environ.get("BALSAM_QUEUED_LAUNCH_ID")
     runner = Launcher(
         selection.path, api.write_client(), nodes, job_mode=job_mode, workflow=wf_filter, job_ids=job_ids,
+        queued_launch=int(launch_id) if launch_id else None,
         max_ranks_per_node=max_ranks_per_node or None, time_limit_minutes=time_limit_minutes,
         num_transition_processes=num_transition_processes, until_idle=until_idle,
         lease_expiry_sec=lease_expiry_sec or settings.launcher_lease_expiry_sec,

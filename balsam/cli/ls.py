@@ -31,7 +31,7 @@ def _job_query(name, ref, state, wf):
 
 
 @click.command()
-@click.argument("objects", type=click.Choice(["jobs", "apps", "wf"]), default="jobs")
+@click.argument("objects", type=click.Choice(["jobs", "apps", "wf", "queues"]), default="jobs")
 @click.option("--name", help="Only jobs whose name contains this (apps: exact name).")
 @click.option("--id", "ref", metavar="ID", help="Only jobs whose id starts with this (apps: id).")
 @click.option("--state", help="Only jobs in this state (e.g. RUN_ERROR).")
@@ -43,9 +43,11 @@ def _job_query(name, ref, state, wf):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
 @click.pass_context
 def ls(ctx, objects, name, ref, state, wf, history, verbose, tree, by_states, as_json):
-    """List jobs (default), applications (apps) or workflows (wf)."""
+    """List jobs (default), applications (apps), workflows (wf) or batch launches (queues)."""
     attach(ctx)
-    if objects == "apps":
+    if objects == "queues":
+        _list_launches(as_json)
+    elif objects == "apps":
         _list_apps(name, ref, verbose, as_json)
     elif objects == "wf":
         _list_workflows(wf or name, as_json)
@@ -163,6 +165,29 @@ def _list_workflows(wf, as_json):
         detail = ", ".join(f"{n} {s}" for s, n in sorted(counts.items(), key=lambda kv: -kv[1]))
         rows.append((workflow or "(none)", sum(counts.values()), detail))
     click.echo(table(rows, ["workflow", "jobs", "states"]))
+
+
+def _list_launches(as_json):
+    from django.db.models import Count
+
+    from balsam.core.models import QueuedLaunch
+
+    launches = QueuedLaunch.objects.annotate(tied=Count("jobs")).order_by("id")
+    if as_json:
+        click.echo(json.dumps([
+            {"id": l.pk, "scheduler": l.scheduler, "scheduler_id": l.scheduler_id, "queue": l.queue,
+             "project": l.project, "nodes": l.nodes, "wall_minutes": l.wall_minutes, "job_mode": l.job_mode,
+             "wf_filter": l.wf_filter, "state": l.state, "jobs": l.tied, "script": l.script_path,
+             "submit_time": l.submit_time.isoformat() if l.submit_time else None} for l in launches], indent=2))
+        return
+    rows = [(l.pk, l.scheduler, l.scheduler_id or "-", l.queue, l.nodes, f"{l.wall_minutes:g}", l.job_mode,
+             l.wf_filter or "-", l.state, l.tied, f"{l.submit_time:%Y-%m-%d %H:%M:%S}" if l.submit_time else "-")
+            for l in launches]
+    if not rows:
+        click.echo("No launches found")
+        return
+    click.echo(table(rows, ["id", "scheduler", "sched id", "queue", "nodes", "minutes", "mode", "wf", "state",
+                            "jobs", "submitted (UTC)"]))
 
 
 COMMANDS = [ls]

@@ -68,9 +68,9 @@ def cli(ctx, db_path):
 
 
 def _register():
-    from balsam.cli import apps, db, dbserver, jobs, launcher, ls
+    from balsam.cli import apps, db, dbserver, jobs, launcher, ls, service
 
-    for module in (db, dbserver, apps, jobs, ls, launcher):
+    for module in (db, dbserver, apps, jobs, ls, launcher, service):
         for command in module.COMMANDS:
             cli.add_command(command)
     cli.add_command(jobs.kill, name="killjob")

@@ -226,7 +226,8 @@ class BalsamJob(TrackedModel):
     _mutable_fields = ("environ_vars", "data")
     # Set by Balsam itself, never by a job's creator.
     SYSTEM_FIELDS = frozenset(
-        {"workdir", "state", "state_changed_at", "created_at", "lease_owner", "lease_heartbeat", "runtime_seconds"}
+        {"workdir", "state", "state_changed_at", "created_at", "lease_owner", "lease_heartbeat", "runtime_seconds",
+         "queued_launch"}
     )
 
     job_id = models.UUIDField(primary_key=True, default=_new_job_id, editable=False)
@@ -280,6 +281,10 @@ class BalsamJob(TrackedModel):
     # Launcher lease: who runs the job and when it last said so.
     lease_owner = models.CharField(max_length=255, blank=True, default="")
     lease_heartbeat = models.DateTimeField(null=True, blank=True)
+    # The batch launch the service sized for this job (its launcher runs it).
+    queued_launch = models.ForeignKey(
+        "QueuedLaunch", null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
+    )
 
     objects = JobQuerySet.as_manager()
 
@@ -474,3 +479,55 @@ class AppliedRequest(models.Model):
 
     class Meta:
         db_table = "balsam_applied_request"
+
+
+class LaunchQuerySet(RoutedQuerySet):
+    write_kind = "launches"
+
+
+class QueuedLaunch(TrackedModel):
+    """One batch job the service (or ``balsam submit-launch``) submitted to run a launcher."""
+
+    write_kind = "launches"
+
+    PENDING, QUEUED, RUNNING, FINISHED, FAILED, CANCELLED = (
+        "pending-submission", "queued", "running", "finished", "failed", "cancelled")
+    ACTIVE_STATES = (PENDING, QUEUED, RUNNING)
+
+    scheduler = models.CharField(max_length=16)
+    scheduler_id = models.CharField(max_length=64, blank=True, default="", db_index=True)
+    project = models.CharField(max_length=128, blank=True, default="")
+    queue = models.CharField(max_length=128)
+    nodes = models.IntegerField()
+    wall_minutes = models.FloatField()
+    job_mode = models.CharField(max_length=8, default="serial")
+    wf_filter = models.CharField(max_length=255, blank=True, default="")
+    state = models.CharField(max_length=24, default=PENDING, db_index=True)
+    submit_time = models.DateTimeField(null=True, blank=True)
+    end_time = models.DateTimeField(null=True, blank=True)
+    script_path = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = LaunchQuerySet.as_manager()
+
+    class Meta:
+        db_table = "balsam_launch"
+        ordering = ["id"]
+        verbose_name = "queued launch"
+
+    def __str__(self):
+        return f"launch {self.pk} ({self.scheduler} {self.scheduler_id or '-'}, {self.state})"
+
+    @classmethod
+    def _create_many(cls, objs):
+        rows = []
+        for obj in objs:
+            row = obj.wire_row()
+            row.pop("id", None)
+            row.pop("created_at", None)  # the writer's clock
+            rows.append(row)
+        ids = write_path.client().create("launches", rows)
+        for obj, pk in zip(objs, ids):
+            obj.pk = pk
+            obj._state.adding = False
+            obj._remember_loaded()

@@ -19,7 +19,7 @@ from django.db import IntegrityError, connection, models, transaction
 from django.utils import timezone
 
 from balsam.core import states
-from balsam.core.models import ApplicationDefinition, BalsamJob, JobDependency, JobEvent
+from balsam.core.models import ApplicationDefinition, BalsamJob, JobDependency, JobEvent, QueuedLaunch
 from balsam.exceptions import DependencyError, NotFound, ValidationError
 
 SQL_CHUNK = 900  # ids per IN (...) clause, under the 999 variables old SQLite builds allow
@@ -71,14 +71,14 @@ def _text_fields(model):
     }
 
 
-_TEXT_FIELDS = {model: _text_fields(model) for model in (BalsamJob, ApplicationDefinition)}
+_TEXT_FIELDS = {model: _text_fields(model) for model in (BalsamJob, ApplicationDefinition, QueuedLaunch)}
 _NUMBER_FIELDS = {
     model: {
         f.name: int if isinstance(f, models.IntegerField) else float
         for f in model._meta.concrete_fields
         if isinstance(f, (models.IntegerField, models.FloatField)) and not f.primary_key
     }
-    for model in (BalsamJob, ApplicationDefinition)
+    for model in (BalsamJob, ApplicationDefinition, QueuedLaunch)
 }
 
 
@@ -666,7 +666,8 @@ def _positive_number(name, value, allow_zero=False):
     return value
 
 
-def job_scope(workflow=None, job_ids=None, serial_only=False, max_num_nodes=None, max_wall_time_minutes=None):
+def job_scope(workflow=None, job_ids=None, serial_only=False, max_num_nodes=None, max_wall_time_minutes=None,
+              queued_launch=None):
     """The jobs a launcher works on: its workflow or job list, and what fits its
     mode (serial: one node, one rank), its allocation and its time left."""
     qs = BalsamJob.objects.all()
@@ -680,6 +681,8 @@ def job_scope(workflow=None, job_ids=None, serial_only=False, max_num_nodes=None
         qs = qs.filter(num_nodes__lte=max_num_nodes)
     if max_wall_time_minutes is not None:
         qs = qs.filter(wall_time_minutes__lte=max_wall_time_minutes)
+    if queued_launch is not None:
+        qs = qs.filter(queued_launch_id=queued_launch)
     return qs
 
 
@@ -782,4 +785,9 @@ OPERATIONS = {
     "heartbeat_leases": heartbeat_leases,
     "release_leases": release_leases,
 }
+
+from balsam.core import launch_writes  # noqa: E402  (uses helpers defined above)
+
+OPERATIONS.update(launch_writes.OPERATIONS)
+
 

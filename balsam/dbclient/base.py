@@ -66,6 +66,12 @@ class WriteClient(ABC):
             "release_ids": list(release_ids),
         })
 
+    def tie_jobs(self, launch_id, limit, scope=None):
+        return self.request("tie_jobs", {"launch_id": launch_id, "limit": limit, "scope": scope or {}})
+
+    def end_launch(self, launch_id, state):
+        return self.request("end_launch", {"launch_id": launch_id, "state": state})
+
     def recover_expired(self, lease_expiry_sec):
         return self.request("recover_expired_leases", {"lease_expiry_sec": lease_expiry_sec})
 

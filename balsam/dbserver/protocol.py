@@ -44,6 +44,11 @@ WRITE_OPS = frozenset(
         "claim_jobs",
         "heartbeat_leases",
         "release_leases",
+        "create_launches",
+        "update_launches",
+        "delete_launches",
+        "tie_jobs",
+        "end_launch",
     }
 )
 SERVER_OPS = frozenset({"ping", "status"})

@@ -82,7 +82,7 @@ class Batch:
 
 
 class Launcher:
-    def __init__(self, db_path, client, nodes, job_mode="serial", workflow=None, job_ids=None,
+    def __init__(self, db_path, client, nodes, job_mode="serial", workflow=None, job_ids=None, queued_launch=None,
                  max_ranks_per_node=None, time_limit_minutes=0, num_transition_processes=4,
                  until_idle=False, lease_expiry_sec=180, script_timeout_sec=300, progress=None):
         self.db_path = Path(db_path)
@@ -102,7 +102,7 @@ class Launcher:
             self.slots = MPISlots(nodes)
         self.mpi_flavour = mpi_commands.choose(os.environ, _mpirun_version() if job_mode == "mpi" or len(nodes) > 1 else "")
         self.local_hosts = {socket.gethostname(), socket.getfqdn(), "localhost"}
-        self.scope = {"workflow": workflow, "job_ids": job_ids}
+        self.scope = {"workflow": workflow, "job_ids": job_ids, "queued_launch": queued_launch}
         if job_mode == "serial":
             self.scope["serial_only"] = True
         else:

@@ -1,0 +1,88 @@
+"""Write operations for batch launches and the jobs tied to them (part of
+the whitelist in ``core.writes``)."""
+
+from django.db import models
+from django.utils import timezone
+
+from balsam.core import states
+from balsam.core.models import BalsamJob, QueuedLaunch
+from balsam.exceptions import NotFound, ValidationError
+
+LAUNCH_FIELDS = {f.name for f in QueuedLaunch._meta.concrete_fields} - {"id", "created_at"}
+JOB_MODES = ("serial", "mpi")
+
+
+def _clean_launch(fields):
+    from balsam.core.writes import _clean_fields
+
+    fields = _clean_fields(QueuedLaunch, fields, LAUNCH_FIELDS)
+    if "nodes" in fields and fields["nodes"] < 1:
+        raise ValidationError(f"a launch needs at least 1 node, not {fields['nodes']}")
+    if "wall_minutes" in fields and fields["wall_minutes"] <= 0:
+        raise ValidationError(f"a launch needs a positive wall time, not {fields['wall_minutes']} minutes")
+    if "job_mode" in fields and fields["job_mode"] not in JOB_MODES:
+        raise ValidationError(f"job mode must be serial or mpi, not {fields['job_mode']!r}")
+    return fields
+
+
+def create_launches(rows):
+    launches = [QueuedLaunch(**_clean_launch(row)) for row in rows]
+    for launch in launches:
+        if not launch.queue or not launch.scheduler:
+            raise ValidationError("a launch needs a scheduler and a queue")
+    return [launch.pk for launch in QueuedLaunch.objects._direct_bulk_create(launches)]
+
+
+def update_launches(ids, fields):
+    fields = _clean_launch(fields)
+    qs = QueuedLaunch.objects.filter(pk__in=ids)
+    if qs.count() != len(set(ids)):
+        raise NotFound("no launch with that id")
+    return qs._direct_update(**fields)
+
+
+def delete_launches(ids):
+    """Remove launches that never ran (a failed submission); their jobs are untied."""
+    BalsamJob.objects.filter(queued_launch_id__in=ids)._direct_update(queued_launch=None)
+    deleted, _ = models.QuerySet.delete(QueuedLaunch.objects.filter(pk__in=ids))
+    return deleted
+
+
+def tie_jobs(launch_id, limit, scope=None):
+    """Tie up to ``limit`` unfinished, untied jobs in ``scope`` to the launch
+    that will run them; returns how many."""
+    from balsam.core.writes import job_scope
+
+    if not QueuedLaunch.objects.filter(pk=launch_id).exists():
+        raise NotFound(f"no launch with id {launch_id}")
+    try:
+        qs = job_scope(**(scope or {}))
+    except TypeError as exc:
+        raise ValidationError(f"bad job scope: {exc}") from None
+    ids = list(
+        qs.filter(queued_launch__isnull=True).exclude(state__in=states.END_STATES)
+        .order_by("created_at").values_list("pk", flat=True)[: int(limit)]
+    )
+    if ids:
+        BalsamJob.objects.filter(pk__in=ids)._direct_update(queued_launch=launch_id)
+    return len(ids)
+
+
+def end_launch(launch_id, state):
+    """Record that a launch ended; its unfinished jobs become free to run again."""
+    if state not in (QueuedLaunch.FINISHED, QueuedLaunch.FAILED, QueuedLaunch.CANCELLED):
+        raise ValidationError(f"a launch ends finished, failed or cancelled, not {state!r}")
+    updated = QueuedLaunch.objects.filter(pk=launch_id)._direct_update(state=state, end_time=timezone.now())
+    if not updated:
+        raise NotFound(f"no launch with id {launch_id}")
+    return BalsamJob.objects.filter(queued_launch_id=launch_id).exclude(
+        state__in=states.END_STATES)._direct_update(queued_launch=None)
+
+
+OPERATIONS = {
+    "create_launches": create_launches,
+    "update_launches": update_launches,
+    "delete_launches": delete_launches,
+    "tie_jobs": tie_jobs,
+    "end_launch": end_launch,
+}

@@ -1,0 +1,82 @@
+"""``balsam service``: keeps launches submitted for the DB's runnable work.
+
+Each pass: follow every launch in the scheduler, count the unfinished jobs
+no launch is tied to, and submit launches sized to them under the queue
+policy. One service per DB (a file lock); SIGTERM stops it between passes.
+"""
+
+import logging
+import time
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+from balsam.core.models import QueuedLaunch
+from balsam.exceptions import BalsamError
+from balsam.service import launches
+
+logger = logging.getLogger(__name__)
+
+LOCK_NAME = "service.lock"
+
+
+class Service:
+    def __init__(self, db_path, policy, queue=None, project="", period_sec=10.0, until_idle=False):
+        self.db_path = Path(db_path)
+        self.policy = policy
+        self.queue_name = queue
+        self.project = project
+        self.period_sec = period_sec
+        self.until_idle = until_idle
+        self.stopping = False
+
+    def queues(self):
+        if self.queue_name:
+            return [self.policy.queue(self.queue_name)]
+        return [q for q in self.policy.queues.values() if q.submit]
+
+    def pass_once(self):
+        """One pass; returns True while there is work or an active launch."""
+        launches.sync_launches(self.policy)
+        busy = False
+        for job_mode in ("serial", "mpi"):
+            for queue in self.queues():
+                count, mpi_nodes = launches.untied_work(job_mode, queue.max_nodes)
+                if not count:
+                    continue
+                busy = True
+                queued = QueuedLaunch.objects.filter(queue=queue.name, scheduler=self.policy.scheduler,
+                                                     state__in=[QueuedLaunch.PENDING, QueuedLaunch.QUEUED]).count()
+                if queued >= queue.max_queued or not queue.submit:
+                    continue
+                nodes = launches.launch_size(job_mode, count, mpi_nodes, queue)
+                try:
+                    launches.submit_launch(self.db_path, self.policy, queue.name, nodes, queue.max_minutes, job_mode,
+                                           project=self.project)
+                except BalsamError as exc:
+                    logger.error("could not submit a %s launch to %s: %s", job_mode, queue.name, exc)
+                break  # one queue per mode and pass
+        active = QueuedLaunch.objects.filter(state__in=QueuedLaunch.ACTIVE_STATES,
+                                             scheduler=self.policy.scheduler).exists()
+        return busy or active
+
+    def run(self):
+        lock = FileLock(str(self.db_path / LOCK_NAME), timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise BalsamError(f"another balsam service is already running for {self.db_path}") from None
+        try:
+            logger.info("service started: scheduler %s, queues %s", self.policy.scheduler,
+                        [q.name for q in self.queues()])
+            while not self.stopping:
+                busy = self.pass_once()
+                if self.until_idle and not busy:
+                    logger.info("idle: no unfinished work and no active launch")
+                    break
+                deadline = time.monotonic() + self.period_sec
+                while not self.stopping and time.monotonic() < deadline:
+                    time.sleep(0.1)
+        finally:
+            lock.release()
+        logger.info("service stopped")

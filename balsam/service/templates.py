@@ -1,0 +1,73 @@
+"""Launch scripts rendered from templates (``string.Template``: ``$name``).
+
+A user template ``<scheduler>.sh`` in ``<DB>/job-templates/`` or
+``~/.balsam/job-templates/`` overrides the shipped one.
+"""
+
+import math
+import shlex
+import string
+import sys
+from pathlib import Path
+
+from balsam.service.schedulers import SchedulerError
+
+SHIPPED = Path(__file__).resolve().parent / "templates"
+LAUNCHER_MARGIN_FRACTION = 0.05  # the launcher stops this much before the allocation ends...
+LAUNCHER_MARGIN_MIN_MINUTES = 1.0  # ...and at least this many minutes before
+
+
+def template_path(scheduler, db_path):
+    for directory in (Path(db_path) / "job-templates", Path.home() / ".balsam" / "job-templates", SHIPPED):
+        candidate = directory / f"{scheduler}.sh"
+        if candidate.is_file():
+            return candidate
+    raise SchedulerError(f"no launch template for scheduler {scheduler!r}")
+
+
+def launcher_minutes(wall_minutes):
+    """A time limit a little under the allocation's, so the launcher ends cleanly."""
+    margin = max(LAUNCHER_MARGIN_MIN_MINUTES, wall_minutes * LAUNCHER_MARGIN_FRACTION)
+    return round(max(wall_minutes * 0.5, wall_minutes - margin), 2)
+
+
+def variables(launch, db_path, script_path):
+    wall = float(launch["wall_minutes"])
+    hours, minutes = divmod(math.ceil(wall), 60)
+    scope = ["--wf-filter", launch["wf_filter"]] if launch.get("wf_filter") else ["--consume-all"]
+    scheduler = launch["scheduler"]
+    account = ""
+    if launch.get("project"):
+        account = {"slurm": f"#SBATCH --account={launch['project']}", "pbs": f"#PBS -A {launch['project']}"}.get(scheduler, "")
+    return {
+        "launch_id": str(launch["id"]),
+        "scheduler": scheduler,
+        "nodes": str(launch["nodes"]),
+        "wall_minutes": f"{wall:g}",
+        "wall_minutes_int": str(math.ceil(wall)),
+        "walltime_hms": f"{hours:02d}:{minutes:02d}:00",
+        "queue": launch["queue"],
+        "project": launch.get("project", ""),
+        "account_directive": account,
+        "job_mode": launch["job_mode"],
+        "wf_filter": launch.get("wf_filter", ""),
+        "scope_args": shlex.join(scope),
+        "launcher_minutes": f"{launcher_minutes(wall):g}",
+        "db_path": shlex.quote(str(db_path)),
+        "balsam": shlex.quote(str(Path(sys.executable).with_name("balsam"))),
+        "python": shlex.quote(sys.executable),
+        "output_path": str(Path(script_path).with_suffix(".out")),
+    }
+
+
+def render(launch, db_path, script_path):
+    path = template_path(launch["scheduler"], db_path)
+    values = variables(launch, db_path, script_path)
+    try:
+        return string.Template(path.read_text()).substitute(values)
+    except KeyError as exc:
+        raise SchedulerError(
+            f"template {path} uses unknown variable ${exc.args[0]}; known: {', '.join('$' + k for k in sorted(values))}"
+        ) from None
+    except ValueError as exc:
+        raise SchedulerError(f"template {path} is malformed: {exc}") from None

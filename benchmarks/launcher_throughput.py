@@ -1,0 +1,427 @@
+"""Launcher throughput benchmark: how fast ``balsam launcher`` runs many tiny jobs.
+
+What is measured
+----------------
+For each mode and repeat a fresh DB is made with ``balsam init``, the
+application ``noop`` (executable ``/bin/true``) is registered with
+``balsam app``, and ``--jobs`` jobs (names ``n0`` ..., workflow ``tp``,
+``node_packing_count`` = ``--packing``) are added with ``api.add_jobs`` in a
+child Python process that has ``BALSAM_DB_PATH`` set.  Modes:
+
+* ``direct``   -- no server: the launcher writes the SQLite file itself;
+* ``dbserver`` -- (with ``--dbserver``) a server started with
+  ``balsam dbserver --path DB --host 127.0.0.1`` before the jobs are added,
+  stopped with ``balsam dbserver --stop --path DB`` in a ``finally``.
+
+Then ``balsam launcher --consume-all --until-idle --max-ranks-per-node R``
+(serial job mode, the default) runs as a child process, stdout and stderr to a
+log file in the DB directory.  ``time.time()`` is recorded just before it is
+started.
+
+Columns:
+
+* ``launcher wall s`` -- launcher start to exit (``time.perf_counter``),
+  interpreter and Django start-up and the shutdown included;
+* ``jobs/s`` -- jobs in JOB_FINISHED / (last JOB_FINISHED event - launcher
+  start).  The last event is ``max(timestamp)`` of ``balsam_job_event`` rows
+  with ``to_state = 'JOB_FINISHED'``, read with sqlite3 directly from
+  ``db.sqlite3`` after the launcher exited; timestamps are stored as UTC text
+  (``YYYY-MM-DD HH:MM:SS.ffffff``) and are converted to epoch seconds as UTC;
+  the start is the launcher's ``time.time()``.  Start-up is included, the
+  launcher's shutdown is not;
+* ``raw spawn/s`` -- the machine's process-spawn rate, measured just before
+  each launcher run: a minimal loop that keeps 2 ``/bin/true`` processes in
+  flight (``subprocess.Popen``, stdio to /dev/null; when 2 are running it
+  reaps every finished one with ``poll`` or else ``wait``s for the oldest) for
+  ``--spawns`` spawns.  ``% of raw`` = jobs/s / raw spawn/s;
+* ``all finished?`` -- jobs whose ``balsam_job.state`` is JOB_FINISHED, of
+  ``--jobs``;
+* ``events ok?`` -- jobs whose events in ``balsam_job_event`` are exactly the
+  7 of a job's life: READY, STAGED_IN, PREPROCESSED, RUNNING, RUN_DONE,
+  POSTPROCESSED, JOB_FINISHED (one each);
+* diagnostics: ``1st event s`` (launcher start to the first event: start-up
+  and the first claim), ``last event s`` (launcher start to the last
+  JOB_FINISHED event), ``cpu s`` (user + system CPU of the launcher and the
+  processes it waited for, from ``getrusage(RUSAGE_CHILDREN)``), ``srv cpu s``
+  (the dbserver process's CPU time over the launcher run, psutil).
+
+Target (per row): >= 300 jobs/s and >= 30% of the raw spawn rate.
+
+The scratch DBs go to ``--workdir`` (default
+``benchmarks/_work/launcher_throughput``) and are removed after each run
+unless ``--keep``.  A launcher still running at ``--timeout`` gets SIGTERM
+(it shuts down cleanly), then SIGKILL.
+
+How to run
+----------
+    .venv/bin/python benchmarks/launcher_throughput.py                     # 5,000 jobs, direct
+    .venv/bin/python benchmarks/launcher_throughput.py --dbserver          # direct and through a dbserver
+    .venv/bin/python benchmarks/launcher_throughput.py --jobs 1000 --repeat 3 --max-ranks-per-node 2 --packing 2
+
+The script always exits 0 (it is a report); missed targets are marked MISS.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BALSAM = str(Path(sys.executable).parent / "balsam")
+DEFAULT_WORKDIR = Path(__file__).resolve().parent / "_work" / "launcher_throughput"
+HOST = "127.0.0.1"
+APP = "noop"
+EXECUTABLE = "/bin/true"
+WORKFLOW = "tp"
+JOB_EVENTS = ("READY", "STAGED_IN", "PREPROCESSED", "RUNNING", "RUN_DONE", "POSTPROCESSED", "JOB_FINISHED")
+SPAWN_INFLIGHT = 2
+TARGET_RATE = 300  # jobs/s
+TARGET_SHARE = 0.30  # of the raw spawn rate
+STOP_GRACE_SEC = 60  # after SIGTERM to a launcher that overran --timeout
+
+ADD_JOBS_CODE = """
+import sys
+from balsam import api
+api.attach()
+n, packing = int(sys.argv[1]), int(sys.argv[2])
+api.add_jobs([{"name": f"n{i}", "workflow": %r, "application": %r, "node_packing_count": packing} for i in range(n)])
+""" % (WORKFLOW, APP)
+
+
+# ---------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def env_for(db_path):
+    return dict(os.environ, BALSAM_DB_PATH=str(db_path))
+
+
+def run_balsam(db_path, *args, timeout=120):
+    proc = subprocess.run([BALSAM, *args], env=env_for(db_path), capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"balsam {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def init_db(workdir, name):
+    """A new DB with the application ``noop`` registered (no jobs yet)."""
+    db = workdir / name
+    shutil.rmtree(db, ignore_errors=True)
+    db.parent.mkdir(parents=True, exist_ok=True)
+    run_balsam(db, "init", str(db))
+    run_balsam(db, "app", "--name", APP, "--executable", EXECUTABLE)
+    return db
+
+
+def add_jobs(db, jobs, packing):
+    """``api.add_jobs`` in a child process with BALSAM_DB_PATH set (through the dbserver if one runs)."""
+    proc = subprocess.run([sys.executable, "-c", ADD_JOBS_CODE, str(jobs), str(packing)], env=env_for(db),
+                          capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        raise RuntimeError(f"adding {jobs} jobs failed ({proc.returncode}): {proc.stderr.strip()}")
+    found = query(db, "SELECT count(*) FROM balsam_job")[0][0]
+    if found != jobs:
+        raise RuntimeError(f"api.add_jobs({jobs}) left {found} jobs in the DB")
+
+
+def query(db, statement, params=()):
+    """Read the DB file directly (read-only) with sqlite3."""
+    conn = sqlite3.connect(f"file:{db / 'db.sqlite3'}?mode=ro", uri=True)
+    try:
+        return conn.execute(statement, params).fetchall()
+    finally:
+        conn.close()
+
+
+def utc_epoch(text):
+    """A stored UTC timestamp ('YYYY-MM-DD HH:MM:SS[.ffffff]') as epoch seconds."""
+    return datetime.datetime.fromisoformat(text).replace(tzinfo=datetime.timezone.utc).timestamp()
+
+
+def mark(passed):
+    return "ok" if passed else "MISS <<<"
+
+
+def print_table(rows):
+    cols = list(rows[0])
+    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in cols}
+    line = lambda r: " | ".join(str(r[c]).ljust(widths[c]) for c in cols).rstrip()  # noqa: E731
+    print(line({c: c for c in cols}))
+    print("-+-".join("-" * widths[c] for c in cols))
+    for r in rows:
+        print(line(r))
+
+
+# ---------------------------------------------------------------------------
+# the dbserver
+# ---------------------------------------------------------------------------
+class Server:
+    """One dbserver on 127.0.0.1; ``stop`` is safe to call more than once."""
+
+    def __init__(self, db):
+        self.db = db
+        self.running = False
+
+    def start(self):
+        self.running = True  # before starting: an interrupted start is still stopped
+        return run_balsam(self.db, "dbserver", "--path", str(self.db), "--host", HOST, timeout=60).strip()
+
+    def cpu_seconds(self):
+        import psutil
+
+        try:
+            pid = json.loads((self.db / "dbwriter_address").read_text())["server_pid"]
+            times = psutil.Process(int(pid)).cpu_times()
+            return times.user + times.system
+        except Exception:
+            return None
+
+    def stop(self):
+        if not self.running:
+            return
+        self.running = False
+        try:
+            run_balsam(self.db, "dbserver", "--stop", "--path", str(self.db), timeout=60)
+        except Exception as exc:  # fall back to the pids the server posted (processes this benchmark started)
+            log(f"  balsam dbserver --stop failed ({exc}); signalling the posted pids")
+            try:
+                info = json.loads((self.db / "dbwriter_address").read_text())
+            except (OSError, ValueError):
+                return
+            for key in ("watchdog_pid", "server_pid"):
+                if info.get(key):
+                    try:
+                        os.kill(int(info[key]), signal.SIGTERM)
+                    except (ProcessLookupError, PermissionError, ValueError):
+                        pass
+
+
+# ---------------------------------------------------------------------------
+# measurements
+# ---------------------------------------------------------------------------
+def raw_spawn_rate(count, inflight=SPAWN_INFLIGHT):
+    """Spawns/s of ``/bin/true`` with ``inflight`` processes kept running."""
+    running, started = [], 0
+    t0 = time.perf_counter()
+    while started < count or running:
+        while started < count and len(running) < inflight:
+            running.append(subprocess.Popen([EXECUTABLE], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                            stderr=subprocess.DEVNULL))
+            started += 1
+        alive = [p for p in running if p.poll() is None]
+        if len(alive) == len(running):  # none finished yet: block on the oldest
+            running[0].wait()
+            alive = running[1:]
+        running = alive
+    return count / (time.perf_counter() - t0)
+
+
+def run_launcher(db, max_ranks, timeout):
+    """Run the launcher to completion; returns (start epoch, wall s, cpu s, summary line)."""
+    argv = [BALSAM, "launcher", "--consume-all", "--until-idle", "--max-ranks-per-node", str(max_ranks)]
+    out_path = db / "log" / "bench_launcher.out"
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    with open(out_path, "wb") as out:
+        start_epoch = time.time()
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(argv, env=env_for(db), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            code = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            log(f"  launcher still running after {timeout} s; sending SIGTERM")
+            code = None
+        finally:
+            if proc.poll() is None:  # overran or interrupted: clean stop, then kill (our own child only)
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=STOP_GRACE_SEC)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    lines = out_path.read_text(errors="replace").splitlines()
+    summary = next((ln for ln in reversed(lines) if ln.startswith("launcher stopped")), lines[-1] if lines else "")
+    if code != 0:
+        summary = f"exit code {code}: {summary}"
+    return start_epoch, wall, cpu, summary
+
+
+def check_db(db):
+    """Finished jobs, jobs with exactly their 7 events, first and last event times."""
+    finished = query(db, "SELECT count(*) FROM balsam_job WHERE state = 'JOB_FINISHED'")[0][0]
+    states = dict(query(db, "SELECT state, count(*) FROM balsam_job GROUP BY state"))
+    marks = ", ".join("?" * len(JOB_EVENTS))
+    events_ok = query(db, f"""
+        SELECT count(*) FROM (
+            SELECT job_id, count(*) AS n, count(DISTINCT to_state) AS d, sum(to_state IN ({marks})) AS k
+            FROM balsam_job_event GROUP BY job_id
+        ) WHERE n = {len(JOB_EVENTS)} AND d = {len(JOB_EVENTS)} AND k = {len(JOB_EVENTS)}""", JOB_EVENTS)[0][0]
+    total_events = query(db, "SELECT count(*) FROM balsam_job_event")[0][0]
+    first = query(db, "SELECT min(timestamp) FROM balsam_job_event")[0][0]
+    last = query(db, "SELECT max(timestamp) FROM balsam_job_event WHERE to_state = 'JOB_FINISHED'")[0][0]
+    return {
+        "finished": finished,
+        "states": states,
+        "events_ok": events_ok,
+        "total_events": total_events,
+        "first": utc_epoch(first) if first else None,
+        "last_finished": utc_epoch(last) if last else None,
+    }
+
+
+def bench_run(args, mode, run_no):
+    label = f"{mode} #{run_no}" if args.repeat > 1 else mode
+    db = init_db(args.workdir, f"{mode}_{run_no}")
+    server = Server(db) if mode == "dbserver" else None
+    srv_cpu = None
+    try:
+        if server:
+            server.start()
+        t0 = time.perf_counter()
+        add_jobs(db, args.jobs, args.packing)
+        log(f"  {args.jobs:,} jobs added in {time.perf_counter() - t0:.1f} s")
+        spawn_rate = raw_spawn_rate(args.spawns)
+        log(f"  raw spawn rate: {spawn_rate:,.0f} /s ({args.spawns:,} x {EXECUTABLE}, {SPAWN_INFLIGHT} in flight)")
+        cpu0 = server.cpu_seconds() if server else None
+        start, wall, cpu, summary = run_launcher(db, args.max_ranks_per_node, args.timeout)
+        cpu1 = server.cpu_seconds() if server else None
+        if cpu0 is not None and cpu1 is not None:
+            srv_cpu = cpu1 - cpu0
+    finally:
+        if server:
+            server.stop()
+    found = check_db(db)
+    if not args.keep:
+        shutil.rmtree(db, ignore_errors=True)
+    log(f"  launcher: {wall:.2f} s; {summary}")
+    return make_row(args, label, start, wall, cpu, srv_cpu, spawn_rate, found, summary)
+
+
+def make_row(args, label, start, wall, cpu, srv_cpu, spawn_rate, found, summary):
+    n = args.jobs
+    last = found["last_finished"]
+    span = last - start if last else None
+    rate = found["finished"] / span if span and span > 0 else 0.0
+    share = rate / spawn_rate if spawn_rate else 0.0
+    all_finished = found["finished"] == n
+    events_ok = found["events_ok"] == n and found["total_events"] == n * len(JOB_EVENTS)
+    passed = rate >= TARGET_RATE and share >= TARGET_SHARE
+    notes = [f"{label}: {summary}"]
+    if not all_finished:
+        notes.append(f"{label}: states {found['states']}")
+    if found["total_events"] != n * len(JOB_EVENTS):
+        notes.append(f"{label}: {found['total_events']:,} events in the DB, expected {n * len(JOB_EVENTS):,}")
+    row = {
+        "mode": label,
+        "jobs": f"{n:,}",
+        "launcher wall s": f"{wall:.2f}",
+        "jobs/s": f"{rate:,.0f}",
+        "raw spawn/s": f"{spawn_rate:,.0f}",
+        "% of raw": f"{share:.0%}",
+        "all finished?": f"{'yes' if all_finished else 'NO'} ({found['finished']:,}/{n:,})",
+        "events ok?": f"{'yes' if events_ok else 'NO'} ({found['events_ok']:,}/{n:,})",
+        "1st event s": f"{found['first'] - start:.2f}" if found["first"] else "-",
+        "last event s": f"{span:.2f}" if span else "-",
+        "cpu s": f"{cpu:.2f}",
+        "srv cpu s": f"{srv_cpu:.2f}" if srv_cpu is not None else "-",
+        "target": f">= {TARGET_RATE} jobs/s, >= {TARGET_SHARE:.0%} of raw",
+        "ok?": mark(passed and all_finished and events_ok),
+    }
+    return row, notes
+
+
+# ---------------------------------------------------------------------------
+# main
+# ---------------------------------------------------------------------------
+def git_revision():
+    try:
+        out = subprocess.run(["git", "-C", str(Path(__file__).resolve().parent), "describe", "--always", "--dirty"],
+                             capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() or "?"
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+
+
+def print_header(args, modes):
+    import django
+
+    import balsam
+
+    print("Balsam launcher throughput benchmark")
+    print(f"date:    {datetime.datetime.now().isoformat(timespec='seconds')}")
+    print(f"python:  {platform.python_version()} ({sys.executable})")
+    print(f"sqlite:  {sqlite3.sqlite_version}; django {django.__version__}")
+    print(f"balsam:  {balsam.__version__} ({BALSAM}, git {git_revision()})")
+    print(f"host:    {platform.platform()}, {os.cpu_count()} CPUs, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"runs:    {args.jobs:,} x {EXECUTABLE} jobs, node_packing_count {args.packing}, "
+          f"--max-ranks-per-node {args.max_ranks_per_node}, serial mode; modes {', '.join(modes)}; repeat {args.repeat}")
+    print(f"raw:     {args.spawns:,} spawns of {EXECUTABLE}, {SPAWN_INFLIGHT} in flight, before each launcher run")
+    print()
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--jobs", type=int, default=5000, help="jobs per run (default 5,000)")
+    p.add_argument("--repeat", type=int, default=1, help="runs per mode, each on a fresh DB (default 1)")
+    p.add_argument("--max-ranks-per-node", type=int, default=8, help="launcher --max-ranks-per-node (default 8)")
+    p.add_argument("--packing", type=int, default=8, help="node_packing_count of every job (default 8)")
+    p.add_argument("--dbserver", action="store_true", help="also run with a dbserver (mode dbserver)")
+    p.add_argument("--spawns", type=int, default=3000, help="spawns for the raw spawn rate (default 3,000)")
+    p.add_argument("--timeout", type=float, default=900, help="seconds before a launcher run is stopped (default 900)")
+    p.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR, help=f"scratch directory (default {DEFAULT_WORKDIR})")
+    p.add_argument("--keep", action="store_true", help="keep the scratch DBs")
+    args = p.parse_args(argv)
+    if min(args.jobs, args.repeat, args.max_ranks_per_node, args.packing, args.spawns) < 1 or args.timeout <= 0:
+        p.error("--jobs, --repeat, --max-ranks-per-node, --packing, --spawns and --timeout must be positive")
+    return args
+
+
+def _sigterm(signum, frame):
+    raise KeyboardInterrupt
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    args.workdir = args.workdir.resolve()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    signal.signal(signal.SIGTERM, _sigterm)
+    modes = ["direct", "dbserver"] if args.dbserver else ["direct"]
+    print_header(args, modes)
+    sys.stdout.flush()
+    rows, notes = [], []
+    runs = [(r, m) for r in range(1, args.repeat + 1) for m in modes]
+    try:
+        for n, (run_no, mode) in enumerate(runs, 1):
+            log(f"[{n}/{len(runs)}] {mode}, run {run_no}: {args.jobs:,} jobs ...")
+            row, run_notes = bench_run(args, mode, run_no)
+            log(f"  {row['jobs/s']} jobs/s = {row['% of raw']} of raw; finished {row['all finished?']}, events {row['events ok?']}")
+            rows.append(row)
+            notes.extend(run_notes)
+    except KeyboardInterrupt:
+        log("interrupted")
+        return 130
+    print_table(rows)
+    for text in notes:
+        print(f"  note: {text}")
+    misses = [r["mode"] for r in rows if r["ok?"].startswith("MISS")]
+    print()
+    print(f"{len(misses)} run(s) missed the target: {', '.join(misses)}" if misses else "All targets met.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
