@@ -21,6 +21,8 @@ from click.testing import CliRunner
 
 BALSAM = str(Path(sys.executable).with_name("balsam"))
 
+pytest_plugins = ["tests.fixtures.slurm"]
+
 
 _TEMPLATE = {}
 
@@ -97,7 +99,7 @@ def db_snapshot(path):
     try:
         return {
             table: sorted(con.execute(f"SELECT * FROM {table}").fetchall(), key=repr)
-            for table in ("balsam_app", "balsam_job", "balsam_job_dependency", "balsam_job_event")
+            for table in ("balsam_app", "balsam_job", "balsam_job_dependency", "balsam_job_event", "balsam_launch")
         }
     finally:
         con.close()

@@ -667,7 +667,7 @@ def _positive_number(name, value, allow_zero=False):
 
 
 def job_scope(workflow=None, job_ids=None, serial_only=False, max_num_nodes=None, max_wall_time_minutes=None,
-              queued_launch=None):
+              queued_launch=None, mpi_only=False):
     """The jobs a launcher works on: its workflow or job list, and what fits its
     mode (serial: one node, one rank), its allocation and its time left."""
     qs = BalsamJob.objects.all()
@@ -677,6 +677,8 @@ def job_scope(workflow=None, job_ids=None, serial_only=False, max_num_nodes=None
         qs = qs.filter(pk__in=[_uuid(i) for i in job_ids])
     if serial_only:
         qs = qs.filter(num_nodes=1, ranks_per_node=1)
+    if mpi_only:
+        qs = qs.exclude(num_nodes=1, ranks_per_node=1)
     if max_num_nodes is not None:
         qs = qs.filter(num_nodes__lte=max_num_nodes)
     if max_wall_time_minutes is not None:

@@ -21,8 +21,9 @@ SCRIPT_DIR = "qsubmit"
 
 
 def mode_scope(job_mode, nodes, wf_filter=""):
-    """The jobs a launch of this mode and size can run."""
-    scope = {"serial_only": True} if job_mode == "serial" else {"max_num_nodes": nodes}
+    """The jobs a launch of this mode and size is for (MPI launches are sized
+    for multi-rank jobs only: single-rank ones go to serial launches)."""
+    scope = {"serial_only": True} if job_mode == "serial" else {"mpi_only": True, "max_num_nodes": nodes}
     if wf_filter:
         scope["workflow"] = wf_filter
     return scope
