@@ -143,3 +143,20 @@ def test_user_template_overrides_the_shipped_one(db):
     result = balsam(db, "submit-launch", "-n", 1, "-t", 5, "-q", "local")
     assert result.returncode == 0, result.stderr
     assert "# custom for launch 1" in Path(QueuedLaunch.objects.get().script_path).read_text()
+
+
+def test_service_stops_cleanly_on_sigterm(db):
+    import signal
+    import time
+
+    write_policy(db, "local", local={})
+    process = subprocess.Popen([BALSAM, "service", "--period-sec", "0.2"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=dict(os.environ, BALSAM_DB_PATH=str(db)))
+    deadline = time.monotonic() + 60
+    while not (db / "log" / "service.log").exists() or "service started" not in (db / "log" / "service.log").read_text():
+        assert time.monotonic() < deadline, "the service did not start"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    assert "balsam service stopped" in out
