@@ -36,6 +36,8 @@ def launcher(ctx, consume_all, wf_filter, job_file, job_mode, num_workers, nodes
                         ("--time-limit-minutes", time_limit_minutes)):
         if value < 0:
             raise click.UsageError(f"{name} must not be negative")
+    if lease_expiry_sec is not None and lease_expiry_sec <= 0:
+        raise click.UsageError("--lease-expiry-sec must be positive")
     if nodes_per_worker < 1 or num_transition_processes < 1:
         raise click.UsageError("--nodes-per-worker and --num-transition-processes must be at least 1")
     selection = attach(ctx)

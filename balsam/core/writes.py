@@ -724,6 +724,9 @@ def recover_expired_leases(lease_expiry_sec):
         models.Q(lease_heartbeat__lt=cutoff) | models.Q(lease_heartbeat__isnull=True)
     )
     running = {pk: owner for pk, owner in expired.filter(state=states.RUNNING).values_list("pk", "lease_owner")}
+    # A RUNNING job nobody holds can only have lost its launcher (a safety net).
+    orphans = BalsamJob.objects.filter(lease_owner="", state=states.RUNNING, state_changed_at__lt=cutoff)
+    running.update((pk, "(none)") for pk in orphans.values_list("pk", flat=True))
     for owner in set(running.values()):
         ids = [pk for pk, o in running.items() if o == owner]
         _record({pk: states.RUNNING for pk in ids}, states.RESTART_READY,

@@ -17,6 +17,7 @@ import time
 import uuid
 from collections import defaultdict
 from pathlib import Path
+from types import SimpleNamespace
 
 from django.db.models import Count, Q
 
@@ -41,6 +42,9 @@ KILL_CHECK_PERIOD_SEC = 0.5
 MAX_IDLE_SLEEP_SEC = 0.25
 SHUTDOWN_GRACE_SEC = 30
 HOLD_PER_SLOT = 16
+REFILL_ROUNDS = 3
+DEPENDENCY_MIN_PERIOD_SEC = 0.25
+MAX_STARTS_PER_PASS = 256
 MAX_STEPS_PER_PASS = 4
 OUTPUT_TAIL_LINES = 10
 
@@ -112,6 +116,7 @@ class Launcher:
         self.runs = {}  # job id -> (ManagedProcess, hosts)
         self.transitions = {}  # job id -> (ManagedProcess, ProcessSpec)
         self.batch = Batch(client, self.owner)
+        self._scripted = set()  # held jobs a pre/post script ran for since they were loaded
         self._zombies = []  # killed processes not yet reaped
         self.stop_reason = None
         self.progress = progress
@@ -129,16 +134,22 @@ class Launcher:
                     len(self.nodes), {k: v for k, v in self.scope.items() if v is not None})
         self.client.recover_expired(self.lease_expiry_sec)
         sleep = 0.0
-        while self.stop_reason is None:
-            if self.deadline and time.monotonic() >= self.deadline:
-                self.request_stop("time limit reached")
-                break
-            busy = self.pass_once()
-            if self.until_idle and not busy and self._idle():
-                self.request_stop("idle: nothing left to run or process")
-                break
-            sleep = 0.0 if busy else min(MAX_IDLE_SLEEP_SEC, sleep * 2 or 0.005)
-            time.sleep(sleep)
+        try:
+            while self.stop_reason is None:
+                if self.deadline and time.monotonic() >= self.deadline:
+                    self.request_stop("time limit reached")
+                    break
+                busy = self.pass_once()
+                if self.until_idle and not busy and self._idle():
+                    self.request_stop("idle: nothing left to run or process")
+                    break
+                sleep = 0.0 if busy else min(MAX_IDLE_SLEEP_SEC, sleep * 2 or 0.005)
+                time.sleep(sleep)
+        except BaseException as exc:
+            # Don't leave applications running: stop them, then report the error.
+            self.request_stop(f"error: {type(exc).__name__}: {exc}")
+            self._kill_everything()
+            raise
         self.shutdown()
         return self.stop_reason
 
@@ -151,6 +162,13 @@ class Launcher:
         busy |= self._reap()
         busy |= self._advance()
         busy |= self._start_runs()
+        # Short jobs end within the pass: reap and refill their slots now
+        # rather than a whole pass (and its DB work) later.
+        for _ in range(REFILL_ROUNDS):
+            if not (self.runs and self._reap_runs()):
+                break
+            self._advance()
+            self._start_runs()
         self._flush()
         if self.progress:
             self.progress.update(self)
@@ -187,11 +205,14 @@ class Launcher:
 
     # ------------------------------------------------------------------ dependencies
     def _resolve_dependencies(self):
-        if not (self._deps_dirty or self._every("deps", DEPENDENCY_PERIOD_SEC)):
+        since = time.monotonic() - self._last["deps"]
+        if not ((self._deps_dirty and since >= DEPENDENCY_MIN_PERIOD_SEC) or since >= DEPENDENCY_PERIOD_SEC):
             return False
+        self._last["deps"] = time.monotonic()
         self._deps_dirty = False
         waiting = list(
-            self._scope_qs().filter(state__in=states.WAITING_STATES)
+            job_scope(**{k: v for k, v in self.scope.items() if v not in (None, False)})
+            .filter(state__in=states.WAITING_STATES)
             .values_list("pk", "state", "wait_for_parents")[:5000]
         )
         if not waiting:
@@ -210,10 +231,21 @@ class Launcher:
                 ready.append(pk)
             elif state == states.CREATED:
                 awaiting.append(pk)
+        moves = defaultdict(list)
         for pk in ready:
-            self.batch.move(pk, states.READY, "parents finished" if parent_states.get(pk) else "no parents")
+            if not parent_states.get(pk):
+                message = "no parents"
+            elif all(s == states.JOB_FINISHED for s in parent_states[pk]):
+                message = "parents finished"
+            else:
+                message = "does not wait for its parents"
+            moves[(states.READY, message)].append(str(pk))
         for pk in awaiting:
-            self.batch.move(pk, states.AWAITING_PARENTS, f"waiting for {len(parent_states[pk])} parent(s)")
+            moves[(states.AWAITING_PARENTS, f"waiting for {len(parent_states[pk])} parent(s)")].append(str(pk))
+        # Written now, not in the pass's batch: these jobs are nobody's yet, and
+        # another launcher may move them first (then ours are simply refused).
+        for (state, message), ids in moves.items():
+            self.client.transition(ids, state, message, strict=False)
         return bool(ready or awaiting)
 
     # ------------------------------------------------------------------ claiming
@@ -223,6 +255,8 @@ class Launcher:
         # Enough jobs in hand that every pass writes large batches, yet bounded so
         # that launchers sharing a DB share its work.
         target = HOLD_PER_SLOT * self.slots.capacity + 2 * self.num_transition_processes + 32
+        if len(self.held) > target // 2 and not self._every("claim", 1.0):
+            return False  # enough in hand: claim in large, infrequent batches
         want = target - len(self.held)
         if want <= 0:
             return False
@@ -279,9 +313,10 @@ class Launcher:
         ids = [job.pk for job in jobs]
         for start in range(0, len(ids), 900):
             rows = JobDependency.objects.filter(child_id__in=ids[start:start + 900]).values_list(
-                "child_id", "parent_id", "parent__workdir", "parent__user_workdir")
-            for child, parent, workdir, user_dir in rows:
-                dirs[child].append((parent, user_dir or str(self.db_path / "data" / workdir)))
+                "child_id", "parent_id", "parent__workdir", "parent__user_workdir", "parent__name")
+            for child, parent, workdir, user_dir, name in rows:
+                output = steps.run_output_name(SimpleNamespace(name=name))
+                dirs[child].append((parent, user_dir or str(self.db_path / "data" / workdir), output))
         return dirs
 
     def _relatives(self, ids):
@@ -325,21 +360,28 @@ class Launcher:
     def _start_runs(self):
         if self.stop_reason:
             return False
+        candidates = [pk for pk, job in self.held.items() if job.state in RUNNABLE and pk not in self.runs]
+        if not candidates or not self._has_free_slot():
+            return False
+        # Re-read the jobs a script ran for: a preprocess script or an error
+        # handler may have changed args, env, num_nodes or node_packing_count.
+        candidates = candidates[:MAX_STARTS_PER_PASS]
+        stale = [pk for pk in candidates if pk in self._scripted]
+        fresh = {pk: self.held[pk] for pk in candidates}
+        if stale:
+            fresh.update((j.pk, j) for j in BalsamJob.objects.filter(pk__in=stale))
+            self._scripted.difference_update(stale)
         placed = []
-        for pk, job in self.held.items():
-            if job.state in RUNNABLE and pk not in self.runs:
-                hosts = self.slots.take(job)
-                if hosts is not None:
-                    placed.append((job, hosts))
+        for pk, job in fresh.items():
+            job.state = self.held[pk].state
+            hosts = self.slots.take(job)
+            if hosts is not None:
+                self.held[pk] = job
+                placed.append((job, hosts))
         if not placed:
             return False
-        # One query each for fresh rows (a preprocess script may have changed
-        # args or env) and for the jobs' relatives (their environment).
-        ids = [job.pk for job, _ in placed]
-        fresh = {j.pk: j for j in BalsamJob.objects.filter(pk__in=ids)}
-        parents, children = self._relatives(ids)
+        parents, children = self._relatives([job.pk for job, _ in placed])
         for job, hosts in placed:
-            job = self.held[job.pk] = fresh.get(job.pk, job)
             try:
                 process = self._launch(job, hosts, parents[job.pk], children[job.pk])
             except Exception as exc:
@@ -348,6 +390,14 @@ class Launcher:
                 continue
             self.runs[job.pk] = (process, hosts)
             self._move(job, states.RUNNING, f"on {','.join(hosts)}")
+        return True
+
+    def _has_free_slot(self):
+        probe = SimpleNamespace(num_nodes=1, node_packing_count=10**9)
+        hosts = self.slots.take(probe)
+        if hosts is None:
+            return False
+        self.slots.give_back(probe, hosts)
         return True
 
     def _launch(self, job, hosts, parents, children):
@@ -359,17 +409,21 @@ class Launcher:
         if self.job_mode == "serial" and set(hosts) <= self.local_hosts:
             argv = command
         else:
+            extra = {k: v for k, v in env.items() if os.environ.get(k) != v and k != "PATH"}
             launch = mpi_commands.Launch(command, hosts, job.ranks_per_node, job.threads_per_rank,
-                                         job.threads_per_core)
+                                         job.threads_per_core, env=extra)
             argv = mpi_commands.BUILDERS[self.mpi_flavour](launch)
         workdir = Path(job.working_directory)
         if not workdir.is_dir():  # made at stage-in; gone only if a user removed it
             workdir.mkdir(parents=True)
         timeout = job.wall_time_minutes * 60 if job.wall_time_minutes else None
-        name = "".join(c if c.isalnum() or c in "._-" else "_" for c in job.name) or "job"
-        return ManagedProcess("run", job.pk, argv, str(workdir), env, workdir / f"{name}.out", timeout)
+        return ManagedProcess("run", job.pk, argv, str(workdir), env, workdir / steps.run_output_name(job), timeout)
 
     def _reap(self):
+        busy = self._reap_runs()
+        return self._reap_transitions() or busy
+
+    def _reap_runs(self):
         busy = False
         for pk, (process, hosts) in list(self.runs.items()):
             code = process.poll()
@@ -389,6 +443,10 @@ class Launcher:
                 self._move(job, states.RUN_DONE, "exit code 0")
             else:
                 self._move(job, states.RUN_ERROR, f"exit code {code}: {process.tail(OUTPUT_TAIL_LINES)}")
+        return busy
+
+    def _reap_transitions(self):
+        busy = False
         for pk, (process, spec) in list(self.transitions.items()):
             code = process.poll()
             if code is None:
@@ -398,6 +456,7 @@ class Launcher:
             job = self.held.get(pk)
             if job is None:
                 continue
+            self._scripted.add(pk)
             stored = BalsamJob.objects.filter(pk=pk).values_list("state", flat=True).first()
             move = steps.after_process(spec, code, process.timed_out, process.tail(OUTPUT_TAIL_LINES), stored)
             if move is None:  # an error/timeout handler moved the job itself
@@ -431,6 +490,12 @@ class Launcher:
                     self.slots.give_back(job, extra)
         logger.info("dropped job %s (%s)", pk, why)
 
+    def _kill_everything(self, extra=()):
+        for process, _ in list(self.transitions.values()) + list(self.runs.values()) + list(extra):
+            process.kill_now()
+        self.transitions.clear()
+        self.runs.clear()
+
     def _flush(self):
         refused = self.batch.flush()
         for pk in refused:
@@ -448,19 +513,18 @@ class Launcher:
 
     def shutdown(self):
         logger.info("launcher stopping: %s", self.stop_reason)
+        runs = list(self.runs.values())
         for pk, (process, hosts) in list(self.runs.items()):
-            process.kill()
+            process.kill()  # SIGTERM: applications may save a checkpoint
             job = self.held.get(pk)
             if job is not None:
                 self._move(job, states.RUN_TIMEOUT, f"launcher stopped ({self.stop_reason})")
-        deadline = time.monotonic() + SHUTDOWN_GRACE_SEC
-        while self.transitions and time.monotonic() < deadline:  # let steps in progress finish
-            self._reap()
-            time.sleep(0.05)
-        for process, _ in list(self.transitions.values()) + list(self.runs.values()):
-            process.kill_now()
-        self.transitions.clear()
         self.runs.clear()
+        deadline = time.monotonic() + SHUTDOWN_GRACE_SEC
+        while time.monotonic() < deadline and (self.transitions or any(p.popen.poll() is None for p, _ in runs)):
+            self._reap_transitions()  # let steps in progress finish
+            time.sleep(0.05)
+        self._kill_everything(runs)
         self._flush()
         self.client.release(self.owner)
         if self.progress:

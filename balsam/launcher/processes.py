@@ -20,6 +20,8 @@ class ManagedProcess:
         self.deadline = self.started + timeout_sec if timeout_sec else None
         self.killed_at = None
         self.timed_out = False
+        if os.path.islink(self.output_path):  # never append through a link into another job's file
+            os.unlink(self.output_path)
         with open(self.output_path, "ab") as out:
             if header:
                 out.write(header.encode() + b"\n")

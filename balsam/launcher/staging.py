@@ -16,17 +16,23 @@ class StagingError(BalsamError):
     pass
 
 
-def link_parent_files(workdir, input_files, parent_dirs):
+# The launcher's own logs in a job directory: never passed on to children.
+BALSAM_LOGS = frozenset({"preprocess.log", "postprocess.log", "stage_in.log", "stage_out.log"})
+
+
+def link_parent_files(workdir, input_files, parent_dirs, skip_names=()):
     """Symlink each parent's files matching ``input_files`` (space-separated
-    globs) into ``workdir``. Name clashes get the parent's short id appended.
+    globs) into ``workdir``, except Balsam's logs and ``skip_names`` (the
+    parents' run outputs). Name clashes get the parent's short id appended.
     Running it again after an interruption changes nothing."""
     workdir = Path(workdir)
     patterns = input_files.split()
+    skip = BALSAM_LOGS | set(skip_names)
     linked = 0
     for parent_id, parent_dir in parent_dirs:
         for pattern in patterns:
             for source in sorted(Path(parent_dir).glob(pattern)):
-                if not source.is_file():
+                if not source.is_file() or source.name in skip:
                     continue
                 for name in (source.name, f"{source.name}_{parent_id.hex[:8]}"):
                     target = workdir / name
@@ -57,9 +63,11 @@ def transfer_in_command(url, workdir):
         source = os.path.expanduser(local)
         if not os.path.exists(source):
             raise StagingError(f"stage-in source {source} does not exist")
+        # --remove-destination: a staged-in file replaces a link to a parent's
+        # file instead of writing through it into the parent's directory.
         if os.path.isdir(source):
-            return ["cp", "-rp", os.path.join(source, "."), str(workdir)]
-        return ["cp", "-p", source, str(workdir)]
+            return ["cp", "-rp", "--remove-destination", os.path.join(source, "."), str(workdir)]
+        return ["cp", "-p", "--remove-destination", source, str(workdir)]
     return _remote_copy(url.removeprefix("rsync:").removeprefix("scp:"), str(workdir) + "/")
 
 

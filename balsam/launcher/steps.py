@@ -34,15 +34,22 @@ def script_argv(command):
     return shlex.split(command)
 
 
+def run_output_name(job):
+    """The file a job's run writes its stdout and stderr to."""
+    return ("".join(c if c.isalnum() or c in "._-" else "_" for c in job.name) or "job") + ".out"
+
+
 def next_step(job, app, parent_dirs):
-    """The step for ``job`` in its current state, or None if it is not ours to process."""
+    """The step for ``job`` in its current state, or None if it is not ours to process.
+    ``parent_dirs``: [(parent id, its working directory, its run output name)]."""
     state = job.state
     pre = job.preprocess or (app.preprocess if app else "")
     post = job.postprocess or (app.postprocess if app else "")
     if state == states.READY:
         workdir = Path(job.working_directory)
         workdir.mkdir(parents=True, exist_ok=True)
-        staging.link_parent_files(workdir, job.input_files, parent_dirs)
+        staging.link_parent_files(workdir, job.input_files, [(pk, d) for pk, d, _ in parent_dirs],
+                                  skip_names={out for _, _, out in parent_dirs})
         if job.stage_in_url:
             return ProcessSpec("stage_in", staging.transfer_in_command(job.stage_in_url, workdir), "stage_in.log",
                                header=f"# stage in from {job.stage_in_url}")

@@ -1,6 +1,7 @@
 """Submitting, following and cancelling launches (used by ``balsam
 submit-launch``, ``balsam service`` and ``balsam cancel-launch``)."""
 
+import datetime
 import logging
 import math
 from pathlib import Path
@@ -42,7 +43,10 @@ def submit_launch(db_path, policy, queue, nodes, wall_minutes, job_mode, project
     try:
         if tie_limit is None:
             tie_limit = nodes * policy.queue(queue).jobs_per_node if job_mode == "serial" else 10**9
-        client.tie_jobs(launch.pk, tie_limit, mode_scope(job_mode, nodes, wf_filter))
+        scope = mode_scope(job_mode, nodes, wf_filter)
+        # Only jobs that fit in the launcher's time limit: others would hold it idle.
+        scope["max_wall_time_minutes"] = templates.launcher_minutes(wall_minutes)
+        client.tie_jobs(launch.pk, tie_limit, scope)
         fields = {f: getattr(launch, f) for f in ("scheduler", "queue", "project", "nodes", "wall_minutes",
                                                   "job_mode", "wf_filter")}
         text = templates.render({"id": launch.pk, **fields}, db_path, script)
@@ -64,14 +68,26 @@ def submit_launch(db_path, policy, queue, nodes, wall_minutes, job_mode, project
     return launch
 
 
+PENDING_EXPIRY_SEC = 600  # a launch still pending-submission after this was never submitted
+
+
 def sync_launches(policy):
-    """Bring every active launch up to date with the scheduler; ended launches
+    """Bring every active launch up to date with its scheduler; ended launches
     free their unfinished jobs. Returns the launches that ended."""
-    active = list(QueuedLaunch.objects.filter(state__in=[QueuedLaunch.QUEUED, QueuedLaunch.RUNNING],
-                                              scheduler=policy.scheduler))
-    if not active:
-        return []
-    seen = get_scheduler(policy.scheduler).status([launch.scheduler_id for launch in active])
+    ended = []
+    stale = timezone.now() - datetime.timedelta(seconds=PENDING_EXPIRY_SEC)
+    for launch in QueuedLaunch.objects.filter(state=QueuedLaunch.PENDING, created_at__lt=stale):
+        # Its submitter died between recording and submitting it.
+        get_client().end_launch(launch.pk, QueuedLaunch.FAILED)
+        ended.append(launch)
+    active = QueuedLaunch.objects.filter(state__in=[QueuedLaunch.QUEUED, QueuedLaunch.RUNNING])
+    for scheduler_name in set(active.values_list("scheduler", flat=True)):
+        ended += _sync(scheduler_name, list(active.filter(scheduler=scheduler_name)))
+    return ended
+
+
+def _sync(scheduler_name, active):
+    seen = get_scheduler(scheduler_name).status([launch.scheduler_id for launch in active])
     ended = []
     for launch in active:
         state = seen.get(launch.scheduler_id, FINISHED)
@@ -90,20 +106,27 @@ def cancel_launch(launch_id):
     launch = QueuedLaunch.objects.filter(pk=launch_id).first()
     if launch is None:
         raise NotFound(f"no launch with id {launch_id}; see: balsam ls queues")
+    if launch.state in QueuedLaunch.ACTIVE_STATES and launch.scheduler_id:
+        scheduler = get_scheduler(launch.scheduler)
+        if scheduler.status([launch.scheduler_id])[launch.scheduler_id] in ACTIVE:
+            scheduler.delete(launch.scheduler_id)
+        else:
+            _sync(launch.scheduler, [launch])
+            launch.refresh_from_db()
     if launch.state not in QueuedLaunch.ACTIVE_STATES:
         raise NotFound(f"launch {launch_id} already ended ({launch.state})")
-    if launch.scheduler_id:
-        get_scheduler(launch.scheduler).delete(launch.scheduler_id)
     freed = get_client().end_launch(launch.pk, QueuedLaunch.CANCELLED)
     return launch, freed
 
 
-def untied_work(job_mode, max_nodes):
-    """Unfinished jobs no launch will run yet: (count, nodes the MPI ones need)."""
+def untied_work(job_mode, max_nodes, max_minutes):
+    """Unfinished jobs no launch will run yet and a launch of at most
+    ``max_nodes`` and ``max_minutes`` could: (count, nodes the MPI ones need)."""
     from balsam.core import states
 
-    qs = job_scope(**mode_scope(job_mode, max_nodes)).filter(queued_launch__isnull=True).exclude(
-        state__in=states.END_STATES)
+    scope = mode_scope(job_mode, max_nodes)
+    scope["max_wall_time_minutes"] = templates.launcher_minutes(max_minutes)
+    qs = job_scope(**scope).filter(queued_launch__isnull=True).exclude(state__in=states.END_STATES)
     if job_mode == "serial":
         return qs.count(), 0
     sizes = list(qs.values_list("num_nodes", flat=True))

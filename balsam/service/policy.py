@@ -75,7 +75,24 @@ def load_policy(db_path):
         if unknown:
             raise ConfigError(f"{path}: queue {name!r} has unknown option {sorted(unknown)[0]!r}; known: {', '.join(sorted(known))}")
         try:
-            queues[name] = QueuePolicy(name, **options)
+            queues[name] = _checked(QueuePolicy(name, **options), path)
         except TypeError as exc:
             raise ConfigError(f"{path}: queue {name!r}: {exc}") from None
     return ServicePolicy(data.get("scheduler") or load_settings().scheduler, queues, path)
+
+
+def _checked(policy, path):
+    where = f"{path}: queue {policy.name!r}"
+    for name in ("max_queued", "min_nodes", "max_nodes", "jobs_per_node"):
+        value = getattr(policy, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{where}: {name} must be a whole number of at least 1, not {value!r}")
+    for name in ("min_minutes", "max_minutes"):
+        value = getattr(policy, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise ConfigError(f"{where}: {name} must be a positive number of minutes, not {value!r}")
+    if not isinstance(policy.submit, bool):
+        raise ConfigError(f"{where}: submit must be true or false, not {policy.submit!r}")
+    if policy.min_nodes > policy.max_nodes or policy.min_minutes > policy.max_minutes:
+        raise ConfigError(f"{where}: a minimum is larger than its maximum")
+    return policy

@@ -32,22 +32,29 @@ class Service:
 
     def queues(self):
         if self.queue_name:
-            return [self.policy.queue(self.queue_name)]
+            queue = self.policy.queue(self.queue_name)
+            if not queue.submit:
+                raise BalsamError(f"queue {queue.name!r} has submit set to false in {self.policy.path}")
+            return [queue]
         return [q for q in self.policy.queues.values() if q.submit]
 
     def pass_once(self):
         """One pass; returns True while there is work or an active launch."""
-        launches.sync_launches(self.policy)
+        try:
+            launches.sync_launches(self.policy)
+        except BalsamError as exc:  # a scheduler hiccup: try again next pass
+            logger.error("could not read launch states: %s", exc)
+            return True
         busy = False
         for job_mode in ("serial", "mpi"):
             for queue in self.queues():
-                count, mpi_nodes = launches.untied_work(job_mode, queue.max_nodes)
+                count, mpi_nodes = launches.untied_work(job_mode, queue.max_nodes, queue.max_minutes)
                 if not count:
                     continue
                 busy = True
-                queued = QueuedLaunch.objects.filter(queue=queue.name, scheduler=self.policy.scheduler,
-                                                     state__in=[QueuedLaunch.PENDING, QueuedLaunch.QUEUED]).count()
-                if queued >= queue.max_queued or not queue.submit:
+                active = QueuedLaunch.objects.filter(queue=queue.name, scheduler=self.policy.scheduler,
+                                                     state__in=QueuedLaunch.ACTIVE_STATES).count()
+                if active >= queue.max_queued:
                     continue
                 nodes = launches.launch_size(job_mode, count, mpi_nodes, queue)
                 try:

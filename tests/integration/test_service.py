@@ -160,3 +160,28 @@ def test_service_stops_cleanly_on_sigterm(db):
     out, err = process.communicate(timeout=60)
     assert process.returncode == 0, err
     assert "balsam service stopped" in out
+
+
+@pytest.mark.parametrize(
+    "queue, fragment",
+    [
+        ({"max_nodes": "4"}, "max_nodes must be a whole number of at least 1, not '4'"),
+        ({"min_nodes": 5, "max_nodes": 4}, "a minimum is larger than its maximum"),
+        ({"jobs_per_node": 0}, "jobs_per_node must be a whole number of at least 1"),
+        ({"colour": "red"}, "unknown option 'colour'"),
+    ],
+)
+def test_bad_queue_policy_is_one_line(db, snapshot, queue, fragment):
+    write_policy(db, "local", local=queue)
+    before = snapshot()
+    assert_one_line_error(balsam(db, "submit-launch", "-n", 1, "-t", 5, "-q", "local"), fragment)
+    assert snapshot() == before
+
+
+def test_jobs_longer_than_any_launch_are_not_tied(db):
+    api.make_dummies(2)
+    BalsamJob.objects.filter(name="dummy0").update(wall_time_minutes=120)
+    write_policy(db, "local", local={"max_minutes": 30})
+    result = balsam(db, "submit-launch", "-n", 1, "-t", 30, "-q", "local")
+    assert result.returncode == 0, result.stderr
+    assert [j.name for j in QueuedLaunch.objects.get().jobs.all()] == ["dummy1"]

@@ -130,3 +130,23 @@ def test_protocol_whitelist_matches_the_operations():
     from balsam.dbserver.protocol import WRITE_OPS
 
     assert WRITE_OPS == set(OPERATIONS)
+
+
+def test_recovery_of_expired_and_orphaned_running_jobs(writer, make_app):
+    import time
+
+    make_app()
+    client = api.write_client()
+    held, orphan, waiting = (api.add_job(name=n, application="hello") for n in ("held", "orphan", "waiting"))
+    for job in (held, orphan):
+        client.transition([str(job.pk)], "READY")
+        client.transition([str(job.pk)], "STAGED_IN")
+        client.transition([str(job.pk)], "PREPROCESSED")
+    client.claim("dead-launcher", ["PREPROCESSED"], 1, 60, {"job_ids": [str(held.pk)]})
+    client.transition([str(held.pk), str(orphan.pk)], "RUNNING")
+    assert client.recover_expired(60) == []
+    time.sleep(0.05)
+    assert sorted(client.recover_expired(0.01)) == sorted([str(held.pk), str(orphan.pk)])
+    assert {j.state for j in BalsamJob.objects.filter(pk__in=[held.pk, orphan.pk])} == {"RESTART_READY"}
+    assert BalsamJob.objects.get(pk=waiting.pk).state == "CREATED"
+    assert not BalsamJob.objects.exclude(lease_owner="").exists()

@@ -93,7 +93,8 @@ def test_parent_files_are_linked_with_clash_suffixes_and_reruns_change_nothing(t
 def test_transfer_commands(tmp_path):
     source = tmp_path / "in"
     source.mkdir()
-    assert staging.transfer_in_command(f"local:{source}", tmp_path / "job") == ["cp", "-rp", f"{source}/.", str(tmp_path / "job")]
+    assert staging.transfer_in_command(f"local:{source}", tmp_path / "job") == [
+        "cp", "-rp", "--remove-destination", f"{source}/.", str(tmp_path / "job")]
     (tmp_path / "job").mkdir()
     (tmp_path / "job" / "result.txt").write_text("1")
     assert staging.transfer_out_command(tmp_path / "job", "*.txt *.none", f"file:{tmp_path / 'out'}") == [
@@ -114,3 +115,13 @@ def test_job_environment(monkeypatch):
     assert json.loads(env["BALSAM_PARENT_IDS"]) == [str(parent)] and json.loads(env["BALSAM_CHILD_IDS"]) == [str(child)]
     assert env["OMP_NUM_THREADS"] == "4" and env["BALSAM_JOB_TIMEOUT"] == "TRUE" and "BALSAM_JOB_ERROR" not in env
     assert env["PATH"].split(os.pathsep)[0] == os.path.dirname(sys.executable)
+
+
+def test_balsam_logs_and_parent_run_outputs_are_not_linked(tmp_path):
+    parent, workdir = tmp_path / "p", tmp_path / "job"
+    parent.mkdir()
+    workdir.mkdir()
+    for name in ("preprocess.log", "postprocess.log", "parent.out", "data.txt"):
+        (parent / name).write_text(name)
+    staging.link_parent_files(workdir, "*", [(uuid.UUID(int=5), parent)], skip_names={"parent.out"})
+    assert sorted(p.name for p in workdir.iterdir()) == ["data.txt"]

@@ -55,7 +55,7 @@ def test_cobalt_puts_resources_on_the_command_line(fake_bin, tmp_path):
     fake_bin("qstat", (OUTPUTS / "cobalt_qstat.txt").read_text())
     cobalt = get_scheduler("cobalt")
     assert cobalt.submit(tmp_path / "q.sh", LAUNCH) == "314125"
-    assert fake_bin.calls()[0] == f"qsub -n 4 -t 30 -q debug --mode script -A science {tmp_path / 'q.sh'}"
+    assert fake_bin.calls()[0] == f"qsub -n 4 -t 30 -q debug --mode script -O {tmp_path / 'q'} -A science {tmp_path / 'q.sh'}"
     assert cobalt.status(["314125", "314126", "314127"]) == {"314125": QUEUED, "314126": RUNNING, "314127": FINISHED}
 
 

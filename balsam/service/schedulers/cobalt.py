@@ -1,5 +1,7 @@
 """Cobalt (ALCF): qsub, qstat, qdel. The script's resources go on the qsub line."""
 
+import math
+
 from balsam.service.schedulers.base import FAILED, FINISHED, QUEUED, RUNNING, Scheduler
 
 STATES = {"queued": QUEUED, "user_hold": QUEUED, "admin_hold": QUEUED, "starting": RUNNING, "running": RUNNING,
@@ -10,8 +12,9 @@ class CobaltScheduler(Scheduler):
     name = "cobalt"
 
     def submit(self, script_path, launch):
-        argv = ["qsub", "-n", str(launch["nodes"]), "-t", str(launch["wall_minutes"]), "-q", launch["queue"],
-                "--mode", "script"]
+        output_prefix = str(script_path)[: -len(".sh")] if str(script_path).endswith(".sh") else str(script_path)
+        argv = ["qsub", "-n", str(launch["nodes"]), "-t", str(math.ceil(float(launch["wall_minutes"]))),
+                "-q", launch["queue"], "--mode", "script", "-O", output_prefix]
         if launch.get("project"):
             argv += ["-A", launch["project"]]
         out = self.run(argv + [str(script_path)], "submit the launch")

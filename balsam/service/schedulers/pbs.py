@@ -1,4 +1,4 @@
-"""PBS Pro / Torque: qsub, qstat, qdel."""
+"""PBS Pro: qsub, qstat -x, qdel (Torque's qstat differs and is not supported)."""
 
 from balsam.service.schedulers.base import FINISHED, QUEUED, RUNNING, Scheduler
 
