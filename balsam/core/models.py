@@ -148,6 +148,24 @@ class TrackedModel(models.Model):
                 row[field.name] = value
         return fields_to_wire(row)
 
+    # Fields the writer sets itself when it inserts (ids, its clock).
+    _writer_fields = ("id", "created_at")
+
+    @classmethod
+    def _create_many(cls, objs):
+        """Insert ``objs`` through the write path; they get the ids it assigned."""
+        rows = []
+        for obj in objs:
+            row = obj.wire_row()
+            for name in cls._writer_fields:
+                row.pop(name, None)
+            rows.append(row)
+        ids = write_path.client().create(cls.write_kind, rows)
+        for obj, pk in zip(objs, ids):
+            obj.pk = pk
+            obj._state.adding = False
+            obj._remember_loaded()
+
     def save(self, *args, **kwargs):
         if self._state.adding:
             self._create_many([self])  # also marks it saved and remembers its values
@@ -197,18 +215,6 @@ class ApplicationDefinition(TrackedModel):
     def cute_id(self):
         return f"[{self.name} | {self.pk}]"
 
-    @classmethod
-    def _create_many(cls, objs):
-        rows = []
-        for obj in objs:
-            row = obj.wire_row()
-            row.pop("id", None)
-            rows.append(row)
-        ids = write_path.client().create("apps", rows)
-        for obj, pk in zip(objs, ids):
-            obj.pk = pk
-            obj._state.adding = False
-            obj._remember_loaded()
 
 
 class JobQuerySet(RoutedQuerySet):
@@ -518,16 +524,4 @@ class QueuedLaunch(TrackedModel):
     def __str__(self):
         return f"launch {self.pk} ({self.scheduler} {self.scheduler_id or '-'}, {self.state})"
 
-    @classmethod
-    def _create_many(cls, objs):
-        rows = []
-        for obj in objs:
-            row = obj.wire_row()
-            row.pop("id", None)
-            row.pop("created_at", None)  # the writer's clock
-            rows.append(row)
-        ids = write_path.client().create("launches", rows)
-        for obj, pk in zip(objs, ids):
-            obj.pk = pk
-            obj._state.adding = False
-            obj._remember_loaded()
+

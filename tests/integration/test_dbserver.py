@@ -11,6 +11,8 @@ import time
 
 import psutil
 import pytest
+
+from tests.helpers import wait_until
 import zmq
 
 from balsam.core.models import BalsamJob
@@ -19,14 +21,6 @@ from balsam.dbserver.credentials import client_keys
 from balsam.dbserver.serverinfo import ServerInfo
 
 
-def wait_until(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def connect(db, keys=None):

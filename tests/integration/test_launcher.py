@@ -12,6 +12,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.helpers import wait_until
+
 from balsam import api
 from balsam.core.models import BalsamJob
 
@@ -19,14 +21,6 @@ APPS = Path(__file__).resolve().parents[1] / "fixtures" / "apps"
 BALSAM = str(Path(sys.executable).with_name("balsam"))
 
 
-def wait_until(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def launcher_cmd(*args):

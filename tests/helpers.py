@@ -1,0 +1,14 @@
+"""Small helpers shared by test modules."""
+
+import time
+
+
+def wait_until(predicate, timeout, what):
+    """Poll ``predicate`` until it returns something true (returned), or fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
