@@ -289,7 +289,7 @@ class BalsamJob(TrackedModel):
     lease_heartbeat = models.DateTimeField(null=True, blank=True)
     # The batch launch the service sized for this job (its launcher runs it).
     queued_launch = models.ForeignKey(
-        "QueuedLaunch", null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
+        "QueuedLaunch", null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs", db_index=False
     )
 
     objects = JobQuerySet.as_manager()
@@ -302,6 +302,9 @@ class BalsamJob(TrackedModel):
             models.Index(fields=["workflow", "state"], name="balsam_job_wf_state"),
             # Only leased (running) jobs are indexed: the rest would all share ''.
             models.Index(fields=["lease_owner"], name="balsam_job_lease", condition=~models.Q(lease_owner="")),
+            # Likewise only jobs tied to a launch: every other insert skips this index.
+            models.Index(fields=["queued_launch"], name="balsam_job_launch",
+                         condition=models.Q(queued_launch__isnull=False)),
         ]
 
     def __str__(self):
