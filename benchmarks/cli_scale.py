@@ -47,7 +47,7 @@ import sys
 import time
 from pathlib import Path
 
-BALSAM = str(Path(sys.executable).parent / "balsam")
+from bench_common import BALSAM, env_for, log
 DEFAULT_WORKDIR = Path(__file__).resolve().parent / "_work"
 BUILD_CHUNK = 250_000  # jobs per make_dummies call while building the large DB
 DUMMIES_TARGET_RATE = 20_000  # jobs/s
@@ -71,9 +71,8 @@ SPREAD_VERSION = 1  # bump when STATE_SPREAD changes, invalidates cached DBs
 # ---------------------------------------------------------------------------
 def run_balsam(db_path, *args, timeout=3600):
     """Run one ``balsam`` process against ``db_path``; return (seconds, CompletedProcess)."""
-    env = dict(os.environ, BALSAM_DB_PATH=str(db_path))
     start = time.perf_counter()
-    proc = subprocess.run([BALSAM, *args], env=env, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run([BALSAM, *args], env=env_for(db_path), capture_output=True, text=True, timeout=timeout)
     elapsed = time.perf_counter() - start
     if proc.returncode != 0:
         raise RuntimeError(f"balsam {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr.strip()}")
@@ -99,10 +98,6 @@ def sql(db_path, statement):
 
 def count_jobs(db_path):
     return sql(db_path, "SELECT count(*) FROM balsam_job")[0][0]
-
-
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------------------

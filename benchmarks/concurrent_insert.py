@@ -89,7 +89,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-BALSAM = str(Path(sys.executable).parent / "balsam")
+from bench_common import BALSAM, env_for, log, run_balsam
+from bench_common import fresh_db as _fresh_db
 DEFAULT_WORKDIR = Path(__file__).resolve().parent / "_work" / "concurrent_insert"
 HOST = "127.0.0.1"
 APP = "bench"
@@ -222,29 +223,9 @@ def generator_main(argv):
 # ---------------------------------------------------------------------------
 # helpers for the driving process
 # ---------------------------------------------------------------------------
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
-
-
-def env_for(db_path):
-    return dict(os.environ, BALSAM_DB_PATH=str(db_path))
-
-
-def run_balsam(db_path, *args, timeout=120):
-    proc = subprocess.run([BALSAM, *args], env=env_for(db_path), capture_output=True, text=True, timeout=timeout)
-    if proc.returncode != 0:
-        raise RuntimeError(f"balsam {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}")
-    return proc.stdout
-
-
 def fresh_db(workdir, name):
     """A new DB with the application ``bench`` registered."""
-    db = workdir / name
-    shutil.rmtree(db, ignore_errors=True)
-    db.parent.mkdir(parents=True, exist_ok=True)
-    run_balsam(db, "init", str(db))
-    run_balsam(db, "app", "--name", APP, "--executable", "echo")
-    return db
+    return _fresh_db(workdir, name, APP, "echo")
 
 
 class Servers:

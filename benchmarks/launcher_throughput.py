@@ -75,7 +75,7 @@ import sys
 import time
 from pathlib import Path
 
-BALSAM = str(Path(sys.executable).parent / "balsam")
+from bench_common import BALSAM, env_for, fresh_db, log, run_balsam
 DEFAULT_WORKDIR = Path(__file__).resolve().parent / "_work" / "launcher_throughput"
 HOST = "127.0.0.1"
 APP = "noop"
@@ -99,29 +99,9 @@ api.add_jobs([{"name": f"n{i}", "workflow": %r, "application": %r, "node_packing
 # ---------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
-
-
-def env_for(db_path):
-    return dict(os.environ, BALSAM_DB_PATH=str(db_path))
-
-
-def run_balsam(db_path, *args, timeout=120):
-    proc = subprocess.run([BALSAM, *args], env=env_for(db_path), capture_output=True, text=True, timeout=timeout)
-    if proc.returncode != 0:
-        raise RuntimeError(f"balsam {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}")
-    return proc.stdout
-
-
 def init_db(workdir, name):
     """A new DB with the application ``noop`` registered (no jobs yet)."""
-    db = workdir / name
-    shutil.rmtree(db, ignore_errors=True)
-    db.parent.mkdir(parents=True, exist_ok=True)
-    run_balsam(db, "init", str(db))
-    run_balsam(db, "app", "--name", APP, "--executable", EXECUTABLE)
-    return db
+    return fresh_db(workdir, name, APP, EXECUTABLE)
 
 
 def add_jobs(db, jobs, packing):
