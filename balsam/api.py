@@ -115,10 +115,6 @@ def job_uuid(text):
         raise ValidationError(f"{text!r} is not a job id") from None
 
 
-def job_ids(refs):
-    return [str(get_job(r).pk) for r in refs]
-
-
 # ---------------------------------------------------------------------------
 # parsing user input
 # ---------------------------------------------------------------------------
@@ -350,10 +346,3 @@ def state_counts(queryset=None):
     qs = queryset if queryset is not None else _models().BalsamJob.objects.all()
     # COUNT(*), not COUNT(pk): SQLite then answers from the state index alone.
     return dict(qs.order_by().values_list("state").annotate(n=Count("*")).values_list("state", "n"))
-
-
-def workflow_counts():
-    from django.db.models import Count
-
-    BalsamJob = _models().BalsamJob
-    return list(BalsamJob.objects.order_by("workflow").values_list("workflow").annotate(n=Count("*")))

@@ -4,7 +4,7 @@ import os
 import secrets
 from pathlib import Path
 
-from balsam.config import SERVER_INFO_NAME, SQLITE_NAME, absolute_path, is_balsam_db
+from balsam.config import absolute_path, is_balsam_db
 from balsam.dbserver.credentials import ensure_credentials
 from balsam.dbserver.serverinfo import ServerInfo
 from balsam.django_config.settings import SECRET_KEY_NAME
@@ -68,6 +68,3 @@ def _write_secret_key(path):
     fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(secrets.token_urlsafe(50) + "\n")
-
-
-__all__ = ["init_db", "check_init_target", "DB_TYPES", "SERVER_INFO_NAME", "SQLITE_NAME"]

@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -34,3 +35,33 @@ def fresh_db(workdir, name, app, executable):
     run_balsam(db, "init", str(db))
     run_balsam(db, "app", "--name", app, "--executable", executable)
     return db
+
+
+def mark(passed):
+    return "ok" if passed else "MISS <<<"
+
+
+def print_table(rows):
+    """``rows`` (dicts with the same keys) as a table with a header rule."""
+    cols = list(rows[0])
+    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in cols}
+
+    def line(row):
+        return " | ".join(str(row[c]).ljust(widths[c]) for c in cols).rstrip()
+
+    print(line({c: c for c in cols}))
+    print("-+-".join("-" * widths[c] for c in cols))
+    for row in rows:
+        print(line(row))
+
+
+def _sigterm(signum, frame):
+    raise KeyboardInterrupt
+
+
+def prepare(args):
+    """Make the scratch directory, and turn SIGTERM into Ctrl-C so that every
+    server and process a benchmark started is stopped by its cleanup code."""
+    args.workdir = Path(args.workdir).resolve()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    signal.signal(signal.SIGTERM, _sigterm)

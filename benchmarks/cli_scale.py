@@ -47,7 +47,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench_common import BALSAM, env_for, log
+from bench_common import BALSAM, env_for, log, print_table
 DEFAULT_WORKDIR = Path(__file__).resolve().parent / "_work"
 BUILD_CHUNK = 250_000  # jobs per make_dummies call while building the large DB
 DUMMIES_TARGET_RATE = 20_000  # jobs/s
@@ -117,16 +117,6 @@ def result_row(operation, jobs, times, rate_of=None, target=None, passed=None):
         "target": target or "-",
         "ok?": ok,
     }
-
-
-def print_table(rows):
-    cols = list(rows[0])
-    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in cols}
-    line = lambda r: " | ".join(str(r[c]).ljust(widths[c]) for c in cols)  # noqa: E731
-    print(line({c: c for c in cols}))
-    print("-+-".join("-" * widths[c] for c in cols))
-    for r in rows:
-        print(line(r))
 
 
 def print_header(args):

@@ -89,7 +89,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from bench_common import BALSAM, env_for, log, run_balsam
+from bench_common import BALSAM, env_for, log, run_balsam, mark, print_table, prepare
 from bench_common import fresh_db as _fresh_db
 DEFAULT_WORKDIR = Path(__file__).resolve().parent / "_work" / "concurrent_insert"
 HOST = "127.0.0.1"
@@ -403,20 +403,6 @@ def name_counts(db):
         conn.close()
 
 
-def print_table(rows):
-    cols = list(rows[0])
-    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in cols}
-    line = lambda r: " | ".join(str(r[c]).ljust(widths[c]) for c in cols).rstrip()  # noqa: E731
-    print(line({c: c for c in cols}))
-    print("-+-".join("-" * widths[c] for c in cols))
-    for r in rows:
-        print(line(r))
-
-
-def mark(passed):
-    return "ok" if passed else "MISS <<<"
-
-
 # ---------------------------------------------------------------------------
 # table 1: concurrent dag.add_job
 # ---------------------------------------------------------------------------
@@ -654,15 +640,9 @@ def parse_args(argv=None):
     return args
 
 
-def _sigterm(signum, frame):
-    raise KeyboardInterrupt
-
-
 def main(argv=None):
     args = parse_args(argv)
-    args.workdir = args.workdir.resolve()
-    args.workdir.mkdir(parents=True, exist_ok=True)
-    signal.signal(signal.SIGTERM, _sigterm)
+    prepare(args)
     print_header(args)
     sys.stdout.flush()
     servers = Servers()

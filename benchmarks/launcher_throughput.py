@@ -75,7 +75,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench_common import BALSAM, env_for, fresh_db, log, run_balsam
+from bench_common import BALSAM, env_for, fresh_db, log, run_balsam, mark, print_table, prepare
 DEFAULT_WORKDIR = Path(__file__).resolve().parent / "_work" / "launcher_throughput"
 HOST = "127.0.0.1"
 APP = "noop"
@@ -127,20 +127,6 @@ def query(db, statement, params=()):
 def utc_epoch(text):
     """A stored UTC timestamp ('YYYY-MM-DD HH:MM:SS[.ffffff]') as epoch seconds."""
     return datetime.datetime.fromisoformat(text).replace(tzinfo=datetime.timezone.utc).timestamp()
-
-
-def mark(passed):
-    return "ok" if passed else "MISS <<<"
-
-
-def print_table(rows):
-    cols = list(rows[0])
-    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in cols}
-    line = lambda r: " | ".join(str(r[c]).ljust(widths[c]) for c in cols).rstrip()  # noqa: E731
-    print(line({c: c for c in cols}))
-    print("-+-".join("-" * widths[c] for c in cols))
-    for r in rows:
-        print(line(r))
 
 
 # ---------------------------------------------------------------------------
@@ -370,15 +356,9 @@ def parse_args(argv=None):
     return args
 
 
-def _sigterm(signum, frame):
-    raise KeyboardInterrupt
-
-
 def main(argv=None):
     args = parse_args(argv)
-    args.workdir = args.workdir.resolve()
-    args.workdir.mkdir(parents=True, exist_ok=True)
-    signal.signal(signal.SIGTERM, _sigterm)
+    prepare(args)
     modes = ["direct", "dbserver"] if args.dbserver else ["direct"]
     print_header(args, modes)
     sys.stdout.flush()

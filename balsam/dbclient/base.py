@@ -53,10 +53,6 @@ class WriteClient(ABC):
     def heartbeat(self, owner, ids=None):
         return self.request("heartbeat_leases", {"owner": owner, "ids": ids})
 
-    def update_each(self, items):
-        """``[(job id, {field: value}), ...]`` in one request."""
-        return self.request("update_jobs_each", {"items": [[str(i), f] for i, f in items]})
-
     def apply_batch(self, moves, fields, release_owner, release_ids):
         """Several moves ``(ids, state, message)``, field updates and lease releases in one request."""
         return self.request("apply_batch", {

@@ -15,11 +15,6 @@ _lock = threading.Lock()
 _active = {"path": None, "admin": False, "write_mode": None}
 
 
-def active_db_path():
-    """The DB directory this process is attached to (``None`` before ``activate``)."""
-    return _active["path"]
-
-
 def activate(db_path, admin=False, write_mode=None):
     """Attach this process to the DB directory ``db_path``.
 

@@ -19,7 +19,7 @@ from collections import defaultdict
 from pathlib import Path
 from types import SimpleNamespace
 
-from django.db.models import Count, Q
+from django.db.models import Q
 
 from balsam.core import states
 from balsam.core.models import ApplicationDefinition, BalsamJob, JobDependency
@@ -106,11 +106,11 @@ class Launcher:
             self.slots = MPISlots(nodes)
         self.mpi_flavour = mpi_commands.choose(os.environ, _mpirun_version() if job_mode == "mpi" or len(nodes) > 1 else "")
         self.local_hosts = {socket.gethostname(), socket.getfqdn(), "localhost"}
-        self.scope = {"workflow": workflow, "job_ids": job_ids, "queued_launch": queued_launch}
-        if job_mode == "serial":
-            self.scope["serial_only"] = True
-        else:
-            self.scope["max_num_nodes"] = len(nodes)
+        # Options of core.writes.job_scope: the jobs this launcher works on.
+        self.scope = {"serial_only": True} if job_mode == "serial" else {"max_num_nodes": len(nodes)}
+        for name, value in (("workflow", workflow), ("job_ids", job_ids), ("queued_launch", queued_launch)):
+            if value is not None:
+                self.scope[name] = value
         self.held = {}  # job id -> BalsamJob (with our lease)
         self.apps = {}
         self.runs = {}  # job id -> (ManagedProcess, hosts)
@@ -120,7 +120,6 @@ class Launcher:
         self._zombies = []  # killed processes not yet reaped
         self.stop_reason = None
         self.progress = progress
-        self.counts = {}
         self._last = defaultdict(float)
         self._deps_dirty = True
 
@@ -131,7 +130,7 @@ class Launcher:
 
     def run(self):
         logger.info("launcher %s starting: mode %s, %d node(s), scope %s", self.owner, self.job_mode,
-                    len(self.nodes), {k: v for k, v in self.scope.items() if v is not None})
+                    len(self.nodes), self.scope)
         self.client.recover_expired(self.lease_expiry_sec)
         sleep = 0.0
         try:
@@ -189,19 +188,13 @@ class Launcher:
             busy |= bool(self.client.recover_expired(self.lease_expiry_sec))
         if self._every("kills", KILL_CHECK_PERIOD_SEC):
             busy |= self._handle_kills()
-        if self._every("counts", 1.0):
-            self.counts = self._state_counts()
         return busy
 
-    def _scope_qs(self):
-        options = dict(self.scope)
-        if self.deadline:
-            options["max_wall_time_minutes"] = max(0.0, (self.deadline - time.monotonic()) / 60)
-        return job_scope(**{k: v for k, v in options.items() if v not in (None, False)})
+    def state_counts(self):
+        """{state: jobs} over this launcher's scope (for the progress display)."""
+        from balsam.api import state_counts
 
-    def _state_counts(self):
-        qs = job_scope(**{k: v for k, v in self.scope.items() if v not in (None, False)})
-        return dict(qs.order_by().values_list("state").annotate(n=Count("*")).values_list("state", "n"))
+        return state_counts(job_scope(**self.scope))
 
     # ------------------------------------------------------------------ dependencies
     def _resolve_dependencies(self):
@@ -211,8 +204,7 @@ class Launcher:
         self._last["deps"] = time.monotonic()
         self._deps_dirty = False
         waiting = list(
-            job_scope(**{k: v for k, v in self.scope.items() if v not in (None, False)})
-            .filter(state__in=states.WAITING_STATES)
+            job_scope(**self.scope).filter(state__in=states.WAITING_STATES)
             .values_list("pk", "state", "wait_for_parents")[:5000]
         )
         if not waiting:
@@ -260,8 +252,8 @@ class Launcher:
         want = target - len(self.held)
         if want <= 0:
             return False
-        scope = {k: v for k, v in self.scope.items() if v not in (None, False)}
-        if self.deadline:
+        scope = dict(self.scope)
+        if self.deadline:  # only jobs that fit in the time left
             scope["max_wall_time_minutes"] = max(0.0, (self.deadline - time.monotonic()) / 60)
         ids = self.client.claim(self.owner, CLAIMABLE, want, self.lease_expiry_sec, scope)
         if not ids:
@@ -508,8 +500,7 @@ class Launcher:
     def _idle(self):
         if self.held or self.runs or self.transitions:
             return False
-        qs = job_scope(**{k: v for k, v in self.scope.items() if v not in (None, False)})
-        return not qs.exclude(state__in=states.END_STATES).exists()
+        return not job_scope(**self.scope).exclude(state__in=states.END_STATES).exists()
 
     def shutdown(self):
         logger.info("launcher stopping: %s", self.stop_reason)

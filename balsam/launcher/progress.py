@@ -10,6 +10,7 @@ logger = logging.getLogger(__name__)
 
 TTY_PERIOD_SEC = 0.5
 LOG_PERIOD_SEC = 10.0
+COUNT_PERIOD_SEC = 2.0  # counting states scans the launcher's whole scope: not on every redraw
 FAILED_STATES = (states.FAILED, states.USER_KILLED, states.PARENT_KILLED)
 
 
@@ -21,9 +22,11 @@ class Progress:
         self.started = time.monotonic()
         self.first_finished = None
         self.last = 0.0
+        self.counts = {}
+        self.counted = float("-inf")
 
     def line(self, launcher):
-        counts = launcher.counts
+        counts = self.counts
         total = sum(counts.values())
         finished = counts.get(states.JOB_FINISHED, 0)
         failed = sum(counts.get(s, 0) for s in FAILED_STATES)
@@ -45,8 +48,8 @@ class Progress:
         if not final and now - self.last < period:
             return
         self.last = now
-        if final:
-            launcher.counts = launcher._state_counts()
+        if final or now - self.counted >= COUNT_PERIOD_SEC:
+            self.counts, self.counted = launcher.state_counts(), now
         text = self.line(launcher)
         if self.is_tty:
             self.stream.write("\r\x1b[2K" + text + ("\n" if final else ""))

@@ -20,19 +20,32 @@ class SchedulerError(BalsamError):
 
 
 class Scheduler:
+    """A batch scheduler driven by its commands: an adapter names its delete
+    command and builds its status command and parser (or overrides
+    ``status``/``delete`` altogether, like the local one)."""
+
     name = "?"
+    delete_command = None
 
     def submit(self, script_path, launch):
         """Submit ``script_path``; return the scheduler's id for it."""
         raise NotImplementedError
 
+    def status_argv(self, scheduler_ids):
+        raise NotImplementedError
+
+    def parse_status(self, text, scheduler_ids):
+        raise NotImplementedError
+
     def status(self, scheduler_ids):
         """``{id: QUEUED | RUNNING | FINISHED | FAILED}``; ids the scheduler
         no longer knows are FINISHED."""
-        raise NotImplementedError
+        if not scheduler_ids:
+            return {}
+        return self.parse_status(self.run(self.status_argv(scheduler_ids), "read job states"), scheduler_ids)
 
     def delete(self, scheduler_id):
-        raise NotImplementedError
+        self.run([self.delete_command, str(scheduler_id)], "cancel the launch")
 
     # -- helpers ------------------------------------------------------------------
     def run(self, argv, what):

@@ -12,14 +12,13 @@ class PBSScheduler(Scheduler):
     def submit(self, script_path, launch):
         return self.run(["qsub", str(script_path)], "submit the launch").strip()
 
-    def status(self, scheduler_ids):
-        if not scheduler_ids:
-            return {}
-        out = self.run(["qstat", "-x", *scheduler_ids], "read job states")
-        return parse_qstat(out, scheduler_ids)
+    delete_command = "qdel"
 
-    def delete(self, scheduler_id):
-        self.run(["qdel", str(scheduler_id)], "cancel the launch")
+    def status_argv(self, scheduler_ids):
+        return ["qstat", "-x", *scheduler_ids]
+
+    def parse_status(self, text, scheduler_ids):
+        return parse_qstat(text, scheduler_ids)
 
 
 def parse_qstat(text, scheduler_ids):

@@ -18,14 +18,13 @@ class SlurmScheduler(Scheduler):
         out = self.run(["sbatch", "--parsable", str(script_path)], "submit the launch")
         return out.strip().split(";")[0]
 
-    def status(self, scheduler_ids):
-        if not scheduler_ids:
-            return {}
-        out = self.run(["squeue", "-h", "-t", "all", "-j", ",".join(scheduler_ids), "-o", "%i %T"], "read job states")
-        return parse_squeue(out, scheduler_ids)
+    delete_command = "scancel"
 
-    def delete(self, scheduler_id):
-        self.run(["scancel", str(scheduler_id)], "cancel the launch")
+    def status_argv(self, scheduler_ids):
+        return ["squeue", "-h", "-t", "all", "-j", ",".join(scheduler_ids), "-o", "%i %T"]
+
+    def parse_status(self, text, scheduler_ids):
+        return parse_squeue(text, scheduler_ids)
 
 
 def parse_squeue(text, scheduler_ids):
