@@ -151,9 +151,13 @@ def _chunks(items, size=SQL_CHUNK):
         yield items[start : start + size]
 
 
-def _pk_param(pk):
-    """A job id as the DB stores it (32 hex digits on SQLite)."""
-    return pk.hex if not connection.features.has_native_uuid_field else pk
+def pk_params(pks):
+    """Job ids as the DB stores them (32 hex digits on SQLite). One lookup of
+    the backend's features per call: through Django's connection proxy it
+    costs more than the conversion."""
+    if connection.features.has_native_uuid_field:
+        return list(pks)
+    return [pk.hex for pk in pks]
 
 
 def _job_states(ids):
@@ -166,7 +170,7 @@ def _job_states(ids):
         for chunk in _chunks(ids):
             marks = ", ".join(["%s"] * len(chunk))
             cursor.execute(f"SELECT job_id, state, name FROM balsam_job WHERE job_id IN ({marks})",
-                           [_pk_param(pk) for pk in chunk])
+                           pk_params(chunk))
             for pk, state, name in cursor.fetchall():
                 found[uuid.UUID(str(pk))] = (state, name)
     missing = [str(i) for i in ids if i not in found]
@@ -494,10 +498,10 @@ def _record(moves, to_state, message, now):
         for chunk in _chunks(moves):
             marks = ", ".join(["%s"] * len(chunk))
             cursor.execute(f"UPDATE balsam_job SET state = %s, state_changed_at = %s WHERE job_id IN ({marks})",
-                           [to_state, stamp] + [_pk_param(pk) for pk in chunk])
+                           [to_state, stamp] + pk_params(chunk))
         cursor.executemany(
             "INSERT INTO balsam_job_event (job_id, timestamp, from_state, to_state, message) VALUES (%s, %s, %s, %s, %s)",
-            [(_pk_param(pk), stamp, from_state, to_state, message) for pk, from_state in moves.items()],
+            [(pk, stamp, from_state, to_state, message) for pk, from_state in zip(pk_params(moves), moves.values())],
         )
 
 

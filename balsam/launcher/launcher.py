@@ -19,11 +19,11 @@ from collections import defaultdict
 from pathlib import Path
 from types import SimpleNamespace
 
-from django.db.models import Q
+from django.db import connection
 
 from balsam.core import states
 from balsam.core.models import ApplicationDefinition, BalsamJob, JobDependency
-from balsam.core.writes import job_scope
+from balsam.core.writes import job_scope, pk_params
 from balsam.exceptions import BalsamError
 from balsam.launcher import mpi_commands, steps
 from balsam.launcher.environment import job_environment
@@ -116,6 +116,7 @@ class Launcher:
         self.runs = {}  # job id -> (ManagedProcess, hosts)
         self.transitions = {}  # job id -> (ManagedProcess, ProcessSpec)
         self.batch = Batch(client, self.owner)
+        self.inherited_env = dict(os.environ)
         self._scripted = set()  # held jobs a pre/post script ran for since they were loaded
         self._zombies = []  # killed processes not yet reaped
         self.stop_reason = None
@@ -315,22 +316,28 @@ class Launcher:
         """({job: [parent ids]}, {job: [child ids]}) for ``ids`` in one query."""
         parents, children = defaultdict(list), defaultdict(list)
         wanted = set(ids)
-        for start in range(0, len(ids), 450):
-            chunk = ids[start:start + 450]
-            rows = JobDependency.objects.filter(Q(child_id__in=chunk) | Q(parent_id__in=chunk)).values_list(
-                "child_id", "parent_id")
-            for child, parent in rows:
-                if child in wanted:
-                    parents[child].append(parent)
-                if parent in wanted:
-                    children[parent].append(child)
+        rows = []
+        # Raw SQL: this runs on every pass that starts jobs, and building the
+        # ORM's OR-query costs more than running it.
+        with connection.cursor() as cursor:
+            for start in range(0, len(ids), 450):
+                chunk = pk_params(ids[start:start + 450])
+                marks = ", ".join(["%s"] * len(chunk))
+                cursor.execute(f"SELECT child_id, parent_id FROM balsam_job_dependency "
+                               f"WHERE child_id IN ({marks}) OR parent_id IN ({marks})", chunk + chunk)
+                rows.extend(cursor.fetchall())
+        for child, parent in ((uuid.UUID(str(c)), uuid.UUID(str(p))) for c, p in rows):
+            if child in wanted:
+                parents[child].append(parent)
+            if parent in wanted:
+                children[parent].append(child)
         return parents, children
 
     def _start_transition(self, job, spec):
         app = self._app(job.application)
         parents, children = self._relatives([job.pk])
         env = job_environment(job, app.environ_vars if app else {}, parents[job.pk], children[job.pk], self.db_path,
-                              spec.handler)
+                              spec.handler, inherited=self.inherited_env)
         try:
             process = ManagedProcess(spec.kind, job.pk, spec.argv, job.working_directory, env,
                                      Path(job.working_directory) / spec.log_name, self.script_timeout_sec,
@@ -397,11 +404,11 @@ class Launcher:
         if app is None:
             raise BalsamError(f"application {job.application!r} does not exist")
         command = shlex.split(app.executable) + shlex.split(job.args)
-        env = job_environment(job, app.environ_vars, parents, children, self.db_path)
+        env = job_environment(job, app.environ_vars, parents, children, self.db_path, inherited=self.inherited_env)
         if self.job_mode == "serial" and set(hosts) <= self.local_hosts:
             argv = command
         else:
-            extra = {k: v for k, v in env.items() if os.environ.get(k) != v and k != "PATH"}
+            extra = {k: v for k, v in env.items() if self.inherited_env.get(k) != v and k != "PATH"}
             launch = mpi_commands.Launch(command, hosts, job.ranks_per_node, job.threads_per_rank,
                                          job.threads_per_core, env=extra)
             argv = mpi_commands.BUILDERS[self.mpi_flavour](launch)
