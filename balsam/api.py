@@ -242,25 +242,31 @@ def job_field_names():
     return frozenset(JOB_CREATE_FIELDS | {"parents"})
 
 
-def new_job(**fields):
-    """An unsaved BalsamJob; unknown field names are refused with the list of known ones."""
-    BalsamJob = _models().BalsamJob
+def _job_fields(fields):
+    """``fields`` without ``parents``, and the parents' ids; unknown field names
+    are refused with the list of known ones."""
     parents = fields.pop("parents", None)
     known = job_field_names()
-    unknown = sorted(set(fields) - known)
-    if unknown:
+    if not known.issuperset(fields):
+        unknown = sorted(set(fields) - known)
         raise ValidationError(f"unknown job field {unknown[0]!r}; job fields: {', '.join(sorted(known))}")
-    job = BalsamJob(**fields)
+    return fields, [get_job(p, by_name=False).pk for p in parents or ()]
+
+
+def new_job(**fields):
+    """An unsaved BalsamJob."""
+    fields, parents = _job_fields(fields)
+    job = _models().BalsamJob.build(**fields)  # create fields are plain columns: names are attnames
     if parents:
-        job._pending_parents = [get_job(p, by_name=False).pk for p in parents]
+        job._pending_parents = parents
     return job
 
 
 def add_job(save=True, **fields):
-    job = new_job(**fields)
-    if save:
-        job.save()
-    return job
+    if not save:
+        return new_job(**fields)
+    fields, parents = _job_fields(fields)
+    return _models().BalsamJob.insert(fields, parents)
 
 
 def add_jobs(rows, progress=None):

@@ -6,7 +6,12 @@ import uuid
 from django.db.models import Expression
 
 
+_PLAIN = (str, int, float, bool, type(None))
+
+
 def to_wire(value):
+    if type(value) in _PLAIN:  # most values: nothing to check or convert
+        return value
     if isinstance(value, Expression) or hasattr(value, "resolve_expression"):
         from balsam.exceptions import ValidationError
 

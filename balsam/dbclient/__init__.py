@@ -11,7 +11,7 @@ from pathlib import Path
 
 from balsam.config import SERVER_INFO_NAME, load_settings
 from balsam.core import write_path
-from balsam.dbclient.base import WriteClient
+from balsam.dbclient.base import ServerGone, WriteClient
 from balsam.exceptions import BalsamError
 
 
@@ -20,6 +20,7 @@ class AutoClient(WriteClient):
         from balsam.dbclient.direct import DirectClient
 
         self.db_path = Path(db_path)
+        self._info_file = os.path.join(db_path, SERVER_INFO_NAME)  # stat()ed on every write: keep it a str
         self.forced_mode = forced_mode
         self._direct = DirectClient()
         self._server = None
@@ -34,7 +35,7 @@ class AutoClient(WriteClient):
         if self.forced_mode == "direct":
             return self._direct
         try:
-            stamp = os.stat(self.db_path / SERVER_INFO_NAME).st_mtime_ns
+            stamp = os.stat(self._info_file).st_mtime_ns
         except FileNotFoundError:
             return self._direct
         if stamp != self._stamp:
@@ -58,8 +59,6 @@ class AutoClient(WriteClient):
         return ZmqClient(self.db_path, settings.dbserver_deadline_sec, settings.dbserver_ping_timeout_sec)
 
     def request(self, op, payload):
-        from balsam.dbclient.zmq_client import ServerGone
-
         client = self._choose()
         if client is self._direct:
             return client.request(op, payload)

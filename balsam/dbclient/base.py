@@ -9,6 +9,18 @@ whitelist in ``balsam.core.writes`` and must stay JSON-able.
 from abc import ABC, abstractmethod
 
 
+class ServerGone(Exception):
+    """The server was stopped cleanly (address cleared) while ``request_id`` waited.
+
+    It may have committed the request just before stopping: look its id up in
+    the applied-request table before applying it any other way.
+    """
+
+    def __init__(self, request_id=None):
+        super().__init__(request_id)
+        self.request_id = request_id
+
+
 class WriteClient(ABC):
     mode = "?"
 

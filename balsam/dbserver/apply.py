@@ -13,7 +13,7 @@ import logging
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
-from balsam.core.writes import OPERATIONS, create_jobs_many, write_transaction
+from balsam.core.writes import OPERATIONS, create_jobs_many, raw_executemany, raw_fetchall, write_transaction
 from balsam.exceptions import BalsamError
 
 logger = logging.getLogger(__name__)
@@ -91,13 +91,12 @@ def committed_outcomes(request_ids):
 
 
 def _already_applied(request_ids):
+    connection.ensure_connection()
     found = {}
-    with connection.cursor() as cursor:
-        for start in range(0, len(request_ids), SQL_CHUNK):
-            chunk = request_ids[start : start + SQL_CHUNK]
-            marks = ", ".join(["%s"] * len(chunk))
-            cursor.execute(f"SELECT request_id, result FROM {TABLE} WHERE request_id IN ({marks})", chunk)
-            found.update(cursor.fetchall())
+    for start in range(0, len(request_ids), SQL_CHUNK):
+        chunk = request_ids[start : start + SQL_CHUNK]
+        marks = ", ".join(["%s"] * len(chunk))
+        found.update(raw_fetchall(f"SELECT request_id, result FROM {TABLE} WHERE request_id IN ({marks})", chunk))
     return found
 
 
@@ -105,11 +104,10 @@ def _record(applied):
     if not applied:
         return
     now = connection.ops.adapt_datetimefield_value(timezone.now())
-    with connection.cursor() as cursor:
-        cursor.executemany(
-            f"INSERT INTO {TABLE} (request_id, result, applied_at) VALUES (%s, %s, %s)",
-            [(rid, result, now) for rid, result in applied],
-        )
+    raw_executemany(
+        f"INSERT INTO {TABLE} (request_id, result, applied_at) VALUES (%s, %s, %s)",
+        [(rid, result, now) for rid, result in applied],
+    )
 
 
 def prune_applied(retention_sec):

@@ -14,7 +14,8 @@ idempotent: the server answers a repeated id with the stored result.
 """
 
 import json
-import secrets
+import os
+import random
 import time
 
 VERSION = 1
@@ -63,13 +64,23 @@ class ProtocolError(Exception):
         self.request_id = request_id
 
 
+# json.dumps/loads with options build a new encoder per call; these are reused.
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+_decode = json.JSONDecoder().decode
+# Request ids need uniqueness, not secrecy: a per-process generator seeded from
+# the OS (and reseeded in forked children) costs no system call per id.
+_ids = random.Random()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_ids.seed)
+
+
 def new_request_id():
     """32 hex digits, time first: the server's id index then grows at its end."""
-    return f"{time.time_ns():016x}{secrets.token_hex(8)}"
+    return f"{time.time_ns():016x}{_ids.getrandbits(64):016x}"
 
 
 def encode_request(request_id, op, args):
-    return json.dumps({"v": VERSION, "id": request_id, "op": op, "args": args}, separators=(",", ":")).encode()
+    return _encode({"v": VERSION, "id": request_id, "op": op, "args": args}).encode()
 
 
 def decode_request(frame):
@@ -77,7 +88,7 @@ def decode_request(frame):
     if len(frame) > MAX_REQUEST_BYTES:
         raise ProtocolError(f"request of {len(frame)} bytes exceeds the {MAX_REQUEST_BYTES}-byte limit; send smaller batches")
     try:
-        message = json.loads(frame)
+        message = _decode(frame.decode())
     except (UnicodeDecodeError, ValueError):
         raise ProtocolError("request is not UTF-8 JSON") from None
     if not isinstance(message, dict):
@@ -105,7 +116,7 @@ def encode_reply(request_id, result=None, error=None, message=None):
         body = {"v": VERSION, "id": request_id, "ok": True, "result": result}
     else:
         body = {"v": VERSION, "id": request_id, "ok": False, "error": error, "message": message}
-    return json.dumps(body, separators=(",", ":")).encode()
+    return _encode(body).encode()
 
 
 def encode_ok_reply(request_id, result_json):
@@ -114,7 +125,7 @@ def encode_ok_reply(request_id, result_json):
 
 
 def decode_reply(frame):
-    message = json.loads(frame)
+    message = _decode(frame.decode())
     if not isinstance(message, dict) or "ok" not in message:
         raise ProtocolError("malformed reply from the dbserver")
     return message

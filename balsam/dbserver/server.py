@@ -28,9 +28,9 @@ MAX_BATCH_REQUESTS = 1024
 MAX_BATCH_BYTES = 64 * 2**20
 POLL_MS = 200
 # When the last group held several requests, other clients are active: wait
-# this long for their next requests so one commit serves them all (like
-# PostgreSQL's commit_delay). A lone client never waits.
-GATHER_MS = 1
+# up to this long for as many requests as that group held, so one commit
+# serves them all (like PostgreSQL's commit_delay). A lone client never waits.
+GATHER_MS = 2
 _SNDMORE = int(zmq.SNDMORE)  # a plain int: enum flag arithmetic costs more than the send
 PRUNE_PERIOD_SEC = 60
 
@@ -113,15 +113,24 @@ class WriteServer:
         while not self.stopping:
             if poller.poll(POLL_MS):
                 batch = self._drain()
-                if self.group_commit and self._last_batch > 1 and len(batch) < MAX_BATCH_REQUESTS:
-                    if self.socket.poll(GATHER_MS):
-                        batch += self._drain(MAX_BATCH_REQUESTS - len(batch))
+                if self.group_commit and self._last_batch > 1:
+                    self._gather(batch)
                 self._last_batch = len(batch)
                 self.handle(batch)
             if os.getppid() != self._parent:
                 logger.warning("the watchdog (pid %s) is gone; exiting", self._parent)
                 break
             self._maybe_prune()
+
+    def _gather(self, batch):
+        """Add to ``batch`` until it is as large as the last one, for at most GATHER_MS."""
+        want = min(MAX_BATCH_REQUESTS, self._last_batch)
+        end = time.monotonic() + GATHER_MS / 1000
+        while len(batch) < want:
+            left = end - time.monotonic()
+            if left <= 0 or not self.socket.poll(max(1, round(left * 1000))):
+                return
+            batch += self._drain(MAX_BATCH_REQUESTS - len(batch))
 
     def _drain(self, limit=None):
         batch, size = [], 0
