@@ -58,6 +58,40 @@ def write_transaction():
         connection.transaction_mode = previous
 
 
+def raw_executemany(sql, rows):
+    """``executemany`` on the DB-API connection, inside Django's transaction.
+
+    For the statements run on every write (inserts, state changes, applied
+    request ids): Django's cursor wrapper rewrites placeholders and runs debug
+    hooks on every call, which costs more than SQLite's own work here.
+    Errors are still Django's."""
+    connection.ensure_connection()
+    with connection.wrap_database_errors:
+        cursor = connection.connection.cursor()
+        try:
+            cursor.executemany(_native_sql(sql, connection.vendor), rows)
+            return cursor.rowcount
+        finally:
+            cursor.close()
+
+
+def raw_fetchall(sql, params):
+    """``execute`` + ``fetchall`` the same way as ``raw_executemany``."""
+    connection.ensure_connection()
+    with connection.wrap_database_errors:
+        cursor = connection.connection.cursor()
+        try:
+            cursor.execute(_native_sql(sql, connection.vendor), params)
+            return cursor.fetchall()
+        finally:
+            cursor.close()
+
+
+@functools.lru_cache(maxsize=64)
+def _native_sql(sql, vendor):
+    """Our SQL is written with ``%s`` placeholders; SQLite's own driver wants ``?``."""
+    return sql.replace("%s", "?") if vendor == "sqlite" else sql
+
 
 # ---------------------------------------------------------------------------
 # validation
@@ -166,13 +200,11 @@ def _job_states(ids):
     Raw SQL: this runs for every state change, and the ORM's query building
     would cost more than the query itself."""
     found = {}
-    with connection.cursor() as cursor:
-        for chunk in _chunks(ids):
-            marks = ", ".join(["%s"] * len(chunk))
-            cursor.execute(f"SELECT job_id, state, name FROM balsam_job WHERE job_id IN ({marks})",
-                           pk_params(chunk))
-            for pk, state, name in cursor.fetchall():
-                found[uuid.UUID(str(pk))] = (state, name)
+    for chunk in _chunks(ids):
+        marks = ", ".join(["%s"] * len(chunk))
+        rows = raw_fetchall(f"SELECT job_id, state, name FROM balsam_job WHERE job_id IN ({marks})", pk_params(chunk))
+        for pk, state, name in rows:
+            found[pk if isinstance(pk, uuid.UUID) else uuid.UUID(pk)] = (state, name)
     missing = [str(i) for i in ids if i not in found]
     if missing:
         raise NotFound(f"no job with id {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
@@ -313,38 +345,6 @@ def _insert_jobs(jobs, now):
             row[index] = value if prep is None else prep(value, connection)
         rows.append(row)
     raw_executemany(sql, rows)
-
-
-def raw_executemany(sql, rows):
-    """``executemany`` on the DB-API connection, inside Django's transaction.
-
-    For the statements run per write (inserts, applied-request ids): Django's
-    cursor wrapper rewrites placeholders and runs debug hooks on every call,
-    which costs more than SQLite's own work here. Errors are still Django's."""
-    with connection.wrap_database_errors:
-        cursor = connection.connection.cursor()
-        try:
-            cursor.executemany(_native_sql(sql, connection.vendor), rows)
-            return cursor.rowcount
-        finally:
-            cursor.close()
-
-
-def raw_fetchall(sql, params):
-    """``execute`` + ``fetchall`` the same way as ``raw_executemany``."""
-    with connection.wrap_database_errors:
-        cursor = connection.connection.cursor()
-        try:
-            cursor.execute(_native_sql(sql, connection.vendor), params)
-            return cursor.fetchall()
-        finally:
-            cursor.close()
-
-
-@functools.lru_cache(maxsize=64)
-def _native_sql(sql, vendor):
-    """Our SQL is written with ``%s`` placeholders; SQLite's own driver wants ``?``."""
-    return sql.replace("%s", "?") if vendor == "sqlite" else sql
 
 
 def _prepare_jobs(rows):
@@ -525,15 +525,16 @@ def _record(moves, to_state, message, now):
     # Raw SQL and executemany: Django's update and bulk_create cost several
     # times more per row, and every state change of every job comes here.
     stamp = JobEvent._meta.get_field("timestamp").get_db_prep_save(now, connection)
-    with connection.cursor() as cursor:
-        for chunk in _chunks(moves):
-            marks = ", ".join(["%s"] * len(chunk))
-            cursor.execute(f"UPDATE balsam_job SET state = %s, state_changed_at = %s WHERE job_id IN ({marks})",
-                           [to_state, stamp] + pk_params(chunk))
-        cursor.executemany(
-            "INSERT INTO balsam_job_event (job_id, timestamp, from_state, to_state, message) VALUES (%s, %s, %s, %s, %s)",
-            [(pk, stamp, from_state, to_state, message) for pk, from_state in zip(pk_params(moves), moves.values())],
-        )
+    pks = pk_params(moves)
+    for start in range(0, len(pks), SQL_CHUNK):
+        chunk = pks[start : start + SQL_CHUNK]
+        marks = ", ".join(["%s"] * len(chunk))
+        raw_executemany(f"UPDATE balsam_job SET state = %s, state_changed_at = %s WHERE job_id IN ({marks})",
+                        [[to_state, stamp] + chunk])
+    raw_executemany(
+        "INSERT INTO balsam_job_event (job_id, timestamp, from_state, to_state, message) VALUES (%s, %s, %s, %s, %s)",
+        [(pk, stamp, from_state, to_state, message) for pk, from_state in zip(pks, moves.values())],
+    )
 
 
 def transition_jobs(ids, state, message="", strict=True):

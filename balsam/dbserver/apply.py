@@ -91,7 +91,6 @@ def committed_outcomes(request_ids):
 
 
 def _already_applied(request_ids):
-    connection.ensure_connection()
     found = {}
     for start in range(0, len(request_ids), SQL_CHUNK):
         chunk = request_ids[start : start + SQL_CHUNK]

@@ -5,25 +5,32 @@ import os
 import sys
 
 
-def job_environment(job, app_env, parent_ids, child_ids, db_path, handler=None, inherited=None):
-    """Everything inherited, then the application's and the job's variables,
-    then Balsam's own. ``handler`` is "ERROR" or "TIMEOUT" for a postprocess
-    script run as error or timeout handler. ``inherited``: a snapshot of
-    ``os.environ`` to start from (copying ``os.environ`` decodes every
-    variable, which adds up over thousands of jobs)."""
+def base_environment(inherited=None):
+    """What every job's environment starts from: ``inherited`` (default
+    ``os.environ``) with the launcher's own install first on PATH -- scripts
+    may call `balsam` or import balsam -- and no handler flags. A launcher
+    makes it once: copying and decoding ``os.environ`` per job adds up over
+    thousands of jobs."""
     env = dict(os.environ if inherited is None else inherited)
     for name in ("BALSAM_JOB_ERROR", "BALSAM_JOB_TIMEOUT"):
         env.pop(name, None)
-    # Scripts may call `balsam` or import balsam: the launcher's own install comes first.
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
-    env.update(app_env or {})
-    env.update(job.environ_vars or {})
-    env.update(
-        BALSAM_JOB_ID=str(job.job_id),
-        BALSAM_PARENT_IDS=json.dumps([str(p) for p in parent_ids]),
-        BALSAM_CHILD_IDS=json.dumps([str(c) for c in child_ids]),
-        BALSAM_DB_PATH=str(db_path),
-    )
+    return env
+
+
+def job_environment(job, app_env, parent_ids, child_ids, db_path, handler=None, base=None):
+    """The base environment (see ``base_environment``), then the application's
+    and the job's variables, then Balsam's own. ``handler`` is "ERROR" or
+    "TIMEOUT" for a postprocess script run as error or timeout handler."""
+    env = dict(base_environment() if base is None else base)
+    if app_env:
+        env.update(app_env)
+    if job.environ_vars:
+        env.update(job.environ_vars)
+    env["BALSAM_JOB_ID"] = str(job.job_id)
+    env["BALSAM_PARENT_IDS"] = json.dumps([str(p) for p in parent_ids])
+    env["BALSAM_CHILD_IDS"] = json.dumps([str(c) for c in child_ids])
+    env["BALSAM_DB_PATH"] = str(db_path)
     if job.threads_per_rank > 1:
         env["OMP_NUM_THREADS"] = str(job.threads_per_rank)
     if handler:

@@ -16,6 +16,7 @@ import socket
 import time
 import uuid
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -26,7 +27,7 @@ from balsam.core.models import ApplicationDefinition, BalsamJob, JobDependency
 from balsam.core.writes import job_scope, pk_params
 from balsam.exceptions import BalsamError
 from balsam.launcher import mpi_commands, steps
-from balsam.launcher.environment import job_environment
+from balsam.launcher.environment import base_environment, job_environment
 from balsam.launcher.processes import ManagedProcess
 from balsam.launcher.slots import MPISlots, SerialSlots
 
@@ -52,7 +53,11 @@ OUTPUT_TAIL_LINES = 10
 class Batch:
     """State changes, field updates and lease releases collected during one
     loop pass and written in one request. A job may move several times in a
-    pass: its n-th move goes in round n, and rounds are applied in order."""
+    pass: its n-th move goes in round n, and rounds are applied in order.
+
+    The write runs on a background thread while the loop goes on spawning and
+    reaping (the DB work releases the GIL: SQLite's, or the dbserver's round
+    trip). One write is in flight at a time, so batches land in order."""
 
     def __init__(self, client, owner):
         self.client = client
@@ -61,6 +66,9 @@ class Batch:
         self.rounds = defaultdict(int)
         self.fields = []
         self.releases = []
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="balsam-batch")
+        self._in_flight = None
+        self._refused = []
 
     def move(self, job_id, state, message=""):
         self.rounds[job_id] += 1
@@ -72,18 +80,38 @@ class Batch:
     def release(self, job_id):
         self.releases.append(str(job_id))
 
-    def flush(self):
-        """Write everything in one request; returns the ids whose move was
-        refused (a user killed the job meanwhile). Their leases are released."""
-        if not (self.moves or self.fields or self.releases):
-            return []
-        moves = [(ids, state, message) for (_, state, message), ids in sorted(self.moves.items())]
-        result = self.client.apply_batch(moves, self.fields, self.owner, self.releases)
-        self.moves.clear()
-        self.rounds.clear()
-        self.fields, self.releases = [], []
-        return list(result["refused"])
+    def flush(self, wait=False):
+        """Start writing everything collected; returns the ids whose move an
+        earlier write refused (a user killed the job meanwhile; their leases
+        are released). ``wait``: return only once this write has landed too."""
+        self.wait()
+        if self.moves or self.fields or self.releases:
+            moves = [(ids, state, message) for (_, state, message), ids in sorted(self.moves.items())]
+            self._in_flight = self._writer.submit(self._write, moves, self.fields, self.releases)
+            self.moves, self.rounds = defaultdict(list), defaultdict(int)
+            self.fields, self.releases = [], []
+        if wait:
+            self.wait()
+        refused, self._refused = self._refused, []
+        return refused
 
+    def wait(self):
+        """Until the write in flight (if any) has landed: before reading back
+        states this launcher has written."""
+        if self._in_flight is not None:
+            future, self._in_flight = self._in_flight, None
+            self._refused += future.result()  # a failed write raises here, in the loop
+
+    def _write(self, moves, fields, releases):
+        from django.db import connection
+
+        try:
+            return list(self.client.apply_batch(moves, fields, self.owner, releases)["refused"])
+        finally:
+            connection.close()  # this thread's own connection (direct mode)
+
+    def close(self):
+        self._writer.shutdown(wait=True)
 
 class Launcher:
     def __init__(self, db_path, client, nodes, job_mode="serial", workflow=None, job_ids=None, queued_launch=None,
@@ -117,6 +145,9 @@ class Launcher:
         self.transitions = {}  # job id -> (ManagedProcess, ProcessSpec)
         self.batch = Batch(client, self.owner)
         self.inherited_env = dict(os.environ)
+        self.base_env = base_environment(self.inherited_env)
+        self.db_path_text = str(self.db_path)
+        self._commands = {}  # application name -> its executable, split into words
         self._scripted = set()  # held jobs a pre/post script ran for since they were loaded
         self._zombies = []  # killed processes not yet reaped
         self.stop_reason = None
@@ -336,8 +367,8 @@ class Launcher:
     def _start_transition(self, job, spec):
         app = self._app(job.application)
         parents, children = self._relatives([job.pk])
-        env = job_environment(job, app.environ_vars if app else {}, parents[job.pk], children[job.pk], self.db_path,
-                              spec.handler, inherited=self.inherited_env)
+        env = job_environment(job, app.environ_vars if app else {}, parents[job.pk], children[job.pk],
+                              self.db_path_text, spec.handler, base=self.base_env)
         try:
             process = ManagedProcess(spec.kind, job.pk, spec.argv, job.working_directory, env,
                                      Path(job.working_directory) / spec.log_name, self.script_timeout_sec,
@@ -403,8 +434,11 @@ class Launcher:
         app = self._app(job.application)
         if app is None:
             raise BalsamError(f"application {job.application!r} does not exist")
-        command = shlex.split(app.executable) + shlex.split(job.args)
-        env = job_environment(job, app.environ_vars, parents, children, self.db_path, inherited=self.inherited_env)
+        executable = self._commands.get(app.name)
+        if executable is None:
+            executable = self._commands[app.name] = shlex.split(app.executable)
+        command = executable + shlex.split(job.args) if job.args else list(executable)
+        env = job_environment(job, app.environ_vars, parents, children, self.db_path_text, base=self.base_env)
         if self.job_mode == "serial" and set(hosts) <= self.local_hosts:
             argv = command
         else:
@@ -412,11 +446,12 @@ class Launcher:
             launch = mpi_commands.Launch(command, hosts, job.ranks_per_node, job.threads_per_rank,
                                          job.threads_per_core, env=extra)
             argv = mpi_commands.BUILDERS[self.mpi_flavour](launch)
-        workdir = Path(job.working_directory)
-        if not workdir.is_dir():  # made at stage-in; gone only if a user removed it
-            workdir.mkdir(parents=True)
+        workdir = job.working_directory
+        if not os.path.isdir(workdir):  # made at stage-in; gone only if a user removed it
+            os.makedirs(workdir)
         timeout = job.wall_time_minutes * 60 if job.wall_time_minutes else None
-        return ManagedProcess("run", job.pk, argv, str(workdir), env, workdir / steps.run_output_name(job), timeout)
+        output = os.path.join(workdir, steps.run_output_name(job))
+        return ManagedProcess("run", job.pk, argv, workdir, env, output, timeout)
 
     def _reap(self):
         busy = self._reap_runs()
@@ -456,6 +491,7 @@ class Launcher:
             if job is None:
                 continue
             self._scripted.add(pk)
+            self.batch.wait()  # the state the script started in must have landed
             stored = BalsamJob.objects.filter(pk=pk).values_list("state", flat=True).first()
             move = steps.after_process(spec, code, process.timed_out, process.tail(OUTPUT_TAIL_LINES), stored)
             if move is None:  # an error/timeout handler moved the job itself
@@ -495,8 +531,8 @@ class Launcher:
         self.transitions.clear()
         self.runs.clear()
 
-    def _flush(self):
-        refused = self.batch.flush()
+    def _flush(self, wait=False):
+        refused = self.batch.flush(wait)
         for pk in refused:
             self._drop(uuid.UUID(pk), "state changed elsewhere")
         for process in list(self._zombies):
@@ -523,7 +559,8 @@ class Launcher:
             self._reap_transitions()  # let steps in progress finish
             time.sleep(0.05)
         self._kill_everything(runs)
-        self._flush()
+        self._flush(wait=True)
+        self.batch.close()
         self.client.release(self.owner)
         if self.progress:
             self.progress.update(self, final=True)
