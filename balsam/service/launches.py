@@ -6,9 +6,10 @@ import logging
 import math
 from pathlib import Path
 
+from django.db.models import Count, Max, Q
 from django.utils import timezone
 
-from balsam.core.models import QueuedLaunch
+from balsam.core.models import BalsamJob, QueuedLaunch
 from balsam.core.writes import job_scope
 from balsam.dbclient import get_client
 from balsam.exceptions import NotFound
@@ -131,6 +132,22 @@ def untied_work(job_mode, max_nodes, max_minutes):
         return qs.count(), 0
     sizes = list(qs.values_list("num_nodes", flat=True))
     return len(sizes), sum(sizes)
+
+
+def unplaceable_work(queue_policies):
+    """Unfinished untied jobs no launch of these queues could run: more nodes
+    than the largest queue allows, or a wall time longer than the longest
+    launcher. (count, the largest num_nodes, the longest wall_time_minutes)."""
+    from balsam.core import states
+
+    if not queue_policies:
+        return 0, 0, 0
+    most_nodes = max(q.max_nodes for q in queue_policies)
+    longest = max(templates.launcher_minutes(q.max_minutes) for q in queue_policies)
+    too_big = Q(num_nodes__gt=most_nodes) | Q(wall_time_minutes__gt=longest)
+    found = (BalsamJob.objects.filter(too_big, queued_launch__isnull=True).exclude(state__in=states.END_STATES)
+             .aggregate(count=Count("pk"), nodes=Max("num_nodes"), minutes=Max("wall_time_minutes")))
+    return found["count"], found["nodes"] or 0, found["minutes"] or 0
 
 
 def launch_size(job_mode, count, mpi_nodes, queue_policy):

@@ -29,6 +29,7 @@ class Service:
         self.period_sec = period_sec
         self.until_idle = until_idle
         self.stopping = False
+        self._unplaceable = 0
 
     def queues(self):
         if self.queue_name:
@@ -63,9 +64,25 @@ class Service:
                 except BalsamError as exc:
                     logger.error("could not submit a %s launch to %s: %s", job_mode, queue.name, exc)
                 break  # one queue per mode and pass
+        self._report_unplaceable()
         active = QueuedLaunch.objects.filter(state__in=QueuedLaunch.ACTIVE_STATES,
                                              scheduler=self.policy.scheduler).exists()
         return busy or active
+
+    def _report_unplaceable(self):
+        """Warn (once per change) about jobs no queue could ever run: otherwise
+        they would simply never be submitted, silently."""
+        queues = self.queues()
+        count, nodes, minutes = launches.unplaceable_work(queues)
+        if count and count != self._unplaceable:
+            most_nodes = max(q.max_nodes for q in queues)
+            longest = max(q.max_minutes for q in queues)
+            logger.warning(
+                "%d unfinished job(s) fit no queue and will not be submitted: the largest needs %d node(s) and "
+                "%g min (queues allow at most %d node(s) and %g min, less the launcher's margin); raise max_nodes "
+                "or max_minutes in %s, or change the jobs with: balsam modify",
+                count, nodes, minutes, most_nodes, longest, self.policy.path)
+        self._unplaceable = count
 
     def run(self):
         lock = FileLock(str(self.db_path / LOCK_NAME), timeout=0)

@@ -185,3 +185,17 @@ def test_jobs_longer_than_any_launch_are_not_tied(db):
     result = balsam(db, "submit-launch", "-n", 1, "-t", 30, "-q", "local")
     assert result.returncode == 0, result.stderr
     assert [j.name for j in QueuedLaunch.objects.get().jobs.all()] == ["dummy1"]
+
+
+def test_jobs_no_queue_can_run_are_reported(db):
+    api.make_dummies(3)
+    BalsamJob.objects.filter(name="dummy0").update(num_nodes=8, ranks_per_node=2)
+    BalsamJob.objects.filter(name="dummy1").update(wall_time_minutes=600)
+    write_policy(db, "local", local={"max_queued": 1, "max_nodes": 1, "max_minutes": 10, "jobs_per_node": 8})
+    result = balsam(db, "service", "--until-idle", "--period-sec", "0.2")
+    assert result.returncode == 0, result.stderr
+    assert BalsamJob.objects.get(name="dummy2").state == "JOB_FINISHED"
+    assert BalsamJob.objects.filter(queued_launch__isnull=True).count() == 2
+    log = (db / "log" / "service.log").read_text()
+    assert "2 unfinished job(s) fit no queue and will not be submitted" in log
+    assert "the largest needs 8 node(s) and 600 min" in log and log.count("fit no queue") == 1
