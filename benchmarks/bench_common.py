@@ -55,6 +55,12 @@ def print_table(rows):
         print(line(row))
 
 
+def print_verdict(missed, what="target(s) missed"):
+    """The last line of a report: the names of what missed its target, or that all were met."""
+    print()
+    print(f"{len(missed)} {what}: {'; '.join(missed)}" if missed else "All targets met.")
+
+
 def _sigterm(signum, frame):
     raise KeyboardInterrupt
 

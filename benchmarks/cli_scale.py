@@ -47,7 +47,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench_common import BALSAM, env_for, log, print_table
+from bench_common import BALSAM, env_for, log, print_table, print_verdict
 DEFAULT_WORKDIR = Path(__file__).resolve().parent / "_work"
 BUILD_CHUNK = 250_000  # jobs per make_dummies call while building the large DB
 DUMMIES_TARGET_RATE = 20_000  # jobs/s
@@ -255,9 +255,7 @@ def main(argv=None):
     rows += bench_large(args.workdir, args.jobs_large, args.repeat, args.rebuild)
 
     print_table(rows)
-    misses = [r["operation"] for r in rows if r["ok?"].startswith("MISS")]
-    print()
-    print(f"{len(misses)} target(s) missed: {', '.join(misses)}" if misses else "All targets met.")
+    print_verdict([r["operation"] for r in rows if r["ok?"].startswith("MISS")])
     return 0
 
 

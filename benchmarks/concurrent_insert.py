@@ -89,7 +89,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from bench_common import BALSAM, env_for, log, run_balsam, mark, print_table, prepare
+from bench_common import env_for, log, mark, prepare, print_table, print_verdict, run_balsam
 from bench_common import fresh_db as _fresh_db
 DEFAULT_WORKDIR = Path(__file__).resolve().parent / "_work" / "concurrent_insert"
 HOST = "127.0.0.1"
@@ -680,7 +680,7 @@ def report(t1, t2):
         checks.append(("0 duplicated (all cells)", str(dup), dup == 0))
     if t2:
         rows, ratio, statuses, notes = t2
-        print(f"Table 2: server capacity (raw pyzmq DEALER load generator, create_jobs with one job per request)")
+        print("Table 2: server capacity (raw pyzmq DEALER load generator, create_jobs with one job per request)")
         print_table(rows)
         for text in notes:
             print(f"  note: {text}")
@@ -696,9 +696,7 @@ def report(t1, t2):
     if checks:
         print("Targets")
         print_table([{"target": t, "measured": m, "ok?": mark(p)} for t, m, p in checks])
-        misses = [t for t, _, p in checks if not p]
-        print()
-        print(f"{len(misses)} target(s) missed: {'; '.join(misses)}" if misses else "All targets met.")
+        print_verdict([t for t, _, p in checks if not p])
 
 
 if __name__ == "__main__":

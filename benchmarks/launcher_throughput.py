@@ -75,7 +75,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench_common import BALSAM, env_for, fresh_db, log, run_balsam, mark, print_table, prepare
+from bench_common import BALSAM, env_for, fresh_db, log, mark, prepare, print_table, print_verdict, run_balsam
 DEFAULT_WORKDIR = Path(__file__).resolve().parent / "_work" / "launcher_throughput"
 HOST = "127.0.0.1"
 APP = "noop"
@@ -377,9 +377,7 @@ def main(argv=None):
     print_table(rows)
     for text in notes:
         print(f"  note: {text}")
-    misses = [r["mode"] for r in rows if r["ok?"].startswith("MISS")]
-    print()
-    print(f"{len(misses)} run(s) missed the target: {', '.join(misses)}" if misses else "All targets met.")
+    print_verdict([r["mode"] for r in rows if r["ok?"].startswith("MISS")], "run(s) missed the target")
     return 0
 
 

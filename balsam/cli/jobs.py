@@ -204,7 +204,7 @@ def rm(ctx, kind, name, ref, everything, force):
         else:
             apps = [api.get_app(ref)]
         if not apps:
-            raise NotFound(f"no applications match" + (f" the name {name!r}" if name else ""))
+            raise NotFound("no applications match" + (f" the name {name!r}" if name else ""))
         for app_obj in apps:
             click.echo(app_block(app_obj))
         if not confirm(f"PERMANENTLY remove {len(apps)} application(s)?", force):

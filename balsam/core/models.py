@@ -190,18 +190,24 @@ class TrackedModel(models.Model):
     # Fields the writer sets itself when it inserts (ids, its clock).
     _writer_fields = ("id", "created_at")
 
+    def _insert_row(self):
+        """What goes over the wire to insert this object."""
+        row = self.wire_row()
+        for name in self._writer_fields:
+            row.pop(name, None)
+        return row
+
+    @classmethod
+    def _inserted_values(cls, result):
+        """{attname: value} the writer's answer for one inserted row sets (its id)."""
+        return {cls._meta.pk.attname: result}
+
     @classmethod
     def _create_many(cls, objs):
-        """Insert ``objs`` through the write path; they get the ids it assigned."""
-        rows = []
-        for obj in objs:
-            row = obj.wire_row()
-            for name in cls._writer_fields:
-                row.pop(name, None)
-            rows.append(row)
-        ids = write_path.client().create(cls.write_kind, rows)
-        for obj, pk in zip(objs, ids):
-            obj.pk = pk
+        """Insert ``objs`` through the write path; they get what it assigned (ids, times)."""
+        results = write_path.client().create(cls.write_kind, [obj._insert_row() for obj in objs])
+        for obj, result in zip(objs, results):
+            obj.__dict__.update(cls._inserted_values(result))
             obj._state.adding = False
             obj._remember_loaded()
 
@@ -433,34 +439,25 @@ class BalsamJob(TrackedModel):
         if parents:
             row["parents"] = [str(p) for p in parents]
         info = write_path.client().create("jobs", [row])[0]
-        stamp = datetime.datetime.fromisoformat(info["created_at"])
-        job = cls.build(**{**fields, "job_id": uuid.UUID(info["job_id"]), "workdir": info["workdir"],
-                           "created_at": stamp, "state_changed_at": stamp})
+        job = cls.build(**{**fields, **cls._inserted_values(info)})
         job._state.adding = False
         job._remember_loaded()
         return job
 
+    _writer_fields = SYSTEM_FIELDS
+
+    def _insert_row(self):
+        row = super()._insert_row()
+        parents = getattr(self, "_pending_parents", None)
+        if parents:
+            row["parents"] = [str(p) for p in parents]
+        return row
+
     @classmethod
-    def _create_many(cls, objs):
-        rows = []
-        for obj in objs:
-            row = obj.wire_row()
-            for name in cls.SYSTEM_FIELDS:
-                row.pop(name, None)
-            parents = getattr(obj, "_pending_parents", None)
-            if parents:
-                row["parents"] = [str(p) for p in parents]
-            rows.append(row)
-        created = write_path.client().create("jobs", rows)
-        stamps = {}
-        for obj, info in zip(objs, created):
-            obj.workdir = info["workdir"]
-            stamp = info["created_at"]
-            if stamp not in stamps:
-                stamps[stamp] = datetime.datetime.fromisoformat(stamp)
-            obj.created_at = obj.state_changed_at = stamps[stamp]
-            obj._state.adding = False
-            obj._remember_loaded()
+    def _inserted_values(cls, info):
+        stamp = datetime.datetime.fromisoformat(info["created_at"])
+        return {"job_id": uuid.UUID(info["job_id"]), "workdir": info["workdir"],
+                "created_at": stamp, "state_changed_at": stamp}
 
 
 class JobDependencyQuerySet(models.QuerySet):

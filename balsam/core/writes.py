@@ -179,7 +179,7 @@ def _uuid(value):
         raise ValidationError(f"{value!r} is not a job id") from None
 
 
-def _chunks(items, size=SQL_CHUNK):
+def chunks(items, size=SQL_CHUNK):
     items = list(items)
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -200,7 +200,7 @@ def _job_states(ids):
     Raw SQL: this runs for every state change, and the ORM's query building
     would cost more than the query itself."""
     found = {}
-    for chunk in _chunks(ids):
+    for chunk in chunks(ids):
         marks = ", ".join(["%s"] * len(chunk))
         rows = raw_fetchall(f"SELECT job_id, state, name FROM balsam_job WHERE job_id IN ({marks})", pk_params(chunk))
         for pk, state, name in rows:
@@ -369,7 +369,7 @@ def _prepare_jobs(rows):
 
 
 def _reject_existing_ids(ids):
-    for chunk in _chunks(ids):
+    for chunk in chunks(ids):
         clash = BalsamJob.objects.filter(pk__in=chunk).values_list("pk", flat=True).first()
         if clash:
             raise ValidationError(f"a job with id {clash} already exists")
@@ -469,7 +469,7 @@ def update_jobs(ids, fields):
     if new_state is not None:
         transition_jobs([str(i) for i in ids], new_state, "state set by a field update")
     if fields:
-        for chunk in _chunks(ids):
+        for chunk in chunks(ids):
             BalsamJob.objects.filter(pk__in=chunk)._direct_update(**fields)
     return len(ids)
 
@@ -509,7 +509,7 @@ def delete_jobs(ids):
     """Remove jobs with their events and edges; returns how many were removed."""
     ids = [_uuid(i) for i in ids]
     count = 0
-    for chunk in _chunks(ids):
+    for chunk in chunks(ids):
         JobEvent.objects.filter(job_id__in=chunk)._raw_delete(connection.alias)
         JobDependency.objects.filter(models.Q(child_id__in=chunk) | models.Q(parent_id__in=chunk))._raw_delete(
             connection.alias
@@ -526,8 +526,7 @@ def _record(moves, to_state, message, now):
     # times more per row, and every state change of every job comes here.
     stamp = JobEvent._meta.get_field("timestamp").get_db_prep_save(now, connection)
     pks = pk_params(moves)
-    for start in range(0, len(pks), SQL_CHUNK):
-        chunk = pks[start : start + SQL_CHUNK]
+    for chunk in chunks(pks):
         marks = ", ".join(["%s"] * len(chunk))
         raw_executemany(f"UPDATE balsam_job SET state = %s, state_changed_at = %s WHERE job_id IN ({marks})",
                         [[to_state, stamp] + chunk])
@@ -574,7 +573,7 @@ def transition_jobs(ids, state, message="", strict=True):
 
 def _children_of(parent_ids):
     children = {}
-    for chunk in _chunks(parent_ids):
+    for chunk in chunks(parent_ids):
         for child, parent in JobDependency.objects.filter(parent_id__in=chunk).values_list("child_id", "parent_id"):
             children.setdefault(parent, []).append(child)
     return children
@@ -745,7 +744,7 @@ def claim_jobs(owner, states, limit=1, lease_expiry_sec=180, scope=None):
     except TypeError as exc:
         raise ValidationError(f"bad claim scope: {exc}") from None
     ids = list(qs.order_by("created_at").values_list("pk", flat=True)[: int(limit)])
-    for chunk in _chunks(ids):
+    for chunk in chunks(ids):
         BalsamJob.objects.filter(pk__in=chunk)._direct_update(lease_owner=owner, lease_heartbeat=now)
     return [str(pk) for pk in ids]
 

@@ -13,13 +13,12 @@ import logging
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
-from balsam.core.writes import OPERATIONS, create_jobs_many, raw_executemany, raw_fetchall, write_transaction
+from balsam.core.writes import OPERATIONS, chunks, create_jobs_many, raw_executemany, raw_fetchall, write_transaction
 from balsam.exceptions import BalsamError
 
 logger = logging.getLogger(__name__)
 
 TABLE = "balsam_applied_request"
-SQL_CHUNK = 900
 
 
 def apply_group(requests):
@@ -92,8 +91,7 @@ def committed_outcomes(request_ids):
 
 def _already_applied(request_ids):
     found = {}
-    for start in range(0, len(request_ids), SQL_CHUNK):
-        chunk = request_ids[start : start + SQL_CHUNK]
+    for chunk in chunks(request_ids):
         marks = ", ".join(["%s"] * len(chunk))
         found.update(raw_fetchall(f"SELECT request_id, result FROM {TABLE} WHERE request_id IN ({marks})", chunk))
     return found

@@ -18,13 +18,12 @@ import uuid
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import SimpleNamespace
 
 from django.db import connection
 
 from balsam.core import states
 from balsam.core.models import ApplicationDefinition, BalsamJob, JobDependency
-from balsam.core.writes import job_scope, pk_params
+from balsam.core.writes import SQL_CHUNK, chunks, job_scope, pk_params, raw_fetchall
 from balsam.exceptions import BalsamError
 from balsam.launcher import mpi_commands, steps
 from balsam.launcher.environment import base_environment, job_environment
@@ -103,14 +102,12 @@ class Batch:
             self._refused += future.result()  # a failed write raises here, in the loop
 
     def _write(self, moves, fields, releases):
-        from django.db import connection
-
-        try:
-            return list(self.client.apply_batch(moves, fields, self.owner, releases)["refused"])
-        finally:
-            connection.close()  # this thread's own connection (direct mode)
+        return list(self.client.apply_batch(moves, fields, self.owner, releases)["refused"])
 
     def close(self):
+        # The writer thread has a DB connection of its own (direct mode): close
+        # it there (``connection`` resolves to the calling thread's).
+        self._writer.submit(lambda: connection.close()).result()
         self._writer.shutdown(wait=True)
 
 class Launcher:
@@ -243,10 +240,8 @@ class Launcher:
             return False
         parent_states = defaultdict(list)
         ids = [pk for pk, _, _ in waiting]
-        for start in range(0, len(ids), 900):
-            for child, state in JobDependency.objects.filter(child_id__in=ids[start:start + 900]).values_list(
-                "child_id", "parent__state"
-            ):
+        for chunk in chunks(ids):
+            for child, state in JobDependency.objects.filter(child_id__in=chunk).values_list("child_id", "parent__state"):
                 parent_states[child].append(state)
         ready, awaiting = [], []
         for pk, state, wait in waiting:
@@ -335,11 +330,11 @@ class Launcher:
         """{child id: [(parent id, parent's working directory)]} in one query."""
         dirs = defaultdict(list)
         ids = [job.pk for job in jobs]
-        for start in range(0, len(ids), 900):
-            rows = JobDependency.objects.filter(child_id__in=ids[start:start + 900]).values_list(
+        for chunk in chunks(ids):
+            rows = JobDependency.objects.filter(child_id__in=chunk).values_list(
                 "child_id", "parent_id", "parent__workdir", "parent__user_workdir", "parent__name")
             for child, parent, workdir, user_dir, name in rows:
-                output = steps.run_output_name(SimpleNamespace(name=name))
+                output = steps.run_output_name(name)
                 dirs[child].append((parent, user_dir or str(self.db_path / "data" / workdir), output))
         return dirs
 
@@ -349,14 +344,11 @@ class Launcher:
         wanted = set(ids)
         rows = []
         # Raw SQL: this runs on every pass that starts jobs, and building the
-        # ORM's OR-query costs more than running it.
-        with connection.cursor() as cursor:
-            for start in range(0, len(ids), 450):
-                chunk = pk_params(ids[start:start + 450])
-                marks = ", ".join(["%s"] * len(chunk))
-                cursor.execute(f"SELECT child_id, parent_id FROM balsam_job_dependency "
-                               f"WHERE child_id IN ({marks}) OR parent_id IN ({marks})", chunk + chunk)
-                rows.extend(cursor.fetchall())
+        # ORM's OR-query costs more than running it. Each id appears twice.
+        for chunk in chunks(pk_params(ids), SQL_CHUNK // 2):
+            marks = ", ".join(["%s"] * len(chunk))
+            rows += raw_fetchall(f"SELECT child_id, parent_id FROM balsam_job_dependency "
+                                 f"WHERE child_id IN ({marks}) OR parent_id IN ({marks})", chunk + chunk)
         for child, parent in ((uuid.UUID(str(c)), uuid.UUID(str(p))) for c, p in rows):
             if child in wanted:
                 parents[child].append(parent)
@@ -391,7 +383,7 @@ class Launcher:
         if self.stop_reason:
             return False
         candidates = [pk for pk, job in self.held.items() if job.state in RUNNABLE and pk not in self.runs]
-        if not candidates or not self._has_free_slot():
+        if not candidates or not self.slots.has_room():
             return False
         # Re-read the jobs a script ran for: a preprocess script or an error
         # handler may have changed args, env, num_nodes or node_packing_count.
@@ -422,14 +414,6 @@ class Launcher:
             self._move(job, states.RUNNING, f"on {','.join(hosts)}")
         return True
 
-    def _has_free_slot(self):
-        probe = SimpleNamespace(num_nodes=1, node_packing_count=10**9)
-        hosts = self.slots.take(probe)
-        if hosts is None:
-            return False
-        self.slots.give_back(probe, hosts)
-        return True
-
     def _launch(self, job, hosts, parents, children):
         app = self._app(job.application)
         if app is None:
@@ -450,21 +434,27 @@ class Launcher:
         if not os.path.isdir(workdir):  # made at stage-in; gone only if a user removed it
             os.makedirs(workdir)
         timeout = job.wall_time_minutes * 60 if job.wall_time_minutes else None
-        output = os.path.join(workdir, steps.run_output_name(job))
+        output = os.path.join(workdir, steps.run_output_name(job.name))
         return ManagedProcess("run", job.pk, argv, workdir, env, output, timeout)
 
     def _reap(self):
         busy = self._reap_runs()
         return self._reap_transitions() or busy
 
+    @staticmethod
+    def _ended(table):
+        """``(pk, process, extra, exit code)`` for each process of ``table``
+        (runs or transitions) that has ended, removing it from the table."""
+        for pk, (process, extra) in list(table.items()):
+            code = process.poll()
+            if code is not None:
+                del table[pk]
+                yield pk, process, extra, code
+
     def _reap_runs(self):
         busy = False
-        for pk, (process, hosts) in list(self.runs.items()):
-            code = process.poll()
-            if code is None:
-                continue
+        for pk, process, hosts, code in self._ended(self.runs):
             busy = True
-            del self.runs[pk]
             job = self.held.get(pk)
             if job is None:
                 continue
@@ -481,12 +471,8 @@ class Launcher:
 
     def _reap_transitions(self):
         busy = False
-        for pk, (process, spec) in list(self.transitions.items()):
-            code = process.poll()
-            if code is None:
-                continue
+        for pk, process, spec, code in self._ended(self.transitions):
             busy = True
-            del self.transitions[pk]
             job = self.held.get(pk)
             if job is None:
                 continue

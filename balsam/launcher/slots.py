@@ -27,6 +27,10 @@ class SerialSlots:
                 return [host]
         return None
 
+    def has_room(self):
+        """Whether some job could start now (the smallest share fits somewhere)."""
+        return any(self.count[h] < self.max_per_node and self.load[h] < 1.0 + 1e-9 for h in self.load)
+
     def give_back(self, job, hosts):
         share = 1.0 / max(1, job.node_packing_count)
         for host in hosts:
@@ -48,6 +52,9 @@ class MPISlots:
             return None
         hosts, self.free = self.free[: job.num_nodes], self.free[job.num_nodes :]
         return hosts
+
+    def has_room(self):
+        return bool(self.free)
 
     def give_back(self, job, hosts):
         self.free.extend(hosts)

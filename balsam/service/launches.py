@@ -134,17 +134,13 @@ def untied_work(job_mode, max_nodes, max_minutes):
     return len(sizes), sum(sizes)
 
 
-def unplaceable_work(queue_policies):
-    """Unfinished untied jobs no launch of these queues could run: more nodes
-    than the largest queue allows, or a wall time longer than the longest
-    launcher. (count, the largest num_nodes, the longest wall_time_minutes)."""
+def unplaceable_work(most_nodes, longest_minutes):
+    """Unfinished untied jobs no launch could run: more than ``most_nodes`` nodes
+    or longer than ``longest_minutes``. (count, the largest num_nodes, the
+    longest wall_time_minutes among them)."""
     from balsam.core import states
 
-    if not queue_policies:
-        return 0, 0, 0
-    most_nodes = max(q.max_nodes for q in queue_policies)
-    longest = max(templates.launcher_minutes(q.max_minutes) for q in queue_policies)
-    too_big = Q(num_nodes__gt=most_nodes) | Q(wall_time_minutes__gt=longest)
+    too_big = Q(num_nodes__gt=most_nodes) | Q(wall_time_minutes__gt=longest_minutes)
     found = (BalsamJob.objects.filter(too_big, queued_launch__isnull=True).exclude(state__in=states.END_STATES)
              .aggregate(count=Count("pk"), nodes=Max("num_nodes"), minutes=Max("wall_time_minutes")))
     return found["count"], found["nodes"] or 0, found["minutes"] or 0

@@ -13,7 +13,7 @@ from filelock import FileLock, Timeout
 
 from balsam.core.models import QueuedLaunch
 from balsam.exceptions import BalsamError
-from balsam.service import launches
+from balsam.service import launches, templates
 
 logger = logging.getLogger(__name__)
 
@@ -73,14 +73,16 @@ class Service:
         """Warn (once per change) about jobs no queue could ever run: otherwise
         they would simply never be submitted, silently."""
         queues = self.queues()
-        count, nodes, minutes = launches.unplaceable_work(queues)
+        if not queues:
+            return
+        most_nodes = max(q.max_nodes for q in queues)
+        longest = max(templates.launcher_minutes(q.max_minutes) for q in queues)
+        count, nodes, minutes = launches.unplaceable_work(most_nodes, longest)
         if count and count != self._unplaceable:
-            most_nodes = max(q.max_nodes for q in queues)
-            longest = max(q.max_minutes for q in queues)
             logger.warning(
                 "%d unfinished job(s) fit no queue and will not be submitted: the largest needs %d node(s) and "
-                "%g min (queues allow at most %d node(s) and %g min, less the launcher's margin); raise max_nodes "
-                "or max_minutes in %s, or change the jobs with: balsam modify",
+                "%g min (a launch runs at most %d node(s) for %g min); raise max_nodes or max_minutes in %s, "
+                "or change the jobs with: balsam modify",
                 count, nodes, minutes, most_nodes, longest, self.policy.path)
         self._unplaceable = count
 

@@ -7,7 +7,7 @@ import click
 import pytest
 
 from balsam.cli.main import cli as balsam_cli
-from balsam.core.models import ApplicationDefinition, BalsamJob, JobDependency
+from balsam.core.models import ApplicationDefinition, BalsamJob
 
 JOB = ["job", "--name", "sim", "--workflow", "wf", "--application", "hello", "--yes"]
 
@@ -314,12 +314,12 @@ def test_rm_app_in_use_is_refused(cli, make_job, snapshot):
 def test_kill_and_killjob_alias(cli, make_job, snapshot):
     a = make_job(name="a")
     b = make_job(name="b", parents=[a])
-    c = make_job(name="c", parents=[b])
+    make_job(name="c", parents=[b])
     result = cli("kill", a.short_id)
     assert result.exit_code == 0 and "Killed 1 job(s)" in result.output
     assert "2 waiting child job(s) marked PARENT_KILLED" in result.output
     d = make_job(name="d")
-    e = make_job(name="e", parents=[d])
+    make_job(name="e", parents=[d])
     assert cli("killjob", "--id", d.short_id, "--recursive").exit_code == 0
     states = dict(BalsamJob.objects.values_list("name", "state"))
     assert states == {"a": "USER_KILLED", "b": "PARENT_KILLED", "c": "PARENT_KILLED", "d": "USER_KILLED", "e": "USER_KILLED"}

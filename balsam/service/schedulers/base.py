@@ -15,6 +15,14 @@ ACTIVE = (QUEUED, RUNNING)
 COMMAND_TIMEOUT_SEC = 60
 
 
+def states_by_id(pairs, scheduler_ids, table):
+    """``{id: state}`` for ``scheduler_ids`` from the scheduler's ``(id, its
+    state name)`` pairs: names not in ``table`` count as RUNNING, ids it no
+    longer lists as FINISHED."""
+    found = {job: table.get(state, RUNNING) for job, state in pairs}
+    return {i: found.get(i, FINISHED) for i in scheduler_ids}
+
+
 class SchedulerError(BalsamError):
     """A scheduler command failed or is missing; the message says which and why."""
 

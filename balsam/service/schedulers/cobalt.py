@@ -2,7 +2,7 @@
 
 import math
 
-from balsam.service.schedulers.base import FAILED, FINISHED, QUEUED, RUNNING, Scheduler
+from balsam.service.schedulers.base import FAILED, FINISHED, QUEUED, RUNNING, Scheduler, states_by_id
 
 STATES = {"queued": QUEUED, "user_hold": QUEUED, "admin_hold": QUEUED, "starting": RUNNING, "running": RUNNING,
           "exiting": RUNNING, "killing": RUNNING, "done": FINISHED, "failed": FAILED}
@@ -26,15 +26,7 @@ class CobaltScheduler(Scheduler):
         return ["qstat", "--header", "JobID:State", *scheduler_ids]
 
     def parse_status(self, text, scheduler_ids):
-        return parse_qstat(text, scheduler_ids)
-
-
-def parse_qstat(text, scheduler_ids):
-    found = {}
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[0].isdigit():
-            found[parts[0]] = STATES.get(parts[1].lower(), RUNNING)
-    return {i: found.get(i, FINISHED) for i in scheduler_ids}
-
-
+        """``qstat --header JobID:State`` rows (numeric ids) under a header."""
+        rows = (line.split() for line in text.splitlines())
+        return states_by_id(((r[0], r[1].lower()) for r in rows if len(r) == 2 and r[0].isdigit()),
+                            scheduler_ids, STATES)

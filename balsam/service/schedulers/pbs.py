@@ -18,22 +18,15 @@ class PBSScheduler(Scheduler):
         return ["qstat", "-x", *scheduler_ids]
 
     def parse_status(self, text, scheduler_ids):
-        return parse_qstat(text, scheduler_ids)
-
-
-def parse_qstat(text, scheduler_ids):
-    """Rows of ``qstat`` (Job id, Name, User, Time Use, S, Queue) after the header rule."""
-    found = {}
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) >= 6 and not line.startswith(("Job", "-")):
-            found[parts[0]] = STATES.get(parts[4], RUNNING)
-    states = {}
-    for i in scheduler_ids:
-        # qstat may shorten "123.server.domain" to "123.server"
-        match = next((state for job, state in found.items() if i.startswith(job) or job.startswith(i)), None)
-        states[i] = match or FINISHED
-    return states
-
-
-__all__ = ["PBSScheduler", "parse_qstat"]
+        """Rows of ``qstat`` (Job id, Name, User, Time Use, S, Queue) after the header rule."""
+        found = {}
+        for line in text.splitlines():
+            parts = line.split()
+            if len(parts) >= 6 and not line.startswith(("Job", "-")):
+                found[parts[0]] = STATES.get(parts[4], RUNNING)
+        states = {}
+        for i in scheduler_ids:
+            # qstat may shorten "123.server.domain" to "123.server"
+            match = next((state for job, state in found.items() if i.startswith(job) or job.startswith(i)), None)
+            states[i] = match or FINISHED
+        return states

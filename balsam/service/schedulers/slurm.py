@@ -1,6 +1,6 @@
 """Slurm: sbatch, squeue, scancel."""
 
-from balsam.service.schedulers.base import FAILED, FINISHED, QUEUED, RUNNING, Scheduler
+from balsam.service.schedulers.base import FAILED, FINISHED, QUEUED, RUNNING, Scheduler, states_by_id
 
 STATES = {
     "PENDING": QUEUED, "CONFIGURING": QUEUED, "REQUEUED": QUEUED, "RESV_DEL_HOLD": QUEUED, "SUSPENDED": QUEUED,
@@ -24,13 +24,6 @@ class SlurmScheduler(Scheduler):
         return ["squeue", "-h", "-t", "all", "-j", ",".join(scheduler_ids), "-o", "%i %T"]
 
     def parse_status(self, text, scheduler_ids):
-        return parse_squeue(text, scheduler_ids)
-
-
-def parse_squeue(text, scheduler_ids):
-    found = {}
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) == 2:
-            found[parts[0]] = STATES.get(parts[1].rstrip("+"), RUNNING)
-    return {i: found.get(i, FINISHED) for i in scheduler_ids}
+        """``squeue -o "%i %T"`` rows; a state may carry a "+" suffix."""
+        rows = (line.split() for line in text.splitlines())
+        return states_by_id(((r[0], r[1].rstrip("+")) for r in rows if len(r) == 2), scheduler_ids, STATES)
