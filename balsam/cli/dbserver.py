@@ -38,6 +38,7 @@ def dbserver(ctx, path, host, action, no_group_commit):
         started = datetime.datetime.fromtimestamp(figures["started"], datetime.timezone.utc)
         rows = [
             ("address", figures["address"]),
+            ("local socket", figures["local_address"] or "none (clients on this host use TCP)"),
             ("server pid", f"{figures['pid']} on {figures['host']}"),
             ("watchdog pid", figures["watchdog_pid"]),
             ("uptime", f"{figures['uptime_sec']:.0f} s (since {started:%Y-%m-%d %H:%M:%S} UTC)"),

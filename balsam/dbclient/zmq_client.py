@@ -24,6 +24,8 @@ logger = logging.getLogger(__name__)
 SLICE_MS = 250  # how often a waiting request looks for a restarted server
 FIRST_TRY_SEC = 2.0  # per-attempt timeout, doubled up to MAX_TRY_SEC
 MAX_TRY_SEC = 10.0
+_TIMED_OUT = object()  # why an attempt ended without a reply
+_MOVED = object()
 
 
 def stale_reason(info):
@@ -56,6 +58,8 @@ class ZmqClient(WriteClient):
         self._pid = None
         self._socket = None
         self.address = None
+        self._try_local = True  # until a request through the local socket times out
+        self._local = False
         self._lock = threading.Lock()  # one REQ socket: one request at a time
 
     def describe(self):
@@ -82,9 +86,22 @@ class ZmqClient(WriteClient):
         sock.setsockopt(zmq.LINGER, 0)
         # A blocking recv with a timeout costs far less CPU than poll() + recv().
         sock.setsockopt(zmq.RCVTIMEO, SLICE_MS)
-        sock.connect(address)
+        sock.connect(self._endpoint(info))
         self._socket, self.address = sock, address
         return sock
+
+    def _endpoint(self, info):
+        """The server's local (Unix) socket when it runs on this host, else its TCP address.
+
+        A process in another network namespace (some containers) cannot reach
+        the local socket; after one timed-out attempt this client uses TCP.
+        """
+        local = info.get("local_address")
+        if local and self._try_local and info.get("host") and is_local_host(info["host"]):
+            self._local = True
+            return local
+        self._local = False
+        return info["address"]
 
     def _drop_socket(self):
         if self._socket is not None:
@@ -127,7 +144,9 @@ class ZmqClient(WriteClient):
             address = self.address
             self._socket.send(frame)
             reply = self._wait(deadline, attempt_sec, address)
-            if reply is not None:
+            if reply is _TIMED_OUT:
+                self._try_local = self._try_local and not self._local
+            elif reply is not _MOVED:
                 return self._result(reply)
             self._drop_socket()
             if time.monotonic() >= deadline:
@@ -141,7 +160,7 @@ class ZmqClient(WriteClient):
             attempt_sec = min(attempt_sec * 2, MAX_TRY_SEC)
 
     def _wait(self, deadline, attempt_sec, address):
-        """The reply frame, or None when this attempt should be given up."""
+        """The reply frame, or why this attempt was given up (_TIMED_OUT or _MOVED)."""
         attempt_end = min(deadline, time.monotonic() + attempt_sec)
         recv = self._socket.recv
         while True:
@@ -150,13 +169,13 @@ class ZmqClient(WriteClient):
             except zmq.Again:
                 pass
             if time.monotonic() >= attempt_end:
-                return None
+                return _TIMED_OUT
             info = self.info.read()
             if info.get("address") != address:
                 if not info.get("address"):
                     self._drop_socket()
                     raise ServerGone()
-                return None  # restarted on a new port: resend there now
+                return _MOVED  # restarted on a new port: resend there now
 
     def _result(self, frame):
         try:

@@ -140,6 +140,6 @@ def status(db_path):
     client = ZmqClient(db_path, load_settings().dbserver_ping_timeout_sec, load_settings().dbserver_ping_timeout_sec)
     client.check_reachable()
     figures = client.request("status", {})
-    figures.update(address=current.get("address"), host=current.get("host"),
+    figures.update(address=current.get("address"), local_address=current.get("local_address"), host=current.get("host"),
                    watchdog_pid=current.get("watchdog_pid"), restarts=current.get("restarts", 0))
     return figures

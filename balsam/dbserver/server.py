@@ -11,6 +11,7 @@ Run by the watchdog as ``python -m balsam.dbserver.server --path DIR --host H``.
 
 import logging
 import os
+import secrets
 import signal
 import socket
 import sys
@@ -89,12 +90,29 @@ class WriteServer:
         self.socket.bind(f"tcp://{bind_ip}:*")
         port = self.socket.getsockopt_string(zmq.LAST_ENDPOINT).rsplit(":", 1)[1]
         self.address = f"tcp://{self.host}:{port}"
+        self.local_address = self._bind_local()
         return self.address
+
+    def _bind_local(self):
+        """Also listen on a Unix socket for clients on this host: a round trip
+        through it costs both sides less CPU than TCP loopback. Linux's abstract
+        namespace leaves no file behind when the server dies; elsewhere clients
+        simply use TCP."""
+        if not sys.platform.startswith("linux"):
+            return None
+        address = f"ipc://@balsam-dbserver-{os.getpid()}-{secrets.token_hex(4)}"
+        try:
+            self.socket.bind(address)
+        except zmq.ZMQError as exc:
+            logger.warning("no local socket (%s); clients on this host use TCP", exc)
+            return None
+        return address
 
     def publish(self):
         ServerInfo(self.db_path).update(
             db_type="sqlite3",
             address=self.address,
+            local_address=self.local_address,
             host=self.host,
             server_pid=os.getpid(),
             started=self.stats.started,

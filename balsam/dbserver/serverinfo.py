@@ -73,7 +73,7 @@ class ServerInfo:
                 data = self.read()
             except DBNotFound:
                 data = {"db_type": "sqlite3"}
-            data.update(address=None, server_pid=None, watchdog_pid=None)
+            data.update(address=None, local_address=None, server_pid=None, watchdog_pid=None)
             _atomic_write_json(self.path, data)
             return data
 

@@ -188,6 +188,31 @@ def test_a_repeated_request_id_is_applied_once(dbserver, db, make_app):
     assert BalsamJob.objects.filter(name="once").count() == 1
 
 
+def test_clients_on_the_server_host_use_its_local_socket(dbserver, db, balsam_cmd):
+    from balsam.dbclient.zmq_client import ZmqClient
+
+    local = ServerInfo(db).read()["local_address"]
+    assert local.startswith("ipc://@balsam-dbserver-")
+    assert f"local socket: {local}" in balsam_cmd("dbserver", "--status").stdout
+    client = ZmqClient(db, deadline_sec=10, ping_timeout_sec=2)
+    assert client.request("ping", {})["pid"] == dbserver["server_pid"]
+    assert client._local
+
+
+def test_an_unreachable_local_socket_falls_back_to_tcp(dbserver, db, make_app):
+    """A client in another network namespace (some containers) cannot reach the
+    abstract Unix socket: after one timed-out attempt it writes through TCP."""
+    from balsam.dbclient.zmq_client import ZmqClient
+
+    make_app()
+    ServerInfo(db).update(local_address="ipc://@balsam-dbserver-nobody-listens-here")
+    client = ZmqClient(db, deadline_sec=30, ping_timeout_sec=2)
+    created = client.request("create_jobs", {"rows": [{"name": "via-tcp", "application": "hello"}]})
+    assert len(created) == 1 and not client._local
+    assert BalsamJob.objects.filter(name="via-tcp").count() == 1
+    client.request("ping", {})
+    assert not client._local
+
 # --------------------------------------------------------------------------- stale and hung servers
 def _post_fake_server(db, host, address):
     ServerInfo(db).update(address=address, host=host, server_pid=2**22 + 7, watchdog_pid=2**22 + 9)
