@@ -31,6 +31,9 @@ launcher_lease_expiry_sec = 180
 # Longest a preprocess/postprocess script or file transfer may run (seconds).
 launcher_script_timeout_sec = 300
 
+# How many times a job that ran past its own wall time is rerun before it fails.
+launcher_max_timeout_retries = 5
+
 # The batch scheduler the service submits launches to: local, slurm, pbs or cobalt
 # (a DB's service.json may name another).
 scheduler = "local"

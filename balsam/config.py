@@ -30,6 +30,7 @@ class Settings:
     dbserver_ping_timeout_sec: float = 3
     launcher_lease_expiry_sec: float = 180
     launcher_script_timeout_sec: float = 300
+    launcher_max_timeout_retries: int = 5
     scheduler: str = "local"
 
 
@@ -88,6 +89,8 @@ def load_settings(environ=None):
                  "launcher_lease_expiry_sec", "launcher_script_timeout_sec"):
         if getattr(settings, name) <= 0:
             raise ConfigError(f"{name} must be positive")
+    if settings.launcher_max_timeout_retries < 0:
+        raise ConfigError("launcher_max_timeout_retries must be 0 or more")
     if settings.dbserver_deadline_sec > MAX_DBSERVER_DEADLINE_SEC:
         raise ConfigError(
             f"dbserver_deadline_sec must be at most {MAX_DBSERVER_DEADLINE_SEC} s "

@@ -67,6 +67,7 @@ def launcher(ctx, consume_all, wf_filter, job_file, job_mode, num_workers, nodes
         num_transition_processes=num_transition_processes, until_idle=until_idle,
         lease_expiry_sec=lease_expiry_sec or settings.launcher_lease_expiry_sec,
         script_timeout_sec=settings.launcher_script_timeout_sec, progress=progress,
+        max_timeout_retries=settings.launcher_max_timeout_retries,
     )
     install_signal_handlers(runner)
     runner.run()

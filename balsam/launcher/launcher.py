@@ -22,7 +22,7 @@ from pathlib import Path
 from django.db import connection
 
 from balsam.core import states
-from balsam.core.models import ApplicationDefinition, BalsamJob, JobDependency
+from balsam.core.models import ApplicationDefinition, BalsamJob, JobDependency, JobEvent
 from balsam.core.writes import SQL_CHUNK, chunks, job_scope, pk_params, raw_fetchall
 from balsam.exceptions import BalsamError
 from balsam.launcher import mpi_commands, steps
@@ -47,6 +47,7 @@ DEPENDENCY_MIN_PERIOD_SEC = 0.25
 MAX_STARTS_PER_PASS = 256
 MAX_STEPS_PER_PASS = 4
 OUTPUT_TAIL_LINES = 10
+OVERRUN_RETRY = "timed out; retry"  # message prefix of the reruns counted against max_timeout_retries
 
 
 class Batch:
@@ -113,7 +114,8 @@ class Batch:
 class Launcher:
     def __init__(self, db_path, client, nodes, job_mode="serial", workflow=None, job_ids=None, queued_launch=None,
                  max_ranks_per_node=None, time_limit_minutes=0, num_transition_processes=4,
-                 until_idle=False, lease_expiry_sec=180, script_timeout_sec=300, progress=None):
+                 until_idle=False, lease_expiry_sec=180, script_timeout_sec=300, progress=None,
+                 max_timeout_retries=5):
         self.db_path = Path(db_path)
         self.client = client
         self.nodes = nodes
@@ -121,6 +123,8 @@ class Launcher:
         self.until_idle = until_idle
         self.lease_expiry_sec = lease_expiry_sec
         self.script_timeout_sec = script_timeout_sec
+        self.max_timeout_retries = max_timeout_retries
+        self._overran = set()  # held jobs killed for exceeding their own wall time
         self.num_transition_processes = num_transition_processes
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.started = time.monotonic()
@@ -319,12 +323,28 @@ class Launcher:
 
     def _next_step(self, job, parent_dirs):
         try:
-            return steps.next_step(job, self._app(job.application), parent_dirs.get(job.pk, []))
+            step = steps.next_step(job, self._app(job.application), parent_dirs.get(job.pk, []))
+            if job.pk in self._overran and job.state == states.RUN_TIMEOUT:
+                self._overran.discard(job.pk)
+                if isinstance(step, steps.Move) and step.state == states.RESTART_READY:
+                    return self._limit_retries(job)
+            return step
         except (BalsamError, OSError) as exc:
             return steps.Move(states.FAILED, f"{job.state} step failed: {exc}")
         except Exception as exc:  # a bug must cost one job, not the launcher
             logger.exception("unexpected error processing %s", job.cute_id)
             return steps.Move(states.FAILED, f"unexpected error in {job.state} step: {type(exc).__name__}: {exc}")
+
+    def _limit_retries(self, job):
+        """The automatic rerun of a job that ran past its wall time, unless it
+        has already been rerun ``max_timeout_retries`` times for that reason.
+        (Timeouts from a launcher stopping are not counted: the job did no wrong.)"""
+        done = JobEvent.objects.filter(job_id=job.pk, to_state=states.RESTART_READY,
+                                       message__startswith=OVERRUN_RETRY).count()
+        if done >= self.max_timeout_retries:
+            return steps.Move(states.FAILED, f"ran past its wall time {done + 1} times; giving up "
+                                             f"(launcher_max_timeout_retries = {self.max_timeout_retries})")
+        return steps.Move(states.RESTART_READY, f"{OVERRUN_RETRY} {done + 1} of {self.max_timeout_retries}")
 
     def _parent_dirs(self, jobs):
         """{child id: [(parent id, parent's working directory)]} in one query."""
@@ -375,6 +395,7 @@ class Launcher:
         job.state = state
         if state in states.END_STATES:
             self.held.pop(job.pk, None)
+            self._overran.discard(job.pk)
             self.batch.release(job.pk)
             self._deps_dirty = True
 
@@ -460,6 +481,7 @@ class Launcher:
                 continue
             self.slots.give_back(job, hosts)
             if process.timed_out:
+                self._overran.add(pk)
                 self._move(job, states.RUN_TIMEOUT, f"killed after its wall time of {job.wall_time_minutes:g} min")
             elif code == 0:
                 # The runtime goes in its field: a shared message keeps the batch one request.

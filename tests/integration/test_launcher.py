@@ -126,6 +126,19 @@ def test_timeouts_retry_handle_or_fail(db):
     assert state(failed) == "FAILED" and history(failed)[-2:] == ["RUN_TIMEOUT", "FAILED"]
 
 
+def test_a_job_that_always_overruns_fails_after_the_retry_limit(db):
+    api.add_app("sleepy", "sleep 30", check_paths=False)
+    job = api.add_job(name="sleepy", workflow="w", application="sleepy", wall_time_minutes=0.5 / 60)
+    run_launcher(db, "--consume-all", env={"BALSAM_LAUNCHER_MAX_TIMEOUT_RETRIES": "2"})
+    assert state(job) == "FAILED"
+    assert history(job)[4:] == ["RUNNING", "RUN_TIMEOUT", "RESTART_READY"] * 2 + ["RUNNING", "RUN_TIMEOUT", "FAILED"]
+    events = BalsamJob.objects.get(pk=job.pk).events
+    assert [e.message for e in events.filter(to_state="RESTART_READY").order_by("id")] == [
+        "timed out; retry 1 of 2", "timed out; retry 2 of 2"]
+    assert events.get(to_state="FAILED").message == (
+        "ran past its wall time 3 times; giving up (launcher_max_timeout_retries = 2)")
+
+
 # --------------------------------------------------------------------------- DAGs
 def _square_apps():
     for name in ("make_sides", "square", "reduce"):
