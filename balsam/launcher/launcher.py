@@ -339,6 +339,7 @@ class Launcher:
         """The automatic rerun of a job that ran past its wall time, unless it
         has already been rerun ``max_timeout_retries`` times for that reason.
         (Timeouts from a launcher stopping are not counted: the job did no wrong.)"""
+        self.batch.wait()  # earlier reruns' events must have landed to be counted
         done = JobEvent.objects.filter(job_id=job.pk, to_state=states.RESTART_READY,
                                        message__startswith=OVERRUN_RETRY).count()
         if done >= self.max_timeout_retries:
