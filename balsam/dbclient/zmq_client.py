@@ -145,7 +145,8 @@ class ZmqClient(WriteClient):
             self._socket.send(frame)
             reply = self._wait(deadline, attempt_sec, address)
             if reply is _TIMED_OUT:
-                self._try_local = self._try_local and not self._local
+                if self._local:
+                    self._try_local = False
             elif reply is not _MOVED:
                 return self._result(reply)
             self._drop_socket()
