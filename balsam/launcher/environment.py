@@ -18,13 +18,12 @@ def base_environment(inherited=None):
     return env
 
 
-def job_environment(job, app_env, parent_ids, child_ids, db_path, handler=None, base=None):
-    """The base environment (see ``base_environment``), then the application's
-    and the job's variables, then Balsam's own. ``handler`` is "ERROR" or
-    "TIMEOUT" for a postprocess script run as error or timeout handler."""
-    env = dict(base_environment() if base is None else base)
-    if app_env:
-        env.update(app_env)
+def job_variables(job, app_env, parent_ids, child_ids, db_path, handler=None):
+    """What a job's process gets on top of the base environment (see
+    ``base_environment``): the application's and the job's variables, then
+    Balsam's own. ``handler`` is "ERROR" or "TIMEOUT" for a postprocess script
+    run as error or timeout handler."""
+    env = dict(app_env or {})
     if job.environ_vars:
         env.update(job.environ_vars)
     env["BALSAM_JOB_ID"] = str(job.job_id)

@@ -1,9 +1,10 @@
 """The launcher: the pilot that runs jobs inside a batch allocation.
 
-One loop, no threads: it resolves dependencies, claims jobs with a lease,
-advances each held job one step (inline, or by starting a supervised child
-process), starts runnable jobs on free nodes, reaps finished processes and
-writes every state change in batches. Any number of launchers can share a DB:
+One loop: it resolves dependencies, claims jobs with a lease, advances each
+held job one step (inline, or by starting a supervised child process), starts
+runnable jobs on free nodes, reaps finished processes and writes every state
+change in batches. Two helpers keep slow work off the loop: a thread writes
+the batches, and the spawner process starts and reaps the child processes. Any number of launchers can share a DB:
 leases keep them off each other's jobs, and the jobs of a launcher that dies
 come back when its lease expires.
 """
@@ -26,8 +27,8 @@ from balsam.core.models import ApplicationDefinition, BalsamJob, JobDependency, 
 from balsam.core.writes import SQL_CHUNK, chunks, job_scope, pk_params, raw_fetchall
 from balsam.exceptions import BalsamError
 from balsam.launcher import mpi_commands, steps
-from balsam.launcher.environment import base_environment, job_environment
-from balsam.launcher.processes import ManagedProcess
+from balsam.launcher.environment import base_environment, job_variables
+from balsam.launcher.processes import ManagedProcess, Spawner, SpawnerDied
 from balsam.launcher.slots import MPISlots, SerialSlots
 
 logger = logging.getLogger(__name__)
@@ -147,6 +148,7 @@ class Launcher:
         self.batch = Batch(client, self.owner)
         self.inherited_env = dict(os.environ)
         self.base_env = base_environment(self.inherited_env)
+        self.spawner = None  # started by run()
         self.db_path_text = str(self.db_path)
         self._commands = {}  # application name -> its executable, split into words
         self._scripted = set()  # held jobs a pre/post script ran for since they were loaded
@@ -165,22 +167,29 @@ class Launcher:
         logger.info("launcher %s starting: mode %s, %d node(s), scope %s", self.owner, self.job_mode,
                     len(self.nodes), self.scope)
         self.client.recover_expired(self.lease_expiry_sec)
+        self.spawner = Spawner(self.base_env)
         sleep = 0.0
         try:
             while self.stop_reason is None:
                 if self.deadline and time.monotonic() >= self.deadline:
                     self.request_stop("time limit reached")
                     break
-                busy = self.pass_once()
+                try:
+                    busy = self.pass_once()
+                except SpawnerDied:
+                    self._replace_spawner()
+                    busy = True
                 if self.until_idle and not busy and self._idle():
                     self.request_stop("idle: nothing left to run or process")
                     break
                 sleep = 0.0 if busy else min(MAX_IDLE_SLEEP_SEC, sleep * 2 or 0.005)
-                time.sleep(sleep)
+                if sleep:
+                    self.spawner.wait(sleep)  # a process ending ends the wait
         except BaseException as exc:
             # Don't leave applications running: stop them, then report the error.
             self.request_stop(f"error: {type(exc).__name__}: {exc}")
             self._kill_everything()
+            self.spawner.close()
             raise
         self.shutdown()
         return self.stop_reason
@@ -194,6 +203,7 @@ class Launcher:
         busy |= self._reap()
         busy |= self._advance()
         busy |= self._start_runs()
+        self.spawner.send()
         # Short jobs end within the pass: reap and refill their slots now
         # rather than a whole pass (and its DB work) later.
         for _ in range(REFILL_ROUNDS):
@@ -201,6 +211,7 @@ class Launcher:
                 break
             self._advance()
             self._start_runs()
+            self.spawner.send()
         self._flush()
         if self.progress:
             self.progress.update(self)
@@ -380,15 +391,11 @@ class Launcher:
     def _start_transition(self, job, spec):
         app = self._app(job.application)
         parents, children = self._relatives([job.pk])
-        env = job_environment(job, app.environ_vars if app else {}, parents[job.pk], children[job.pk],
-                              self.db_path_text, spec.handler, base=self.base_env)
-        try:
-            process = ManagedProcess(spec.kind, job.pk, spec.argv, job.working_directory, env,
-                                     Path(job.working_directory) / spec.log_name, self.script_timeout_sec,
-                                     header=spec.header)
-        except OSError as exc:
-            self._move(job, states.FAILED, f"cannot start {spec.kind}: {exc}")
-            return
+        env = job_variables(job, app.environ_vars if app else {}, parents[job.pk], children[job.pk],
+                            self.db_path_text, spec.handler)
+        process = ManagedProcess(self.spawner, spec.kind, job.pk, spec.argv, job.working_directory, env,
+                                 Path(job.working_directory) / spec.log_name, self.script_timeout_sec,
+                                 header=spec.header)
         self.transitions[job.pk] = (process, spec)
 
     def _move(self, job, state, message=""):
@@ -444,7 +451,7 @@ class Launcher:
         if executable is None:
             executable = self._commands[app.name] = shlex.split(app.executable)
         command = executable + shlex.split(job.args) if job.args else list(executable)
-        env = job_environment(job, app.environ_vars, parents, children, self.db_path_text, base=self.base_env)
+        env = job_variables(job, app.environ_vars, parents, children, self.db_path_text)
         if self.job_mode == "serial" and set(hosts) <= self.local_hosts:
             argv = command
         else:
@@ -452,21 +459,19 @@ class Launcher:
             launch = mpi_commands.Launch(command, hosts, job.ranks_per_node, job.threads_per_rank,
                                          job.threads_per_core, env=extra)
             argv = mpi_commands.BUILDERS[self.mpi_flavour](launch)
-        workdir = job.working_directory
-        if not os.path.isdir(workdir):  # made at stage-in; gone only if a user removed it
-            os.makedirs(workdir)
+        workdir = job.working_directory  # the spawner makes it if stage-in had no reason to
         timeout = job.wall_time_minutes * 60 if job.wall_time_minutes else None
         output = os.path.join(workdir, steps.run_output_name(job.name))
-        return ManagedProcess("run", job.pk, argv, workdir, env, output, timeout)
+        return ManagedProcess(self.spawner, "run", job.pk, argv, workdir, env, output, timeout)
 
     def _reap(self):
         busy = self._reap_runs()
         return self._reap_transitions() or busy
 
-    @staticmethod
-    def _ended(table):
+    def _ended(self, table):
         """``(pk, process, extra, exit code)`` for each process of ``table``
         (runs or transitions) that has ended, removing it from the table."""
+        self.spawner.collect()
         for pk, (process, extra) in list(table.items()):
             code = process.poll()
             if code is not None:
@@ -481,7 +486,9 @@ class Launcher:
             if job is None:
                 continue
             self.slots.give_back(job, hosts)
-            if process.timed_out:
+            if process.start_error:
+                self._move(job, states.FAILED, f"cannot start the run: {process.start_error}")
+            elif process.timed_out:
                 self._overran.add(pk)
                 self._move(job, states.RUN_TIMEOUT, f"killed after its wall time of {job.wall_time_minutes:g} min")
             elif code == 0:
@@ -498,6 +505,9 @@ class Launcher:
             busy = True
             job = self.held.get(pk)
             if job is None:
+                continue
+            if process.start_error:
+                self._move(job, states.FAILED, f"cannot start {spec.kind}: {process.start_error}")
                 continue
             self._scripted.add(pk)
             self.batch.wait()  # the state the script started in must have landed
@@ -534,6 +544,26 @@ class Launcher:
                     self.slots.give_back(job, extra)
         logger.info("dropped job %s (%s)", pk, why)
 
+    def _replace_spawner(self):
+        """Carry on after the spawner died (someone killed it): stop what it
+        had started -- its results are lost with it -- and start a new one.
+        Runs time out (and are retried as the job allows); transitions are
+        simply done again, as they are when a launcher is recovered."""
+        logger.error("the process spawner died; stopping its %d process(es) and starting a new one",
+                     len(self.runs) + len(self.transitions))
+        for process, _ in list(self.transitions.values()) + list(self.runs.values()):
+            process.kill_group()
+        for pk, (_, hosts) in list(self.runs.items()):
+            job = self.held.get(pk)
+            if job is not None:
+                self.slots.give_back(job, hosts)
+                self._move(job, states.RUN_TIMEOUT, "lost when the launcher's process spawner died")
+        self.runs.clear()
+        self.transitions.clear()
+        self._zombies.clear()
+        self.spawner.close()
+        self.spawner = Spawner(self.base_env)
+
     def _kill_everything(self, extra=()):
         for process, _ in list(self.transitions.values()) + list(self.runs.values()) + list(extra):
             process.kill_now()
@@ -564,10 +594,11 @@ class Launcher:
                 self._move(job, states.RUN_TIMEOUT, f"launcher stopped ({self.stop_reason})")
         self.runs.clear()
         deadline = time.monotonic() + SHUTDOWN_GRACE_SEC
-        while time.monotonic() < deadline and (self.transitions or any(p.popen.poll() is None for p, _ in runs)):
-            self._reap_transitions()  # let steps in progress finish
-            time.sleep(0.05)
+        while time.monotonic() < deadline and (self.transitions or any(p.code is None for p, _ in runs)):
+            self._reap_transitions()  # let steps in progress finish (and collect the runs' ends)
+            self.spawner.wait(0.05)
         self._kill_everything(runs)
+        self.spawner.close()
         self._flush(wait=True)
         self.batch.close()
         self.client.release(self.owner)

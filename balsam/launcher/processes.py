@@ -1,45 +1,160 @@
 """Child processes the launcher supervises: application runs, pre/post
-scripts and file transfers. Each runs in its own session (process group) so
-a kill or timeout stops everything it started."""
+scripts and file transfers. The spawner (``spawner.py``) starts and reaps
+them; here the launcher holds a handle on each. Each runs in its own session
+(process group), so a kill or timeout stops everything it started."""
 
+import fcntl
 import os
+import select
 import signal
 import subprocess
+import sys
 import time
 from collections import deque
 
+from balsam.exceptions import BalsamError
+from balsam.launcher.spawner import MessageReader, frame
+
 KILL_GRACE_SEC = 1.0  # SIGTERM first, SIGKILL if still running after this
+PIPE_BYTES = 1 << 20
+
+
+class SpawnerDied(BalsamError):
+    pass
+
+
+class Spawner:
+    """The launcher's end of the spawner: ``start`` queues, ``send`` hands
+    what is queued over in one message, ``collect`` applies what came back
+    to the handles."""
+
+    def __init__(self, env):
+        requests_r, self._requests = os.pipe()
+        self._replies, replies_w = os.pipe()
+        for fd in (self._requests, self._replies):
+            try:
+                fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+            except (AttributeError, OSError):
+                pass  # the default size works, in more round trips
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "balsam.launcher.spawner", str(requests_r), str(replies_w)],
+            pass_fds=(requests_r, replies_w), env=env, stdin=subprocess.DEVNULL,
+        )
+        os.close(requests_r)
+        os.close(replies_w)
+        os.set_blocking(self._requests, False)
+        os.set_blocking(self._replies, False)
+        self._reader = MessageReader(self._replies)
+        self._queued = []
+        self._handles = {}  # key -> ManagedProcess not yet ended
+        self._keys = 0
+
+    def fileno(self):
+        """Readable when a result has come back: the launcher waits on it."""
+        return self._replies
+
+    def start(self, handle, argv, cwd, env_extra, output_path, header):
+        self._keys += 1
+        self._handles[self._keys] = handle
+        self._queued.append(("start", self._keys, list(argv), str(cwd), env_extra, output_path, header))
+
+    def send(self):
+        if not self._queued:
+            return
+        items, self._queued = self._queued, []
+        data = memoryview(frame(items))
+        while data:
+            try:
+                data = data[os.write(self._requests, data):]
+            except BlockingIOError:
+                # The spawner may itself be waiting for us to read: keep reading.
+                readable, _, _ = select.select([self._replies], [self._requests], [])
+                if readable:
+                    self.collect()
+            except BrokenPipeError:
+                raise SpawnerDied("the launcher's process spawner has died") from None
+
+    def collect(self):
+        """Apply every result available now; True if there was any."""
+        items = self._reader.read()
+        for kind, key, *details in items:
+            handle = self._handles.get(key)
+            if handle is None:
+                continue
+            if kind == "started":
+                handle._started(details[0])
+            else:
+                del self._handles[key]
+                if kind == "failed":
+                    handle._failed(details[0])
+                else:
+                    handle._ended(*details)
+        if self._reader.closed and self._handles:
+            raise SpawnerDied("the launcher's process spawner has died")
+        return bool(items)
+
+    def wait(self, timeout):
+        """Until a result comes back or ``timeout`` seconds pass."""
+        if self._handles:
+            select.select([self._replies], [], [], timeout)
+        else:
+            time.sleep(timeout)
+
+    def close(self):
+        """Stop the spawner (it kills anything still running first)."""
+        for fd in (self._requests, self._replies):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
 
 
 class ManagedProcess:
-    def __init__(self, kind, job_id, argv, cwd, env, output_path, timeout_sec=None, header=None):
+    """A process started through the spawner. ``poll`` is the exit code once
+    it has ended (None until then); ``start_error`` says why it never started."""
+
+    def __init__(self, spawner, kind, job_id, argv, cwd, env_extra, output_path, timeout_sec=None, header=None):
+        self.spawner = spawner
         self.kind = kind  # "run", "stage_in", "preprocess", "postprocess", "stage_out"
         self.job_id = job_id
         self.output_path = str(output_path)
         self.started = time.monotonic()
         self.deadline = self.started + timeout_sec if timeout_sec else None
+        self.pid = None
+        self.code = None
+        self.runtime = None
+        self.start_error = None
         self.killed_at = None
         self.timed_out = False
-        if os.path.islink(self.output_path):  # never append through a link into another job's file
-            os.unlink(self.output_path)
-        with open(self.output_path, "ab") as out:
-            if header:
-                out.write(header.encode() + b"\n")
-                out.flush()
-            self.popen = subprocess.Popen(
-                argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self._signal_when_started = None
+        spawner.start(self, argv, cwd, env_extra, self.output_path, header)
+
+    # Results, from Spawner.collect
+    def _started(self, pid):
+        self.pid = pid
+        if self._signal_when_started:
+            self._signal(self._signal_when_started)
+
+    def _failed(self, message):
+        self.start_error = message
+        self.code = -1
+
+    def _ended(self, code, runtime):
+        self.code, self.runtime = code, runtime
 
     @property
     def elapsed(self):
-        return time.monotonic() - self.started
+        return self.runtime if self.runtime is not None else time.monotonic() - self.started
 
     def poll(self):
         """The exit code once finished (timeouts enforced here), else None."""
-        code = self.popen.poll()
-        if code is not None:
-            return code
+        if self.code is not None:
+            return self.code
         now = time.monotonic()
         if self.deadline and now > self.deadline and not self.timed_out:
             self.timed_out = True
@@ -53,16 +168,30 @@ class ManagedProcess:
             self.killed_at = time.monotonic()
             self._signal(signal.SIGTERM)
 
-    def kill_now(self):
+    def kill_now(self, timeout=5):
+        """SIGKILL, and wait (up to ``timeout``) until the spawner has reaped it."""
         self._signal(signal.SIGKILL)
-        try:
-            self.popen.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
+        deadline = time.monotonic() + timeout
+        while self.code is None and time.monotonic() < deadline:
+            self.spawner.send()
+            self.spawner.wait(0.05)
+            try:
+                self.spawner.collect()
+            except SpawnerDied:
+                break
+
+    def kill_group(self):
+        """SIGKILL to its process group, without waiting (the spawner is gone)."""
+        self._signal(signal.SIGKILL)
 
     def _signal(self, sig):
+        if self.code is not None:
+            return
+        if self.pid is None:
+            self._signal_when_started = sig
+            return
         try:
-            os.killpg(self.popen.pid, sig)
+            os.killpg(self.pid, sig)
         except (ProcessLookupError, PermissionError):
             pass
 

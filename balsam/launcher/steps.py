@@ -47,7 +47,8 @@ def next_step(job, app, parent_dirs):
     post = job.postprocess or (app.postprocess if app else "")
     if state == states.READY:
         workdir = Path(job.working_directory)
-        workdir.mkdir(parents=True, exist_ok=True)
+        if parent_dirs:  # else the spawner makes it for the job's first process (off the launcher's loop)
+            workdir.mkdir(parents=True, exist_ok=True)
         staging.link_parent_files(workdir, job.input_files, [(pk, d) for pk, d, _ in parent_dirs],
                                   skip_names={out for _, _, out in parent_dirs})
         if job.stage_in_url:

@@ -259,6 +259,76 @@ def test_a_sigkilled_launcher_is_recovered_by_the_next(db):
         assert "RESTART_READY" in [e.to_state for e in BalsamJob.objects.get(pk=pk).events.all()]
 
 
+def test_a_sigkilled_launcher_takes_its_runs_with_it(db):
+    # A run that outlived its launcher would race the rerun of its job by the
+    # launcher that recovers it.
+    py_app("sleeper", "sleeper.py")
+    job = api.add_job(name="orphan", workflow="w", application="sleeper", args="60")
+    doomed = start_launcher(db, "--consume-all")
+    pid_file = Path(job.working_directory) / "sleeper.pid"
+    wait_until(pid_file.exists, 60, "the run to start")
+    pid = int(wait_until(lambda: pid_file.read_text().strip(), 10, "the pid"))
+    doomed.kill()
+    doomed.communicate()
+    wait_until(lambda: gone(pid), 5, "the run to be stopped")
+    assert state(job) == "RUNNING"  # until its lease expires and a launcher recovers it
+
+
+# --------------------------------------------------------------------------- how processes start
+def test_a_command_that_cannot_start_fails_its_job_with_the_reason(db):
+    api.add_app("missing", "/no/such/program --flag", check_paths=False)
+    job = api.add_job(name="doomed", workflow="w", application="missing")
+    run_launcher(db, "--consume-all")
+    stored = BalsamJob.objects.get(pk=job.pk)
+    assert stored.state == "FAILED"
+    message = stored.events.get(to_state="FAILED").message
+    assert message.startswith("cannot start the run: No such file or directory") and "/no/such/program" in message
+
+
+def test_a_bare_command_name_is_found_on_the_jobs_own_path(db, tmp_path):
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    (tools / "say-hello").write_text("#!/bin/sh\necho hello from $0\n")
+    (tools / "say-hello").chmod(0o755)
+    api.add_app("hello", "say-hello", environ_vars={"PATH": f"{tools}:{os.environ['PATH']}"}, check_paths=False)
+    job = api.add_job(name="greet", workflow="w", application="hello")
+    run_launcher(db, "--consume-all")
+    assert state(job) == "JOB_FINISHED"
+    assert f"hello from {tools / 'say-hello'}" in (Path(job.working_directory) / "greet.out").read_text()
+
+
+def test_the_launcher_replaces_a_killed_spawner_and_carries_on(db):
+    py_app("sleeper", "sleeper.py")
+    job = api.add_job(name="survivor", workflow="w", application="sleeper", args="3")
+    launcher = start_launcher(db, "--consume-all", "--until-idle")
+    try:
+        pid_file = Path(job.working_directory) / "sleeper.pid"
+        wait_until(pid_file.exists, 60, "the run to start")
+        first_run = int(wait_until(lambda: pid_file.read_text().strip(), 10, "the pid"))
+        pid_file.unlink()
+        spawner, = [p for p in psutil.Process(launcher.pid).children()
+                    if "balsam.launcher.spawner" in " ".join(p.cmdline())]
+        spawner.kill()
+        wait_until(lambda: gone(first_run), 5, "the lost run to be stopped")
+        out, err = launcher.communicate(timeout=120)
+    finally:
+        stop(launcher)
+    assert launcher.returncode == 0, err
+    assert state(job) == "JOB_FINISHED"
+    lost = BalsamJob.objects.get(pk=job.pk).events.get(to_state="RUN_TIMEOUT")
+    assert lost.message == "lost when the launcher's process spawner died"
+    assert history(job).count("RUNNING") == 2
+
+
+def test_jobs_hold_no_descriptors_of_the_launcher(db):
+    py_app("fds", "open_fds.py")
+    job = api.add_job(name="fds", workflow="w", application="fds")
+    run_launcher(db, "--consume-all")
+    assert state(job) == "JOB_FINISHED"
+    leaked = (Path(job.working_directory) / "open_fds.txt").read_text().split("\n")
+    assert [line for line in leaked if line.strip()] == []
+
+
 # --------------------------------------------------------------------------- MPI
 @pytest.fixture
 def mpi_available():

@@ -72,7 +72,7 @@ import uuid
 from types import SimpleNamespace
 
 from balsam.launcher import staging
-from balsam.launcher.environment import job_environment
+from balsam.launcher.environment import base_environment, job_variables
 
 
 def test_parent_files_are_linked_with_clash_suffixes_and_reruns_change_nothing(tmp_path):
@@ -109,7 +109,8 @@ def test_job_environment(monkeypatch):
     monkeypatch.setenv("BALSAM_JOB_ERROR", "TRUE")  # left over from a handler that started us
     job = SimpleNamespace(job_id=uuid.UUID(int=1), environ_vars={"JOB_VAR": "j", "SHARED": "job"}, threads_per_rank=4)
     parent, child = uuid.UUID(int=2), uuid.UUID(int=3)
-    env = job_environment(job, {"APP_VAR": "a", "SHARED": "app"}, [parent], [child], "/db", handler="TIMEOUT")
+    env = base_environment() | job_variables(job, {"APP_VAR": "a", "SHARED": "app"}, [parent], [child], "/db",
+                                             handler="TIMEOUT")
     assert env["INHERITED"] == "yes" and env["APP_VAR"] == "a" and env["JOB_VAR"] == "j" and env["SHARED"] == "job"
     assert env["BALSAM_JOB_ID"] == str(job.job_id) and env["BALSAM_DB_PATH"] == "/db"
     assert json.loads(env["BALSAM_PARENT_IDS"]) == [str(parent)] and json.loads(env["BALSAM_CHILD_IDS"]) == [str(child)]

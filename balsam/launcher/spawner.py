@@ -1,0 +1,222 @@
+"""The launcher's spawner: a small helper process that starts and reaps every
+process the launcher runs (applications, pre/post scripts, transfers).
+
+Why a process of its own: starting a process costs a directory lookup, an
+output file, a fork and an exec -- kernel work that, in the launcher, would
+hold its interpreter lock (Python 3.11 keeps it across ``vfork``) and stall
+its bookkeeping and DB writes. Here it runs on another core, and the launcher
+only sends requests and reads results.
+
+Protocol (pickled lists, each framed by a 4-byte big-endian length), in order:
+
+* launcher -> spawner: ``("start", key, argv, cwd, env_extra, output_path, header)``
+* spawner -> launcher: ``("started", key, pid)``, ``("failed", key, message)``,
+  ``("ended", key, exit_code, elapsed_seconds)``.
+
+A process runs in ``cwd`` (made if missing), in a session of its own (so a
+kill reaches everything it started), with stdin from /dev/null and stdout and
+stderr appended to ``output_path``, its environment the spawner's own (the
+launcher's base environment) plus ``env_extra``. Exit codes follow
+``subprocess``: negative for a signal.
+
+The spawner lives exactly as long as the launcher: it ignores SIGINT and
+SIGTERM (those are the launcher's to act on), and when the launcher's end of
+the request pipe closes -- a clean exit or a SIGKILL -- it kills what is still
+running, reaps it and exits, so no run outlives its launcher to race the
+launcher that later recovers its jobs.
+"""
+
+import os
+import pickle
+import select
+import signal
+import struct
+import sys
+import time
+
+_LENGTH = struct.Struct(">I")
+# Ignored signals stay ignored across exec: give children the defaults back
+# (SIGPIPE and SIGXFSZ are ignored by every Python process, as subprocess knows).
+_DEFAULT_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE, signal.SIGXFSZ)
+
+
+def frame(items):
+    """One message: ``items`` pickled, after their length."""
+    data = pickle.dumps(items, protocol=pickle.HIGHEST_PROTOCOL)
+    return _LENGTH.pack(len(data)) + data
+
+
+def write_message(fd, items):
+    view = memoryview(frame(items))
+    while view:
+        view = view[os.write(fd, view):]
+
+
+class MessageReader:
+    """Reassembles framed messages from a non-blocking pipe."""
+
+    def __init__(self, fd):
+        self.fd = fd
+        self.buffer = bytearray()
+        self.closed = False
+
+    def read(self):
+        """The items of every complete message available now."""
+        while True:
+            try:
+                chunk = os.read(self.fd, 1 << 16)
+            except BlockingIOError:
+                break
+            if not chunk:
+                self.closed = True
+                break
+            self.buffer += chunk
+        items = []
+        while len(self.buffer) >= _LENGTH.size:
+            (length,) = _LENGTH.unpack_from(self.buffer)
+            end = _LENGTH.size + length
+            if len(self.buffer) < end:
+                break
+            items += pickle.loads(self.buffer[_LENGTH.size:end])
+            del self.buffer[:end]
+        return items
+
+
+class _Children:
+    def __init__(self):
+        self.base_env = dict(os.environ)
+        self.running = {}  # pid -> (key, start time)
+        self.executables = {}  # (name, PATH) -> full path
+
+    def start(self, key, argv, cwd, env_extra, output_path, header):
+        try:
+            pid = self._spawn(argv, cwd, {**self.base_env, **env_extra} if env_extra else self.base_env,
+                              output_path, header)
+        except OSError as exc:
+            return ("failed", key, _describe(exc, argv))
+        self.running[pid] = (key, time.monotonic())
+        return ("started", key, pid)
+
+    def _spawn(self, argv, cwd, env, output_path, header):
+        try:
+            os.chdir(cwd)
+        except FileNotFoundError:
+            os.makedirs(cwd, exist_ok=True)
+            os.chdir(cwd)
+        out = _open_output(output_path)
+        try:
+            if header:
+                os.write(out, header.encode() + b"\n")
+            actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                       (os.POSIX_SPAWN_DUP2, out, 1), (os.POSIX_SPAWN_DUP2, out, 2)]
+            options = dict(file_actions=actions, setsid=True, setsigdef=_DEFAULT_SIGNALS)
+            try:
+                return os.posix_spawn(self._resolve(argv[0], env), argv, env, **options)
+            except FileNotFoundError:
+                if self.executables.pop((argv[0], env.get("PATH")), None) is None:
+                    raise
+                return os.posix_spawn(self._resolve(argv[0], env), argv, env, **options)
+        finally:
+            os.close(out)
+
+    def _resolve(self, name, env):
+        """``name`` as ``execvp`` would find it on the job's own PATH (the
+        spawner's PATH is not the job's); remembered, and looked up again if
+        the remembered file is gone."""
+        if os.sep in name:
+            return name
+        key = (name, env.get("PATH"))
+        path = self.executables.get(key)
+        if path is None:
+            for folder in os.get_exec_path(env):
+                candidate = os.path.join(folder, name)
+                if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+                    path = self.executables[key] = candidate
+                    break
+            else:
+                raise FileNotFoundError(2, "No such file or directory", name)
+        return path
+
+    def reap(self):
+        ended = []
+        while self.running:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            entry = self.running.pop(pid, None)
+            if entry is not None:
+                key, began = entry
+                ended.append(("ended", key, os.waitstatus_to_exitcode(status), time.monotonic() - began))
+        return ended
+
+    def kill_all(self):
+        for pid in list(self.running):
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        while self.running:
+            try:
+                pid, _ = os.waitpid(-1, 0)
+            except ChildProcessError:
+                break
+            self.running.pop(pid, None)
+
+
+def _open_output(path):
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW
+    try:
+        return os.open(path, flags, 0o644)
+    except OSError as exc:
+        if not os.path.islink(path):
+            raise
+        os.unlink(path)  # never append through a link into another job's file
+        return os.open(path, flags, 0o644)
+
+
+def _describe(exc, argv):
+    where = f": {exc.filename}" if exc.filename else ""
+    return f"{exc.strerror or exc}{where} (command: {argv[0]})"
+
+
+def serve(requests_fd, replies_fd):
+    for fd in (requests_fd, replies_fd):
+        os.set_inheritable(fd, False)  # jobs must not hold the launcher's pipes open
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_r, False)
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)  # the wakeup fd needs a handler installed
+    os.set_blocking(requests_fd, False)
+    reader = MessageReader(requests_fd)
+    children = _Children()
+    while True:
+        select.select([requests_fd, wake_r], [], [])
+        replies = []
+        for op, key, *args in reader.read():
+            if op == "start":
+                replies.append(children.start(key, *args))
+        try:
+            while os.read(wake_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
+        replies += children.reap()
+        if reader.closed:
+            children.kill_all()
+            return
+        if replies:
+            try:
+                write_message(replies_fd, replies)
+            except BrokenPipeError:
+                children.kill_all()
+                return
+
+
+if __name__ == "__main__":
+    serve(int(sys.argv[1]), int(sys.argv[2]))
