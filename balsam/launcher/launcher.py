@@ -82,11 +82,14 @@ class Batch:
         self.releases.append(str(job_id))
 
     def flush(self, wait=False):
-        """Start writing everything collected; returns the ids whose move an
+        """Start writing everything collected, unless a write is still in
+        flight: then it waits for the next flush and goes in a larger batch
+        (the loop never stalls on the DB). Returns the ids whose move an
         earlier write refused (a user killed the job meanwhile; their leases
-        are released). ``wait``: return only once this write has landed too."""
-        self.wait()
-        if self.moves or self.fields or self.releases:
+        are released). ``wait``: return only once everything has landed."""
+        if self._in_flight is not None and (wait or self._in_flight.done()):
+            self.wait()
+        if self._in_flight is None and (self.moves or self.fields or self.releases):
             moves = [(ids, state, message) for (_, state, message), ids in sorted(self.moves.items())]
             self._in_flight = self._writer.submit(self._write, moves, self.fields, self.releases)
             self.moves, self.rounds = defaultdict(list), defaultdict(int)
