@@ -93,7 +93,7 @@ class _Children:
             pid = self._spawn(argv, cwd, {**self.base_env, **env_extra} if env_extra else self.base_env,
                               output_path, header)
         except OSError as exc:
-            return ("failed", key, _describe(exc, argv))
+            return ("failed", key, str(exc))
         self.running[pid] = (key, time.monotonic())
         return ("started", key, pid)
 
@@ -170,16 +170,11 @@ def _open_output(path):
     flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW
     try:
         return os.open(path, flags, 0o644)
-    except OSError as exc:
+    except OSError:
         if not os.path.islink(path):
             raise
         os.unlink(path)  # never append through a link into another job's file
         return os.open(path, flags, 0o644)
-
-
-def _describe(exc, argv):
-    where = f": {exc.filename}" if exc.filename else ""
-    return f"{exc.strerror or exc}{where} (command: {argv[0]})"
 
 
 def serve(requests_fd, replies_fd):

@@ -282,7 +282,7 @@ def test_a_command_that_cannot_start_fails_its_job_with_the_reason(db):
     stored = BalsamJob.objects.get(pk=job.pk)
     assert stored.state == "FAILED"
     message = stored.events.get(to_state="FAILED").message
-    assert message.startswith("cannot start the run: No such file or directory") and "/no/such/program" in message
+    assert message == "cannot start the run: [Errno 2] No such file or directory: '/no/such/program'"
 
 
 def test_a_bare_command_name_is_found_on_the_jobs_own_path(db, tmp_path):
