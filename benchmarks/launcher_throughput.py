@@ -41,8 +41,8 @@ Columns:
   POSTPROCESSED, JOB_FINISHED (one each);
 * diagnostics: ``1st event s`` (launcher start to the first event: start-up
   and the first claim), ``last event s`` (launcher start to the last
-  JOB_FINISHED event), ``cpu s`` (user + system CPU of the launcher and the
-  processes it waited for, from ``getrusage(RUSAGE_CHILDREN)``), ``srv cpu s``
+  JOB_FINISHED event), ``cpu s`` (user + system CPU of the launcher, its
+  spawner and the jobs, from ``getrusage(RUSAGE_CHILDREN)``), ``srv cpu s``
   (the dbserver process's CPU time over the launcher run, psutil).
 
 Target (per row): >= 300 jobs/s and >= 30% of the raw spawn rate.
