@@ -63,6 +63,13 @@ def history(job):
     return [to for _, _, to, _ in BalsamJob.objects.get(pk=job.pk).history()]
 
 
+def sleeper_pid(job, name="sleeper.pid", what="the run"):
+    """The pid a fixture app recorded in ``name`` in ``job``'s directory, once it has started."""
+    pid_file = Path(job.working_directory) / name
+    wait_until(pid_file.exists, 60, f"{what} to start")
+    return int(wait_until(lambda: pid_file.read_text().strip(), 10, "the pid"))
+
+
 def gone(pid):
     try:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
@@ -187,9 +194,7 @@ def test_kill_during_preprocess(db):
     job = api.add_job(name="victim", workflow="w", application="quick")
     launcher = start_launcher(db, "--consume-all")
     try:
-        pid_file = Path(job.working_directory) / "pre.pid"
-        wait_until(pid_file.exists, 60, "the preprocess script to start")
-        pid = int(wait_until(lambda: pid_file.read_text().strip(), 10, "the pid"))
+        pid = sleeper_pid(job, "pre.pid", "the preprocess script")
         api.kill(job)
         wait_until(lambda: gone(pid), 2.5, "the preprocess script to be stopped")
     finally:
@@ -207,9 +212,7 @@ def test_kill_during_a_run(db, mode, mpi_available):
     job = api.add_job(name="victim", workflow="w", application="sleeper", args="30")
     launcher = start_launcher(db, "--consume-all", "--job-mode", mode)
     try:
-        pid_file = Path(job.working_directory) / "sleeper.pid"
-        wait_until(pid_file.exists, 60, "the run to start")
-        pid = int(wait_until(lambda: pid_file.read_text().strip(), 10, "the pid"))
+        pid = sleeper_pid(job)
         assert state(job) == "RUNNING"
         api.kill(job)
         wait_until(lambda: gone(pid), 2.5, "the run to be stopped")
@@ -265,9 +268,7 @@ def test_a_sigkilled_launcher_takes_its_runs_with_it(db):
     py_app("sleeper", "sleeper.py")
     job = api.add_job(name="orphan", workflow="w", application="sleeper", args="60")
     doomed = start_launcher(db, "--consume-all")
-    pid_file = Path(job.working_directory) / "sleeper.pid"
-    wait_until(pid_file.exists, 60, "the run to start")
-    pid = int(wait_until(lambda: pid_file.read_text().strip(), 10, "the pid"))
+    pid = sleeper_pid(job)
     doomed.kill()
     doomed.communicate()
     wait_until(lambda: gone(pid), 5, "the run to be stopped")
@@ -302,10 +303,7 @@ def test_the_launcher_replaces_a_killed_spawner_and_carries_on(db):
     job = api.add_job(name="survivor", workflow="w", application="sleeper", args="3")
     launcher = start_launcher(db, "--consume-all", "--until-idle")
     try:
-        pid_file = Path(job.working_directory) / "sleeper.pid"
-        wait_until(pid_file.exists, 60, "the run to start")
-        first_run = int(wait_until(lambda: pid_file.read_text().strip(), 10, "the pid"))
-        pid_file.unlink()
+        first_run = sleeper_pid(job)
         spawner, = [p for p in psutil.Process(launcher.pid).children()
                     if "balsam.launcher.spawner" in " ".join(p.cmdline())]
         spawner.kill()
@@ -377,9 +375,7 @@ def test_sigterm_times_out_running_jobs_and_exits_cleanly(db):
     py_app("sleeper", "sleeper.py")
     job = api.add_job(name="long", workflow="w", application="sleeper", args="60")
     launcher = start_launcher(db, "--consume-all")
-    pid_file = Path(job.working_directory) / "sleeper.pid"
-    wait_until(pid_file.exists, 60, "the run to start")
-    pid = int(wait_until(lambda: pid_file.read_text().strip(), 10, "the pid"))
+    pid = sleeper_pid(job)
     launcher.send_signal(signal.SIGTERM)
     out, err = launcher.communicate(timeout=60)
     assert launcher.returncode == 0, err
