@@ -4,9 +4,9 @@ One loop: it resolves dependencies, claims jobs with a lease, advances each
 held job one step (inline, or by starting a supervised child process), starts
 runnable jobs on free nodes, reaps finished processes and writes every state
 change in batches. Two helpers keep slow work off the loop: a thread writes
-the batches, and the spawner process starts and reaps the child processes. Any number of launchers can share a DB:
-leases keep them off each other's jobs, and the jobs of a launcher that dies
-come back when its lease expires.
+the batches, and the spawner process starts and reaps the child processes.
+Any number of launchers can share a DB: leases keep them off each other's
+jobs, and the jobs of a launcher that dies come back when its lease expires.
 """
 
 import logging
@@ -597,9 +597,12 @@ class Launcher:
                 self._move(job, states.RUN_TIMEOUT, f"launcher stopped ({self.stop_reason})")
         self.runs.clear()
         deadline = time.monotonic() + SHUTDOWN_GRACE_SEC
-        while time.monotonic() < deadline and (self.transitions or any(p.code is None for p, _ in runs)):
-            self._reap_transitions()  # let steps in progress finish (and collect the runs' ends)
-            self.spawner.wait(0.05)
+        try:
+            while time.monotonic() < deadline and (self.transitions or any(p.code is None for p, _ in runs)):
+                self._reap_transitions()  # let steps in progress finish (and collect the runs' ends)
+                self.spawner.wait(0.05)
+        except SpawnerDied:
+            pass  # nothing more will end: what is left is killed next
         self._kill_everything(runs)
         self.spawner.close()
         self._flush(wait=True)

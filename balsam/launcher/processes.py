@@ -49,10 +49,6 @@ class Spawner:
         self._handles = {}  # key -> ManagedProcess not yet ended
         self._keys = 0
 
-    def fileno(self):
-        """Readable when a result has come back: the launcher waits on it."""
-        return self._replies
-
     def start(self, handle, argv, cwd, env_extra, output_path, header):
         self._keys += 1
         self._handles[self._keys] = handle
@@ -75,7 +71,7 @@ class Spawner:
                 raise SpawnerDied("the launcher's process spawner has died") from None
 
     def collect(self):
-        """Apply every result available now; True if there was any."""
+        """Apply every result available now to its handle."""
         items = self._reader.read()
         for kind, key, *details in items:
             handle = self._handles.get(key)
@@ -91,7 +87,6 @@ class Spawner:
                     handle._ended(*details)
         if self._reader.closed and self._handles:
             raise SpawnerDied("the launcher's process spawner has died")
-        return bool(items)
 
     def wait(self, timeout):
         """Until a result comes back or ``timeout`` seconds pass."""
@@ -172,13 +167,13 @@ class ManagedProcess:
         """SIGKILL, and wait (up to ``timeout``) until the spawner has reaped it."""
         self._signal(signal.SIGKILL)
         deadline = time.monotonic() + timeout
-        while self.code is None and time.monotonic() < deadline:
-            self.spawner.send()
-            self.spawner.wait(0.05)
-            try:
+        try:
+            while self.code is None and time.monotonic() < deadline:
+                self.spawner.send()
+                self.spawner.wait(0.05)
                 self.spawner.collect()
-            except SpawnerDied:
-                break
+        except SpawnerDied:
+            pass  # no one is left to reap it; the SIGKILL has reached it all the same
 
     def kill_group(self):
         """SIGKILL to its process group, without waiting (the spawner is gone)."""
