@@ -9,7 +9,9 @@ only sends requests and reads results.
 
 Protocol (pickled lists, each framed by a 4-byte big-endian length), in order:
 
-* launcher -> spawner: ``("start", key, argv, cwd, env_extra, output_path, header)``
+* launcher -> spawner: ``("start", key, argv, cwd, env_extra, output_path, header)``,
+  with absolute ``cwd`` and ``output_path`` (the spawner ``chdir``s for every
+  start, so a relative path would be read from the previous job's directory)
 * spawner -> launcher: ``("started", key, pid)``, ``("failed", key, message)``,
   ``("ended", key, exit_code, elapsed_seconds)``.
 
@@ -90,8 +92,7 @@ class _Children:
 
     def start(self, key, argv, cwd, env_extra, output_path, header):
         try:
-            pid = self._spawn(argv, cwd, {**self.base_env, **env_extra} if env_extra else self.base_env,
-                              output_path, header)
+            pid = self._spawn(argv, cwd, {**self.base_env, **env_extra}, output_path, header)
         except OSError as exc:
             return ("failed", key, str(exc))
         self.running[pid] = (key, time.monotonic())
