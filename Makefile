@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test unit integration bench system-deps clean venv
+.PHONY: demo test imports unit integration bench system-deps clean venv
 
 $(STAMP): setup.py requirements-ci.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,8 +18,12 @@ venv: $(STAMP)
 demo: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash demo/run_demo.sh
 
-test: $(STAMP)
+test: imports
 	$(BIN)/python -m pytest tests
+
+# The import contracts in .importlinter (the layers of the package graph).
+imports: $(STAMP)
+	$(BIN)/lint-imports
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit

@@ -10,11 +10,11 @@ import os
 import shlex
 import shutil
 import sys
-import uuid
 from pathlib import Path
 
 from balsam import config
-from balsam.dbserver.protocol import JOBS_PER_REQUEST
+from balsam.core import write_client
+from balsam.wire.protocol import JOBS_PER_REQUEST
 from balsam.exceptions import AmbiguousId, NotFound, ValidationError
 
 DUMMY_APP = "dummy"
@@ -40,10 +40,9 @@ def attach(cli_path=None, admin=False):
     return selection
 
 
-def write_client():
-    from balsam.dbclient import get_client
-
-    return get_client()
+def write_path_description():
+    """Where this process's writes go, in words (for ``balsam which``)."""
+    return write_client.get().describe()
 
 
 # ---------------------------------------------------------------------------
@@ -55,7 +54,14 @@ def _models():
     return models
 
 
-def _hex_prefix(text):
+def _queries():
+    from balsam.core import queries
+
+    return queries
+
+
+def parse_id_prefix(text):
+    """``text`` as the start of a job id (hex digits; dashes dropped), or None."""
     cleaned = str(text).strip().lower().replace("-", "")
     if not cleaned or any(c not in "0123456789abcdef" for c in cleaned) or len(cleaned) > 32:
         return None
@@ -77,12 +83,12 @@ def get_job(ref, by_name=True):
         return ref
     ref = str(ref)
     matches = {}
-    prefix = _hex_prefix(ref)
+    queries = _queries()
+    prefix = parse_id_prefix(ref)
     if prefix:
-        qs = BalsamJob.objects.filter(pk=prefix) if len(prefix) == 32 else BalsamJob.objects.filter(job_id__startswith=prefix)
-        matches.update((job.pk, job) for job in qs[: MAX_CANDIDATES_SHOWN + 1])
+        matches.update((job.pk, job) for job in queries.jobs_with_id_prefix(prefix, MAX_CANDIDATES_SHOWN + 1))
     if by_name:
-        matches.update((job.pk, job) for job in BalsamJob.objects.filter(name=ref)[: MAX_CANDIDATES_SHOWN + 1])
+        matches.update((job.pk, job) for job in queries.jobs_named(ref, MAX_CANDIDATES_SHOWN + 1))
     if len(matches) == 1:
         return next(iter(matches.values()))
     if matches:
@@ -109,10 +115,9 @@ def get_app(ref):
 
 def job_uuid(text):
     """``text`` as a UUID, or a clear error."""
-    try:
-        return uuid.UUID(str(text))
-    except ValueError:
-        raise ValidationError(f"{text!r} is not a job id") from None
+    from balsam.core.json_values import job_id
+
+    return job_id(text)
 
 
 # ---------------------------------------------------------------------------
@@ -221,14 +226,14 @@ def modify_app(ref, attr, text):
     value = parse_value(App, attr, text)
     if attr in ("executable", "preprocess", "postprocess"):
         value = resolve_command(value)
-    write_client().update("apps", [app.pk], {attr: value})
+    write_client.get().update("apps", [app.pk], {attr: value})
     app.refresh_from_db()
     return app, value
 
 
 def remove_apps(apps):
     ids = [app.pk for app in apps]
-    return write_client().delete("apps", ids) if ids else 0
+    return write_client.get().delete("apps", ids) if ids else 0
 
 
 # ---------------------------------------------------------------------------
@@ -237,7 +242,7 @@ def remove_apps(apps):
 @functools.lru_cache(maxsize=1)
 def job_field_names():
     """Fields a new job may be given (``parents``: ids or jobs it waits for)."""
-    from balsam.core.writes import JOB_CREATE_FIELDS
+    from balsam.core.operations.validation import JOB_CREATE_FIELDS
 
     return frozenset(JOB_CREATE_FIELDS | {"parents"})
 
@@ -274,7 +279,7 @@ def add_jobs(rows, progress=None):
 
     ``progress(n)`` is called after each chunk with the number just inserted.
     """
-    client = write_client()
+    client = write_client.get()
     ids = []
     for start in range(0, len(rows), JOBS_PER_REQUEST):
         chunk = rows[start : start + JOBS_PER_REQUEST]
@@ -287,7 +292,7 @@ def add_jobs(rows, progress=None):
 
 def add_dependency(parent, child):
     parent, child = get_job(parent), get_job(child)
-    write_client().add_dependency(str(parent.pk), str(child.pk))
+    write_client.get().add_dependency(str(parent.pk), str(child.pk))
     return parent, child
 
 
@@ -302,14 +307,14 @@ def spawn_child(parent, clone=False, **fields):
     else:
         base["workflow"] = parent.workflow
     base.update(fields)
-    parent_ids = list(parent.parents.values_list("pk", flat=True)) + [parent.pk]
+    parent_ids = _queries().parent_ids(parent.pk) + [parent.pk]
     base["parents"] = [str(p) for p in dict.fromkeys(parent_ids)]
     return add_job(**base)
 
 
 def kill(job, recursive=True):
     job = get_job(job)
-    return write_client().kill([str(job.pk)], recursive=recursive)
+    return write_client.get().kill([str(job.pk)], recursive=recursive)
 
 
 def modify_job(ref, attr, text):
@@ -320,13 +325,13 @@ def modify_job(ref, attr, text):
         job.update_state(text, "state changed from the command line")
         return job, job.state
     value = parse_value(BalsamJob, attr, text)
-    write_client().update("jobs", [str(job.pk)], {attr: value})
+    write_client.get().update("jobs", [str(job.pk)], {attr: value})
     job.refresh_from_db()
     return job, value
 
 
 def remove_jobs(ids):
-    return write_client().delete("jobs", [str(i) for i in ids]) if ids else 0
+    return write_client.get().delete("jobs", [str(i) for i in ids]) if ids else 0
 
 
 def make_dummies(count, progress=None):
@@ -344,11 +349,44 @@ def make_dummies(count, progress=None):
 
 
 # ---------------------------------------------------------------------------
-# summaries
+# listings and summaries (what the CLI shows)
 # ---------------------------------------------------------------------------
-def state_counts(queryset=None):
-    from django.db.models import Count
+def find_jobs(name_contains=None, id_prefix=None, state=None, workflow=None):
+    """Jobs matching every given filter (a queryset, oldest first). ``id_prefix``
+    must already be parsed (``parse_id_prefix``)."""
+    return _queries().jobs_matching(name_contains, id_prefix, state, workflow)
 
-    qs = queryset if queryset is not None else _models().BalsamJob.objects.all()
-    # COUNT(*), not COUNT(pk): SQLite then answers from the state index alone.
-    return dict(qs.order_by().values_list("state").annotate(n=Count("*")).values_list("state", "n"))
+
+def job_ids(name=None):
+    """Ids of every job, or of the jobs named exactly ``name``."""
+    return _queries().job_ids(name)
+
+
+def find_apps(name=None):
+    """Every application, or the one named exactly ``name`` (a list)."""
+    App = _models().ApplicationDefinition
+    return list(App.objects.filter(name=name) if name else App.objects.all())
+
+
+def dependency_edges(job_ids):
+    """``[(child, parent)]`` among ``job_ids`` (for trees)."""
+    return _queries().edges_among(job_ids)
+
+
+def state_counts(queryset=None):
+    """{state: jobs} over ``queryset`` (default: every job)."""
+    return _queries().state_counts(queryset)
+
+
+def workflow_counts(workflow=None):
+    """{workflow: {state: jobs}}."""
+    return _queries().workflow_state_counts(workflow)
+
+
+def launches():
+    """Every batch launch, oldest first, each with ``tied``: its job count."""
+    return list(_queries().launches_with_job_counts())
+
+
+def tied_job_count(launch_id):
+    return _queries().tied_job_count(launch_id)

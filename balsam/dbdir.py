@@ -5,8 +5,8 @@ import secrets
 from pathlib import Path
 
 from balsam.config import absolute_path, is_balsam_db
-from balsam.dbserver.credentials import ensure_credentials
-from balsam.dbserver.serverinfo import ServerInfo
+from balsam.wire.credentials import ensure_credentials
+from balsam.wire.serverinfo import ServerInfo
 from balsam.django_config.settings import SECRET_KEY_NAME
 from balsam.exceptions import InitError
 

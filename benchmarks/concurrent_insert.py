@@ -49,7 +49,7 @@ What is measured
    role), each with one raw pyzmq DEALER socket using the DB's CURVE client
    keys and connected where a Balsam client on this host connects (the
    server's local socket when it posts one), keep ``--inflight`` requests in flight.  Requests are pre-encoded with
-   ``balsam.dbserver.protocol.encode_request`` (op ``create_jobs``, one job per
+   ``balsam.wire.protocol.encode_request`` (op ``create_jobs``, one job per
    request).  A DEALER talks to the server's ROUTER like a REQ socket when it
    sends an empty delimiter frame first; replies arrive as ``[b"", reply]`` and
    are decoded with ``decode_reply``.  Each generator's socket does a ``ping``
@@ -122,10 +122,10 @@ def client_main(argv):
     """``--_client CLIENT_ID CALLS OUT_FILE``; BALSAM_DB_PATH selects the DB."""
     import balsam.launcher.dag as dag  # first: interpreter + Django set-up happen before the barrier
 
-    from balsam import api
+    from balsam.core import write_client
 
     client_id, calls, out_file = int(argv[0]), int(argv[1]), argv[2]
-    mode = api.write_client().mode  # resolves dbserver vs direct (no request sent)
+    mode = write_client.get().mode  # resolves dbserver vs direct (no request sent)
     sys.stdout.write("ready\n")
     sys.stdout.flush()
     if sys.stdin.readline().strip() != "go":
@@ -161,9 +161,9 @@ def generator_main(argv):
 
     import zmq
 
-    from balsam.dbserver import protocol
-    from balsam.dbserver.credentials import client_keys
-    from balsam.dbserver.serverinfo import ServerInfo
+    from balsam.wire import protocol
+    from balsam.wire.credentials import client_keys
+    from balsam.wire.serverinfo import ServerInfo
 
     db, gen, count, inflight, max_sec, out_file = argv[0], int(argv[1]), int(argv[2]), int(argv[3]), float(argv[4]), argv[5]
     keys = client_keys(db)

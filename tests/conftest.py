@@ -149,7 +149,7 @@ def _kill_leftovers(pids):
 def dbserver(db):
     """A live dbserver (watchdog + server processes) for the test DB, on 127.0.0.1."""
     from balsam.dbserver import control
-    from balsam.dbserver.serverinfo import ServerInfo
+    from balsam.wire.serverinfo import ServerInfo
 
     info = control.start(db, host="127.0.0.1")
     yield info
@@ -165,7 +165,7 @@ def writer(request, db):
     """Run the test once with direct writes and once through a live dbserver."""
     if request.param == "dbserver":
         request.getfixturevalue("dbserver")
-    from balsam import api
+    from balsam.core import write_client
 
-    assert api.write_client().mode == request.param
+    assert write_client.get().mode == request.param
     return request.param

@@ -42,7 +42,7 @@ def which(ctx):
     summary = ", ".join(f"{counts[s]} {s}" for s in states.ALL_STATES if counts.get(s))
     click.echo(f"Balsam DB:   {selection.path}  (selected by {selection.source})")
     click.echo(f"Backend:     sqlite3  ({selection.path / SQLITE_NAME})")
-    click.echo(f"Write mode:  {api.write_client().describe()}")
+    click.echo(f"Write mode:  {api.write_path_description()}")
     click.echo(f"Jobs:        {total}" + (f"  ({summary})" if summary else ""))
 
 

@@ -180,13 +180,9 @@ def rm(ctx, kind, name, ref, everything, force):
     if len(chosen) != 1:
         raise click.UsageError("give exactly one of --name, --id or --all")
     attach(ctx)
-    from balsam.core.models import ApplicationDefinition, BalsamJob
-
     if kind == "jobs":
-        if everything:
-            ids = list(BalsamJob.objects.values_list("pk", flat=True))
-        elif name:
-            ids = list(BalsamJob.objects.filter(name=name).values_list("pk", flat=True))
+        if everything or name:
+            ids = api.job_ids(name)
         else:
             ids = [api.get_job(ref, by_name=False).pk]
         if not ids:
@@ -197,12 +193,7 @@ def rm(ctx, kind, name, ref, everything, force):
         removed = api.remove_jobs(ids)
         click.echo(f"Deleted {removed} job(s)")
     else:
-        if everything:
-            apps = list(ApplicationDefinition.objects.all())
-        elif name:
-            apps = list(ApplicationDefinition.objects.filter(name=name))
-        else:
-            apps = [api.get_app(ref)]
+        apps = api.find_apps(name) if everything or name else [api.get_app(ref)]
         if not apps:
             raise NotFound("no applications match" + (f" the name {name!r}" if name else ""))
         for app_obj in apps:

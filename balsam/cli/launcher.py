@@ -44,7 +44,7 @@ def launcher(ctx, consume_all, wf_filter, job_file, job_mode, num_workers, nodes
 
     from balsam import api, logs
     from balsam.config import load_settings
-    from balsam.launcher.launcher import Launcher, install_signal_handlers
+    from balsam.launcher.launcher import install_signal_handlers, make_launcher
     from balsam.launcher.nodes import detect_nodes
     from balsam.launcher.progress import Progress
 
@@ -60,8 +60,8 @@ def launcher(ctx, consume_all, wf_filter, job_file, job_mode, num_workers, nodes
     progress = Progress(sys.stderr, sys.stderr.isatty(), summary_stream=sys.stdout)
     # Inside a launch the service submitted: run only the jobs tied to it.
     launch_id = os.environ.get("BALSAM_QUEUED_LAUNCH_ID")
-    runner = Launcher(
-        selection.path, api.write_client(), nodes, job_mode=job_mode, workflow=wf_filter, job_ids=job_ids,
+    runner = make_launcher(
+        selection.path, nodes, job_mode=job_mode, workflow=wf_filter, job_ids=job_ids,
         queued_launch=int(launch_id) if launch_id else None,
         max_ranks_per_node=max_ranks_per_node or None, time_limit_minutes=time_limit_minutes,
         num_transition_processes=num_transition_processes, until_idle=until_idle,

@@ -12,22 +12,13 @@ JOB_COLUMNS = ("job_id", "name", "workflow", "application", "state")
 
 def _job_query(name, ref, state, wf):
     from balsam import api
-    from balsam.core import states
-    from balsam.core.models import BalsamJob
 
-    qs = BalsamJob.objects.all()
+    prefix = None
     if ref:
-        prefix = api._hex_prefix(ref)
+        prefix = api.parse_id_prefix(ref)
         if prefix is None:
             raise click.UsageError(f"--id expects a job id or its first characters, not {ref!r}")
-        qs = qs.filter(job_id__startswith=prefix)
-    if name:
-        qs = qs.filter(name__contains=name)
-    if state:
-        qs = qs.filter(state=states.validate_state_name(state))
-    if wf:
-        qs = qs.filter(workflow=wf)
-    return qs
+    return api.find_jobs(name_contains=name, id_prefix=prefix, state=state, workflow=wf)
 
 
 @click.command()
@@ -95,17 +86,16 @@ def _by_states(qs, as_json):
 
 
 def _tree(qs):
-    from balsam.core.models import JobDependency
+    from balsam import api
 
     jobs = {pk: (name, state) for pk, name, state in qs.values_list("pk", "name", "state")}
     if not jobs:
         click.echo("No jobs found matching query")
         return
     children, has_parent = {}, set()
-    for child, parent in JobDependency.objects.values_list("child_id", "parent_id").iterator():
-        if child in jobs and parent in jobs:
-            children.setdefault(parent, []).append(child)
-            has_parent.add(child)
+    for child, parent in api.dependency_edges(jobs):
+        children.setdefault(parent, []).append(child)
+        has_parent.add(child)
     lines = []
 
     def walk(pk, prefix, last, path):
@@ -126,12 +116,8 @@ def _tree(qs):
 
 def _list_apps(name, ref, verbose, as_json):
     from balsam import api
-    from balsam.core.models import ApplicationDefinition
 
-    if ref:
-        apps = [api.get_app(ref)]
-    else:
-        apps = list(ApplicationDefinition.objects.filter(name=name) if name else ApplicationDefinition.objects.all())
+    apps = [api.get_app(ref)] if ref else api.find_apps(name)
     if as_json:
         click.echo(json.dumps([show.app_json(a) for a in apps], indent=2))
     elif not apps:
@@ -143,16 +129,9 @@ def _list_apps(name, ref, verbose, as_json):
 
 
 def _list_workflows(wf, as_json):
-    from django.db.models import Count
+    from balsam import api
 
-    from balsam.core.models import BalsamJob
-
-    qs = BalsamJob.objects.all()
-    if wf:
-        qs = qs.filter(workflow=wf)
-    per_state = {}
-    for workflow, state, n in qs.order_by().values_list("workflow", "state").annotate(n=Count("*")):
-        per_state.setdefault(workflow, {})[state] = n
+    per_state = api.workflow_counts(wf)
     if as_json:
         click.echo(json.dumps(per_state, indent=2, sort_keys=True))
         return
@@ -168,11 +147,9 @@ def _list_workflows(wf, as_json):
 
 
 def _list_launches(as_json):
-    from django.db.models import Count
+    from balsam import api
 
-    from balsam.core.models import QueuedLaunch
-
-    launches = QueuedLaunch.objects.annotate(tied=Count("jobs")).order_by("id")
+    launches = api.launches()
     if as_json:
         click.echo(json.dumps([
             {"id": l.pk, "scheduler": l.scheduler, "scheduler_id": l.scheduler_id, "queue": l.queue,

@@ -19,13 +19,14 @@ from balsam.cli.common import attach
 def submit_launch(ctx, nodes, wall_minutes, queue, project, job_mode, wf_filter):
     """Submit one launcher allocation now (renders qsubmit/qlaunchN.sh from the template)."""
     selection = attach(ctx)
+    from balsam import api
     from balsam.service.launches import submit_launch as submit
     from balsam.service.policy import load_policy
 
     policy = load_policy(selection.path)
     launch = submit(selection.path, policy, queue, nodes, wall_minutes, job_mode, project, wf_filter)
     click.echo(f"Submitted launch {launch.pk} to {policy.scheduler} as {launch.scheduler_id} "
-               f"({nodes} node(s), {wall_minutes:g} min, {job_mode}; {launch.jobs.count()} job(s) tied); "
+               f"({nodes} node(s), {wall_minutes:g} min, {job_mode}; {api.tied_job_count(launch.pk)} job(s) tied); "
                f"script {launch.script_path}")
 
 

@@ -1,9 +1,10 @@
 """Balsam's tables: applications, jobs, job dependencies and job events.
 
-Every write is routed through the installed write client (``core.write_path``):
+Every write is routed through the installed write client (``core.write_client``):
 ``save()``, ``delete()``, and the querysets' ``update()``, ``delete()``,
 ``bulk_create()``. The client applies it with the operations in
-``core.writes`` -- directly, or through the dbserver. Reads go to the DB file.
+``core.operations`` -- directly, or through the dbserver. Reads go to the DB
+file (the queries themselves live in ``core.queries``).
 """
 
 import copy
@@ -13,12 +14,12 @@ import uuid
 from pathlib import Path
 
 from django.conf import settings
-from django.db import models
+from django.db import connection, models
 from django.utils import timezone
 
-from balsam.core import states, write_path
-from balsam.core.wire import fields_to_wire
-from balsam.dbserver.protocol import JOBS_PER_REQUEST
+from balsam.core import launch_states, sql, states, write_client
+from balsam.core.json_values import fields_to_wire
+from balsam.wire.protocol import JOBS_PER_REQUEST
 from balsam.exceptions import BalsamError, NotFound
 
 logger = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ class RoutedQuerySet(models.QuerySet):
     """A queryset whose writes go through the write client.
 
     ``write_kind`` names the operations ("jobs" or "apps"); the ``_direct_*``
-    methods are Django's own writes, for use by ``core.writes`` only.
+    methods are Django's own writes, for use by ``core.operations`` only.
     """
 
     write_kind = None
@@ -43,7 +44,7 @@ class RoutedQuerySet(models.QuerySet):
         ids = self._ids()
         if not ids:
             return 0
-        return write_path.client().update(self.write_kind, ids, fields_to_wire(fields))
+        return write_client.get().update(self.write_kind, ids, fields_to_wire(fields))
 
     update.alters_data = True
 
@@ -51,7 +52,7 @@ class RoutedQuerySet(models.QuerySet):
         ids = self._ids()
         if not ids:
             return 0, {}
-        count = write_path.client().delete(self.write_kind, ids)
+        count = write_client.get().delete(self.write_kind, ids)
         return count, {self.model._meta.label: count}
 
     delete.alters_data = True
@@ -65,7 +66,7 @@ class RoutedQuerySet(models.QuerySet):
     def bulk_update(self, objs, fields, batch_size=None):
         for obj in objs:
             values = {name: getattr(obj, name) for name in fields}
-            write_path.client().update(self.write_kind, [str(obj.pk)], fields_to_wire(values))
+            write_client.get().update(self.write_kind, [str(obj.pk)], fields_to_wire(values))
         return len(objs)
 
     def _direct_update(self, **fields):
@@ -74,7 +75,7 @@ class RoutedQuerySet(models.QuerySet):
     def _direct_bulk_create(self, objs, **kwargs):
         return super().bulk_create(objs, **kwargs)
 
-    # Private methods are left off managers unless asked for; core.writes uses these.
+    # Private methods are left off managers unless asked for; core.operations uses these.
     _direct_update.queryset_only = False
     _direct_bulk_create.queryset_only = False
 
@@ -205,7 +206,7 @@ class TrackedModel(models.Model):
     @classmethod
     def _create_many(cls, objs):
         """Insert ``objs`` through the write path; they get what it assigned (ids, times)."""
-        results = write_path.client().create(cls.write_kind, [obj._insert_row() for obj in objs])
+        results = write_client.get().create(cls.write_kind, [obj._insert_row() for obj in objs])
         for obj, result in zip(objs, results):
             obj.__dict__.update(cls._inserted_values(result))
             obj._state.adding = False
@@ -217,13 +218,13 @@ class TrackedModel(models.Model):
             return
         changed = self.changed_fields()
         if changed:
-            write_path.client().update(self.write_kind, [str(self.pk)], fields_to_wire(changed))
+            write_client.get().update(self.write_kind, [str(self.pk)], fields_to_wire(changed))
             self._remember_loaded()
 
     save.alters_data = True
 
     def delete(self, *args, **kwargs):
-        count = write_path.client().delete(self.write_kind, [str(self.pk)])
+        count = write_client.get().delete(self.write_kind, [str(self.pk)])
         return count, {self._meta.label: count}
 
     delete.alters_data = True
@@ -278,7 +279,7 @@ class BalsamJob(TrackedModel):
     # Set by Balsam itself, never by a job's creator.
     SYSTEM_FIELDS = frozenset(
         {"workdir", "state", "state_changed_at", "created_at", "lease_owner", "lease_heartbeat", "runtime_seconds",
-         "queued_launch"}
+         "queued_launch", "timeout_retries"}
     )
 
     job_id = models.UUIDField(primary_key=True, default=_new_job_id, editable=False)
@@ -327,6 +328,9 @@ class BalsamJob(TrackedModel):
     state_changed_at = models.DateTimeField(default=timezone.now)
     created_at = models.DateTimeField(default=timezone.now)
     runtime_seconds = models.FloatField(null=True, blank=True)
+    # Reruns after the job ran past its own wall time (the launcher gives up
+    # after launcher_max_timeout_retries of them).
+    timeout_retries = models.IntegerField(default=0)
     data = models.JSONField(default=dict, blank=True)
 
     # Launcher lease: who runs the job and when it last said so.
@@ -414,7 +418,7 @@ class BalsamJob(TrackedModel):
         new_state = states.validate_state_name(new_state)
         if self._state.adding:
             self.save()
-        result = write_path.client().transition([str(self.pk)], new_state, message)
+        result = write_client.get().transition([str(self.pk)], new_state, message)
         self.state = new_state
         if self._loaded_values:
             self._loaded_values["state"] = new_state
@@ -438,7 +442,7 @@ class BalsamJob(TrackedModel):
         row = fields_to_wire(fields)
         if parents:
             row["parents"] = [str(p) for p in parents]
-        info = write_path.client().create("jobs", [row])[0]
+        info = write_client.get().create("jobs", [row])[0]
         job = cls.build(**{**fields, **cls._inserted_values(info)})
         job._state.adding = False
         job._remember_loaded()
@@ -465,13 +469,13 @@ class JobDependencyQuerySet(models.QuerySet):
 
     def bulk_create(self, objs, **kwargs):
         for edge in objs:
-            write_path.client().add_dependency(str(edge.parent_id), str(edge.child_id))
+            write_client.get().add_dependency(str(edge.parent_id), str(edge.child_id))
         return objs
 
     def delete(self):
         edges = list(self.values_list("parent_id", "child_id"))
         for parent, child in edges:
-            write_path.client().remove_dependency(str(parent), str(child))
+            write_client.get().remove_dependency(str(parent), str(child))
         return len(edges), {JobDependency._meta.label: len(edges)}
 
     def update(self, **fields):
@@ -494,7 +498,7 @@ class JobDependency(models.Model):
         constraints = [models.UniqueConstraint(fields=["child", "parent"], name="balsam_unique_edge")]
 
     def save(self, *args, **kwargs):
-        write_path.client().add_dependency(str(self.parent_id), str(self.child_id))
+        write_client.get().add_dependency(str(self.parent_id), str(self.child_id))
         self._state.adding = False
 
 
@@ -528,6 +532,35 @@ class JobEvent(models.Model):
         raise BalsamError("job events are written by state transitions (job.update_state), not saved directly")
 
 
+class AppliedRequestManager(models.Manager):
+    """The only access to the applied-request table, for the dbserver (which
+    records and prunes) and its clients (which look a request up after the
+    server went away). Raw SQL: it runs on every group commit."""
+
+    def stored(self, request_ids):
+        """{request id: stored result (JSON text)} for the ids among ``request_ids`` that were applied."""
+        found = {}
+        for chunk in sql.chunks(request_ids):
+            found.update(sql.raw_fetchall(
+                f"SELECT request_id, result FROM {sql.table(self.model)} WHERE request_id IN ({sql.marks(len(chunk))})",
+                chunk))
+        return found
+
+    def record(self, applied, now):
+        """Remember ``applied`` ([(request id, result JSON)]) as applied at ``now``
+        (inside the transaction that applied them)."""
+        if applied:
+            stamp = connection.ops.adapt_datetimefield_value(now)
+            sql.raw_executemany(
+                f"INSERT INTO {sql.table(self.model)} (request_id, result, applied_at) VALUES (%s, %s, %s)",
+                [(rid, result, stamp) for rid, result in applied])
+
+    def prune(self, cutoff):
+        """Forget requests applied before ``cutoff``; returns how many."""
+        with sql.write_transaction():
+            return self.filter(applied_at__lt=cutoff)._raw_delete(self.db)
+
+
 class AppliedRequest(models.Model):
     """Ids of write requests the dbserver committed, with their results.
 
@@ -539,6 +572,8 @@ class AppliedRequest(models.Model):
     request_id = models.CharField(max_length=64, primary_key=True)
     result = models.TextField()
     applied_at = models.DateTimeField(db_index=True)
+
+    objects = AppliedRequestManager()
 
     class Meta:
         db_table = "balsam_applied_request"
@@ -553,9 +588,9 @@ class QueuedLaunch(TrackedModel):
 
     write_kind = "launches"
 
-    PENDING, QUEUED, RUNNING, FINISHED, FAILED, CANCELLED = (
-        "pending-submission", "queued", "running", "finished", "failed", "cancelled")
-    ACTIVE_STATES = (PENDING, QUEUED, RUNNING)
+    PENDING, QUEUED, RUNNING = launch_states.PENDING, launch_states.QUEUED, launch_states.RUNNING
+    FINISHED, FAILED, CANCELLED = launch_states.FINISHED, launch_states.FAILED, launch_states.CANCELLED
+    ACTIVE_STATES = launch_states.ACTIVE
 
     scheduler = models.CharField(max_length=16)
     scheduler_id = models.CharField(max_length=64, blank=True, default="", db_index=True)

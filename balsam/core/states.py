@@ -58,6 +58,9 @@ WAITING_STATES = frozenset({CREATED, AWAITING_PARENTS})
 KILLING_STATES = frozenset({FAILED, USER_KILLED, PARENT_KILLED})
 # States nothing may leave.
 FINAL_STATES = frozenset({JOB_FINISHED, USER_KILLED, PARENT_KILLED})
+# What a launcher leases: every state it has a step for, except the waiting
+# ones (dependency resolution moves those, for any launcher), and the runnable.
+CLAIMABLE_STATES = (PROCESSABLE_STATES - WAITING_STATES) | RUNNABLE_STATES
 
 _forward = {
     CREATED: {AWAITING_PARENTS, READY},
@@ -132,6 +135,22 @@ def check_transition(from_state, to_state, job_label="job"):
     raise InvalidStateTransition(
         f"{job_label} cannot move from {from_state} to {to_state} ({reason})"
     )
+
+
+def after_parents(state, wait_for_parents, parent_states):
+    """Where a waiting job goes, given its parents' states: ``(state,
+    message)``, or None while it keeps waiting."""
+    if state not in WAITING_STATES:
+        return None
+    if not parent_states:
+        return READY, "no parents"
+    if all(s == JOB_FINISHED for s in parent_states):
+        return READY, "parents finished"
+    if not wait_for_parents:
+        return READY, "does not wait for its parents"
+    if state == CREATED:
+        return AWAITING_PARENTS, f"waiting for {len(parent_states)} parent(s)"
+    return None
 
 
 def mermaid_diagram():

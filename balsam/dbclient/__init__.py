@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 from balsam.config import SERVER_INFO_NAME, load_settings
-from balsam.core import write_path
+from balsam.core import write_client
 from balsam.dbclient.base import ServerGone, WriteClient
 from balsam.exceptions import BalsamError
 
@@ -39,7 +39,7 @@ class AutoClient(WriteClient):
         except FileNotFoundError:
             return self._direct
         if stamp != self._stamp:
-            from balsam.dbserver.serverinfo import ServerInfo
+            from balsam.wire.serverinfo import ServerInfo
 
             posted = ServerInfo(self.db_path).read().get("address")
             if posted:
@@ -84,16 +84,12 @@ def _applied_result(request_id):
 
     from balsam.core.models import AppliedRequest
 
-    stored = AppliedRequest.objects.filter(request_id=request_id).values_list("result", flat=True).first()
+    stored = AppliedRequest.objects.stored([request_id]).get(request_id)
     return None if stored is None else json.loads(stored)
 
 
 def reset_client(db_path, forced_mode=None):
     """Install the write client for the DB at ``db_path`` (called by ``django_config.activate``)."""
     client = AutoClient(db_path, forced_mode)
-    write_path.install(client)
+    write_client.install(client)
     return client
-
-
-def get_client():
-    return write_path.client()

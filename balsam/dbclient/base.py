@@ -3,7 +3,7 @@
 Call sites (models, api, launcher, service) use these methods and never know
 whether the write is applied in-process or by the dbserver. A client only has
 to implement ``request(op, payload)``; operation names and payloads are the
-whitelist in ``balsam.core.writes`` and must stay JSON-able.
+whitelist in ``balsam.core.operations`` and must stay JSON-able.
 """
 
 from abc import ABC, abstractmethod
@@ -54,9 +54,17 @@ class WriteClient(ABC):
     def remove_dependency(self, parent, child):
         return self.request("remove_dependency", {"parent": parent, "child": child})
 
+    def resolve_dependencies(self, ids):
+        """Move the waiting jobs among ``ids`` on as their parents allow (checked in the write itself)."""
+        return self.request("resolve_dependencies", {"ids": [str(i) for i in ids]})
+
+    def update_each(self, items):
+        """Different field values per job in one request: ``[(id, {field: value})]``."""
+        return self.request("update_jobs_each", {"items": [[str(i), f] for i, f in items]})
+
     # -- leases -------------------------------------------------------------------
     def claim(self, owner, states, limit, lease_expiry_sec, scope=None):
-        """Lease up to ``limit`` jobs; ``scope``: options of ``core.writes.job_scope``."""
+        """Lease up to ``limit`` jobs; ``scope``: options of ``core.queries.job_scope``."""
         payload = {"owner": owner, "states": list(states), "limit": limit, "lease_expiry_sec": lease_expiry_sec}
         if scope:
             payload["scope"] = scope

@@ -4,7 +4,8 @@ Correct with any number of processes (SQLite's lock serialises them, the busy
 timeout makes them queue); the dbserver is faster under heavy concurrency.
 """
 
-from balsam.core.writes import OPERATIONS, write_transaction
+from balsam.core.operations import OPERATIONS
+from balsam.core.sql import write_transaction
 from balsam.dbclient.base import WriteClient
 from balsam.exceptions import ValidationError
 

@@ -14,9 +14,9 @@ import time
 import zmq
 
 from balsam.dbclient.base import ServerGone, WriteClient
-from balsam.dbserver import protocol
-from balsam.dbserver.credentials import client_keys
-from balsam.dbserver.serverinfo import ServerInfo, is_local_host, server_alive
+from balsam.wire import protocol
+from balsam.wire.credentials import client_keys
+from balsam.wire.serverinfo import ServerInfo, is_local_host, server_alive
 from balsam.exceptions import ERRORS_BY_NAME, BalsamError, DBServerUnavailable
 
 logger = logging.getLogger(__name__)

@@ -10,15 +10,14 @@ import datetime
 import json
 import logging
 
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
-from balsam.core.writes import OPERATIONS, chunks, create_jobs_many, raw_executemany, raw_fetchall, write_transaction
+from balsam.core.models import AppliedRequest
+from balsam.core.operations import OPERATIONS, create_jobs_many
 from balsam.exceptions import BalsamError
 
 logger = logging.getLogger(__name__)
-
-TABLE = "balsam_applied_request"
 
 
 def apply_group(requests):
@@ -86,29 +85,12 @@ def _apply_one(request, outcomes, savepoint=True):
 
 def committed_outcomes(request_ids):
     """Outcomes of the requests among ``request_ids`` that an earlier group committed."""
-    return {rid: (None, result) for rid, result in _already_applied(request_ids).items()}
-
-
-def _already_applied(request_ids):
-    found = {}
-    for chunk in chunks(request_ids):
-        marks = ", ".join(["%s"] * len(chunk))
-        found.update(raw_fetchall(f"SELECT request_id, result FROM {TABLE} WHERE request_id IN ({marks})", chunk))
-    return found
+    return {rid: (None, result) for rid, result in AppliedRequest.objects.stored(request_ids).items()}
 
 
 def _record(applied):
-    if not applied:
-        return
-    now = connection.ops.adapt_datetimefield_value(timezone.now())
-    raw_executemany(
-        f"INSERT INTO {TABLE} (request_id, result, applied_at) VALUES (%s, %s, %s)",
-        [(rid, result, now) for rid, result in applied],
-    )
+    AppliedRequest.objects.record(applied, timezone.now())
 
 
 def prune_applied(retention_sec):
-    cutoff = connection.ops.adapt_datetimefield_value(timezone.now() - datetime.timedelta(seconds=retention_sec))
-    with write_transaction(), connection.cursor() as cursor:
-        cursor.execute(f"DELETE FROM {TABLE} WHERE applied_at < %s", [cutoff])
-        return cursor.rowcount
+    return AppliedRequest.objects.prune(timezone.now() - datetime.timedelta(seconds=retention_sec))

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from filelock import Timeout
 
-from balsam.dbserver.credentials import ensure_credentials
-from balsam.dbserver.serverinfo import ServerInfo, is_local_host, is_running, server_alive
+from balsam.wire.credentials import ensure_credentials
+from balsam.wire.serverinfo import ServerInfo, is_local_host, is_running, server_alive
 from balsam.dbserver.watchdog import last_line, server_lock
 from balsam.exceptions import BalsamError
 

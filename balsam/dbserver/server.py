@@ -19,9 +19,10 @@ import time
 
 import zmq
 
-from balsam.dbserver import parse_process_args, protocol
-from balsam.dbserver.credentials import server_keys
-from balsam.dbserver.serverinfo import ServerInfo
+from balsam.dbserver import parse_process_args
+from balsam.wire import protocol
+from balsam.wire.credentials import server_keys
+from balsam.wire.serverinfo import ServerInfo
 
 logger = logging.getLogger("balsam.dbserver.server")  # not __name__: this runs as __main__
 
@@ -194,7 +195,7 @@ class WriteServer:
             send(reply)
 
     def _commit_group(self, requests):
-        from balsam.core.writes import write_transaction
+        from balsam.core.sql import write_transaction
         from balsam.dbserver import apply
 
         try:
@@ -251,7 +252,7 @@ class _KeyCheck:
 def _tune_writer_connection():
     from django.db import connection
 
-    from balsam.core.writes import enable_app_name_cache
+    from balsam.core.operations import enable_app_name_cache
 
     # As the only writer it sees every change to applications.
     enable_app_name_cache()

@@ -20,7 +20,7 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from balsam.dbserver import parse_process_args
-from balsam.dbserver.serverinfo import ServerInfo
+from balsam.wire.serverinfo import ServerInfo
 
 logger = logging.getLogger("balsam.dbserver.watchdog")  # not __name__: this runs as __main__
 

@@ -6,16 +6,13 @@ import logging
 import math
 from pathlib import Path
 
-from django.db.models import Count, Max, Q
 from django.utils import timezone
 
-from balsam.core.models import BalsamJob, QueuedLaunch
-from balsam.core.writes import job_scope
-from balsam.dbclient import get_client
+from balsam.core import launch_states, queries, write_client
+from balsam.core.models import QueuedLaunch
 from balsam.exceptions import NotFound
 from balsam.service import templates
 from balsam.service.schedulers import get_scheduler
-from balsam.service.schedulers.base import ACTIVE, FAILED, FINISHED, RUNNING
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +36,7 @@ def submit_launch(db_path, policy, queue, nodes, wall_minutes, job_mode, project
     launch = QueuedLaunch(scheduler=policy.scheduler, queue=queue, project=project or "", nodes=nodes,
                           wall_minutes=wall_minutes, job_mode=job_mode, wf_filter=wf_filter or "")
     launch.save()
-    client = get_client()
+    client = write_client.get()
     script = Path(db_path) / SCRIPT_DIR / f"qlaunch{launch.pk}.sh"
     try:
         if tie_limit is None:
@@ -60,7 +57,7 @@ def submit_launch(db_path, policy, queue, nodes, wall_minutes, job_mode, project
         script.unlink(missing_ok=True)
         raise
     launch.scheduler_id = scheduler_id
-    launch.state = QueuedLaunch.QUEUED
+    launch.state = launch_states.QUEUED
     launch.submit_time = timezone.now()
     launch.script_path = str(script)
     launch.save()
@@ -77,11 +74,11 @@ def sync_launches(policy):
     free their unfinished jobs. Returns the launches that ended."""
     ended = []
     stale = timezone.now() - datetime.timedelta(seconds=PENDING_EXPIRY_SEC)
-    for launch in QueuedLaunch.objects.filter(state=QueuedLaunch.PENDING, created_at__lt=stale):
+    for launch in queries.unsubmitted_launches(stale):
         # Its submitter died between recording and submitting it.
-        get_client().end_launch(launch.pk, QueuedLaunch.FAILED)
+        write_client.get().end_launch(launch.pk, launch_states.FAILED)
         ended.append(launch)
-    active = QueuedLaunch.objects.filter(state__in=[QueuedLaunch.QUEUED, QueuedLaunch.RUNNING])
+    active = queries.active_launches(in_states=launch_states.IN_SCHEDULER)
     for scheduler_name in set(active.values_list("scheduler", flat=True)):
         ended += _sync(scheduler_name, list(active.filter(scheduler=scheduler_name)))
     return ended
@@ -91,43 +88,41 @@ def _sync(scheduler_name, active):
     seen = get_scheduler(scheduler_name).status([launch.scheduler_id for launch in active])
     ended = []
     for launch in active:
-        state = seen.get(launch.scheduler_id, FINISHED)
-        if state == RUNNING and launch.state != QueuedLaunch.RUNNING:
-            launch.state = QueuedLaunch.RUNNING
+        state = seen.get(launch.scheduler_id, launch_states.FINISHED)
+        if state == launch_states.RUNNING and launch.state != launch_states.RUNNING:
+            launch.state = launch_states.RUNNING
             launch.save()
-        elif state not in ACTIVE:
-            final = QueuedLaunch.FAILED if state == FAILED else QueuedLaunch.FINISHED
-            freed = get_client().end_launch(launch.pk, final)
+        elif state not in launch_states.IN_SCHEDULER:
+            final = launch_states.FAILED if state == launch_states.FAILED else launch_states.FINISHED
+            freed = write_client.get().end_launch(launch.pk, final)
             logger.info("launch %s %s; %d unfinished job(s) freed", launch.pk, final, freed)
             ended.append(launch)
     return ended
 
 
 def cancel_launch(launch_id):
-    launch = QueuedLaunch.objects.filter(pk=launch_id).first()
+    launch = queries.launch(launch_id)
     if launch is None:
         raise NotFound(f"no launch with id {launch_id}; see: balsam ls queues")
-    if launch.state in QueuedLaunch.ACTIVE_STATES and launch.scheduler_id:
+    if launch.state in launch_states.ACTIVE and launch.scheduler_id:
         scheduler = get_scheduler(launch.scheduler)
-        if scheduler.status([launch.scheduler_id])[launch.scheduler_id] in ACTIVE:
+        if scheduler.status([launch.scheduler_id])[launch.scheduler_id] in launch_states.IN_SCHEDULER:
             scheduler.delete(launch.scheduler_id)
         else:
             _sync(launch.scheduler, [launch])
             launch.refresh_from_db()
-    if launch.state not in QueuedLaunch.ACTIVE_STATES:
+    if launch.state not in launch_states.ACTIVE:
         raise NotFound(f"launch {launch_id} already ended ({launch.state})")
-    freed = get_client().end_launch(launch.pk, QueuedLaunch.CANCELLED)
+    freed = write_client.get().end_launch(launch.pk, launch_states.CANCELLED)
     return launch, freed
 
 
 def untied_work(job_mode, max_nodes, max_minutes):
     """Unfinished jobs no launch will run yet and a launch of at most
     ``max_nodes`` and ``max_minutes`` could: (count, nodes the MPI ones need)."""
-    from balsam.core import states
-
     scope = mode_scope(job_mode, max_nodes)
     scope["max_wall_time_minutes"] = templates.launcher_minutes(max_minutes)
-    qs = job_scope(**scope).filter(queued_launch__isnull=True).exclude(state__in=states.END_STATES)
+    qs = queries.untied_jobs(scope)
     if job_mode == "serial":
         return qs.count(), 0
     sizes = list(qs.values_list("num_nodes", flat=True))
@@ -135,15 +130,8 @@ def untied_work(job_mode, max_nodes, max_minutes):
 
 
 def unplaceable_work(most_nodes, longest_minutes):
-    """Unfinished untied jobs no launch could run: more than ``most_nodes`` nodes
-    or longer than ``longest_minutes``. (count, the largest num_nodes, the
-    longest wall_time_minutes among them)."""
-    from balsam.core import states
-
-    too_big = Q(num_nodes__gt=most_nodes) | Q(wall_time_minutes__gt=longest_minutes)
-    found = (BalsamJob.objects.filter(too_big, queued_launch__isnull=True).exclude(state__in=states.END_STATES)
-             .aggregate(count=Count("pk"), nodes=Max("num_nodes"), minutes=Max("wall_time_minutes")))
-    return found["count"], found["nodes"] or 0, found["minutes"] or 0
+    """Unfinished untied jobs no launch could run (see ``queries.unplaceable_work``)."""
+    return queries.unplaceable_work(most_nodes, longest_minutes)
 
 
 def launch_size(job_mode, count, mpi_nodes, queue_policy):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from balsam.core.models import QueuedLaunch
+from balsam.core import queries
 from balsam.exceptions import BalsamError
 from balsam.service import launches, templates
 
@@ -53,8 +53,7 @@ class Service:
                 if not count:
                     continue
                 busy = True
-                active = QueuedLaunch.objects.filter(queue=queue.name, scheduler=self.policy.scheduler,
-                                                     state__in=QueuedLaunch.ACTIVE_STATES).count()
+                active = queries.active_launches(self.policy.scheduler, queue.name).count()
                 if active >= queue.max_queued:
                     continue
                 nodes = launches.launch_size(job_mode, count, mpi_nodes, queue)
@@ -65,8 +64,7 @@ class Service:
                     logger.error("could not submit a %s launch to %s: %s", job_mode, queue.name, exc)
                 break  # one queue per mode and pass
         self._report_unplaceable()
-        active = QueuedLaunch.objects.filter(state__in=QueuedLaunch.ACTIVE_STATES,
-                                             scheduler=self.policy.scheduler).exists()
+        active = queries.active_launches(self.policy.scheduler).exists()
         return busy or active
 
     def _report_unplaceable(self):

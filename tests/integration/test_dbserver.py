@@ -16,9 +16,9 @@ from tests.helpers import wait_until
 import zmq
 
 from balsam.core.models import BalsamJob
-from balsam.dbserver import protocol
-from balsam.dbserver.credentials import client_keys
-from balsam.dbserver.serverinfo import ServerInfo
+from balsam.wire import protocol
+from balsam.wire.credentials import client_keys
+from balsam.wire.serverinfo import ServerInfo
 
 
 

@@ -6,6 +6,7 @@ import uuid
 import pytest
 
 from balsam import api
+from balsam.core import write_client
 from balsam.core.models import ApplicationDefinition, BalsamJob, JobDependency, JobEvent
 from balsam.exceptions import (
     DependencyError,
@@ -83,7 +84,7 @@ def test_errors_keep_their_class_and_message(writer, make_app):
     with pytest.raises(ValidationError, match="application 'nope' does not exist"):
         api.add_job(name="x", application="nope")
     with pytest.raises(NotFound, match="no job with id"):
-        api.write_client().transition([str(uuid.uuid4())], "READY")
+        write_client.get().transition([str(uuid.uuid4())], "READY")
     assert not BalsamJob.objects.exists()
 
 
@@ -95,7 +96,7 @@ def test_spawn_child_with_parents_in_one_request(writer, make_job):
 
 def test_claims_are_exclusive_and_leases_expire(writer, make_app):
     make_app()
-    client = api.write_client()
+    client = write_client.get()
     jobs = [api.add_job(name=f"j{i}", application="hello") for i in range(5)]
     ready = [str(j.pk) for j in jobs]
     client.transition(ready, "READY")
@@ -116,7 +117,7 @@ def test_claims_are_exclusive_and_leases_expire(writer, make_app):
 
 
 def test_claim_rejects_bad_arguments(writer):
-    client = api.write_client()
+    client = write_client.get()
     with pytest.raises(ValidationError, match="lease owner must be a non-empty name"):
         client.claim("", ["READY"], 1, 60)
     with pytest.raises(Exception, match="unknown state 'DONE'"):
@@ -126,8 +127,8 @@ def test_claim_rejects_bad_arguments(writer):
 
 
 def test_protocol_whitelist_matches_the_operations():
-    from balsam.core.writes import OPERATIONS
-    from balsam.dbserver.protocol import WRITE_OPS
+    from balsam.core.operations import OPERATIONS
+    from balsam.wire.protocol import WRITE_OPS
 
     assert WRITE_OPS == set(OPERATIONS)
 
@@ -136,7 +137,7 @@ def test_recovery_of_expired_and_orphaned_running_jobs(writer, make_app):
     import time
 
     make_app()
-    client = api.write_client()
+    client = write_client.get()
     held, orphan, waiting = (api.add_job(name=n, application="hello") for n in ("held", "orphan", "waiting"))
     for job in (held, orphan):
         client.transition([str(job.pk)], "READY")

@@ -96,7 +96,7 @@ def test_directory_that_is_not_a_db(tmp_path):
 
 
 def test_dbserver_deadline_must_stay_below_the_id_retention(user_settings):
-    from balsam.dbserver.protocol import APPLIED_ID_RETENTION_SEC
+    from balsam.wire.protocol import APPLIED_ID_RETENTION_SEC
 
     assert config.MAX_DBSERVER_DEADLINE_SEC < APPLIED_ID_RETENTION_SEC
     with pytest.raises(ConfigError, match="dbserver_deadline_sec must be at most"):

@@ -6,7 +6,7 @@ import pytest
 
 from balsam import api, config
 from balsam.dbdir import init_db
-from balsam.dbserver.serverinfo import ServerInfo
+from balsam.wire.serverinfo import ServerInfo
 from balsam.exceptions import InitError
 
 

@@ -3,7 +3,7 @@
 import pytest
 
 from balsam.launcher import mpi_commands
-from balsam.launcher.mpi_commands import Launch
+from balsam.launcher.mpi_commands import RankLayout
 from balsam.launcher.nodes import detect_nodes, expand_cobalt_partname, expand_slurm_nodelist
 
 
@@ -33,7 +33,7 @@ def test_detection_order(tmp_path):
     assert len(local) == 1 and local[0].cores == 8
 
 
-LAUNCH = Launch(command=["./app", "-x"], hosts=["n1", "n2"], ranks_per_node=4, threads_per_rank=2, env={"A": "1"})
+LAUNCH = RankLayout(command=["./app", "-x"], hosts=["n1", "n2"], ranks_per_node=4, threads_per_rank=2, env={"A": "1"})
 
 
 def test_mpich():

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from balsam.service.schedulers import SchedulerError, get_scheduler
-from balsam.service.schedulers.base import FAILED, FINISHED, QUEUED, RUNNING
+from balsam.core.launch_states import FAILED, FINISHED, QUEUED, RUNNING
 
 OUTPUTS = Path(__file__).resolve().parents[1] / "fixtures" / "scheduler_outputs"
 LAUNCH = {"nodes": 4, "wall_minutes": 30, "queue": "debug", "project": "science"}

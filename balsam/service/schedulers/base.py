@@ -7,11 +7,9 @@ and parse their output; they import neither Django nor each other.
 import shutil
 import subprocess
 
+from balsam.core.launch_states import FINISHED, RUNNING
 from balsam.exceptions import BalsamError
 
-# Launch states as Balsam records them, whatever the scheduler calls them.
-QUEUED, RUNNING, FINISHED, FAILED = "queued", "running", "finished", "failed"
-ACTIVE = (QUEUED, RUNNING)
 COMMAND_TIMEOUT_SEC = 60
 
 
@@ -46,7 +44,7 @@ class Scheduler:
         raise NotImplementedError
 
     def status(self, scheduler_ids):
-        """``{id: QUEUED | RUNNING | FINISHED | FAILED}``; ids the scheduler
+        """``{id: QUEUED | RUNNING | FINISHED | FAILED}`` (``core.launch_states``); ids the scheduler
         no longer knows are FINISHED."""
         if not scheduler_ids:
             return {}

@@ -2,7 +2,8 @@
 
 import math
 
-from balsam.service.schedulers.base import FAILED, FINISHED, QUEUED, RUNNING, Scheduler, states_by_id
+from balsam.core.launch_states import FAILED, FINISHED, QUEUED, RUNNING
+from balsam.service.schedulers.base import Scheduler, states_by_id
 
 STATES = {"queued": QUEUED, "user_hold": QUEUED, "admin_hold": QUEUED, "starting": RUNNING, "running": RUNNING,
           "exiting": RUNNING, "killing": RUNNING, "done": FINISHED, "failed": FAILED}

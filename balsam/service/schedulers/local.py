@@ -8,7 +8,8 @@ from pathlib import Path
 
 import psutil
 
-from balsam.service.schedulers.base import FINISHED, RUNNING, Scheduler
+from balsam.core.launch_states import FINISHED, RUNNING
+from balsam.service.schedulers.base import Scheduler
 
 
 class LocalScheduler(Scheduler):

@@ -1,6 +1,7 @@
 """PBS Pro: qsub, qstat -x, qdel (Torque's qstat differs and is not supported)."""
 
-from balsam.service.schedulers.base import FINISHED, QUEUED, RUNNING, Scheduler
+from balsam.core.launch_states import FINISHED, QUEUED, RUNNING
+from balsam.service.schedulers.base import Scheduler
 
 STATES = {"Q": QUEUED, "H": QUEUED, "W": QUEUED, "T": QUEUED, "S": QUEUED,
           "R": RUNNING, "E": RUNNING, "B": RUNNING, "F": FINISHED, "C": FINISHED, "X": FINISHED}

@@ -1,6 +1,7 @@
 """Slurm: sbatch, squeue, scancel."""
 
-from balsam.service.schedulers.base import FAILED, FINISHED, QUEUED, RUNNING, Scheduler, states_by_id
+from balsam.core.launch_states import FAILED, FINISHED, QUEUED, RUNNING
+from balsam.service.schedulers.base import Scheduler, states_by_id
 
 STATES = {
     "PENDING": QUEUED, "CONFIGURING": QUEUED, "REQUEUED": QUEUED, "RESV_DEL_HOLD": QUEUED, "SUSPENDED": QUEUED,

@@ -1,4 +1,4 @@
-"""Model values <-> JSON-able values for write requests (the same for every client)."""
+"""Model values <-> JSON-able values for write requests (the same for every client), and job ids from text."""
 
 import datetime
 import uuid
@@ -25,3 +25,16 @@ def to_wire(value):
 
 def fields_to_wire(fields):
     return {name: to_wire(value) for name, value in fields.items()}
+
+
+def job_id(value):
+    """A job id from a request or a user (a UUID, or its text with or without
+    dashes) as a ``UUID``; one clear error otherwise."""
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        from balsam.exceptions import ValidationError
+
+        raise ValidationError(f"{value!r} is not a job id") from None

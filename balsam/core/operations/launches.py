@@ -1,27 +1,26 @@
-"""Write operations for batch launches and the jobs tied to them (part of
-the whitelist in ``core.writes``)."""
+"""Write operations on batch launches and the jobs tied to them (the service's writes)."""
 
 from django.db import models
 from django.utils import timezone
 
-from balsam.core import states
+from balsam.core import launch_states, queries, sql, states
 from balsam.core.models import BalsamJob, QueuedLaunch
+from balsam.core.operations.validation import LAUNCH_FIELDS, clean_fields
 from balsam.exceptions import NotFound, ValidationError
 
-LAUNCH_FIELDS = {f.name for f in QueuedLaunch._meta.concrete_fields} - {"id", "created_at"}
 JOB_MODES = ("serial", "mpi")
 
 
 def _clean_launch(fields):
-    from balsam.core.writes import _clean_fields
-
-    fields = _clean_fields(QueuedLaunch, fields, LAUNCH_FIELDS)
+    fields = clean_fields(QueuedLaunch, fields, LAUNCH_FIELDS)
     if "nodes" in fields and fields["nodes"] < 1:
         raise ValidationError(f"a launch needs at least 1 node, not {fields['nodes']}")
     if "wall_minutes" in fields and fields["wall_minutes"] <= 0:
         raise ValidationError(f"a launch needs a positive wall time, not {fields['wall_minutes']} minutes")
     if "job_mode" in fields and fields["job_mode"] not in JOB_MODES:
         raise ValidationError(f"job mode must be serial or mpi, not {fields['job_mode']!r}")
+    if "state" in fields and fields["state"] not in launch_states.ALL:
+        raise ValidationError(f"a launch's state is one of {', '.join(launch_states.ALL)}, not {fields['state']!r}")
     return fields
 
 
@@ -49,28 +48,19 @@ def delete_launches(ids):
 
 
 def tie_jobs(launch_id, limit, scope=None):
-    """Tie up to ``limit`` unfinished, untied jobs in ``scope`` to the launch
-    that will run them; returns how many."""
-    from balsam.core.writes import job_scope
-
+    """Tie up to ``limit`` unfinished, untied jobs in ``scope`` (options of
+    ``queries.job_scope``) to the launch that will run them; returns how many."""
     if not QueuedLaunch.objects.filter(pk=launch_id).exists():
         raise NotFound(f"no launch with id {launch_id}")
-    try:
-        qs = job_scope(**(scope or {}))
-    except TypeError as exc:
-        raise ValidationError(f"bad job scope: {exc}") from None
-    ids = list(
-        qs.filter(queued_launch__isnull=True).exclude(state__in=states.END_STATES)
-        .order_by("created_at").values_list("pk", flat=True)[: int(limit)]
-    )
-    if ids:
-        BalsamJob.objects.filter(pk__in=ids)._direct_update(queued_launch=launch_id)
+    ids = list(queries.untied_jobs(scope or {}).order_by("created_at").values_list("pk", flat=True)[: int(limit)])
+    for chunk in sql.chunks(ids):
+        BalsamJob.objects.filter(pk__in=chunk)._direct_update(queued_launch=launch_id)
     return len(ids)
 
 
 def end_launch(launch_id, state):
     """Record that a launch ended; its unfinished jobs become free to run again."""
-    if state not in (QueuedLaunch.FINISHED, QueuedLaunch.FAILED, QueuedLaunch.CANCELLED):
+    if state not in launch_states.ENDED:
         raise ValidationError(f"a launch ends finished, failed or cancelled, not {state!r}")
     updated = QueuedLaunch.objects.filter(pk=launch_id)._direct_update(state=state, end_time=timezone.now())
     if not updated:

@@ -39,6 +39,7 @@ WRITE_OPS = frozenset(
         "kill_jobs",
         "add_dependency",
         "remove_dependency",
+        "resolve_dependencies",
         "update_jobs_each",
         "apply_batch",
         "recover_expired_leases",

@@ -1,0 +1,27 @@
+"""The write operations: the only code that mutates Balsam's tables.
+
+Each operation takes JSON-able arguments, validates them, and returns a
+JSON-able result. The caller runs it inside one write transaction
+(``core.sql.write_transaction``): the direct client per request, the dbserver
+per group of requests (with a savepoint each). Raising a ``BalsamError``
+aborts the operation's changes.
+
+One module per role, each declaring its ``OPERATIONS``; this package merges
+them into the one whitelist. Module imports run one way:
+validation <- applications, transitions <- jobs, dependencies <- leases;
+launches needs only validation.
+"""
+
+from balsam.core.operations import applications, dependencies, jobs, launches, leases, transitions
+from balsam.core.operations.applications import enable_app_name_cache
+from balsam.core.operations.jobs import create_jobs_many
+
+OPERATIONS = {}
+for _module in (applications, jobs, transitions, dependencies, leases, launches):
+    _clash = set(OPERATIONS) & set(_module.OPERATIONS)
+    if _clash:
+        raise RuntimeError(f"write operations defined twice: {sorted(_clash)}")
+    OPERATIONS.update(_module.OPERATIONS)
+del _module, _clash
+
+__all__ = ["OPERATIONS", "create_jobs_many", "enable_app_name_cache"]

@@ -1,0 +1,106 @@
+"""Write operations on leases -- which launcher runs which job -- and the
+launcher's batch of one loop pass."""
+
+import datetime
+
+from django.db import models
+from django.utils import timezone
+
+from balsam.core import queries, sql, states
+from balsam.core.json_values import job_id
+from balsam.core.models import BalsamJob
+from balsam.core.operations.jobs import update_jobs_each
+from balsam.core.operations.transitions import record, transition_jobs
+from balsam.core.operations.validation import owner as valid_owner
+from balsam.core.operations.validation import positive_number, state_list
+from balsam.exceptions import ValidationError
+
+
+def _expired(lease_expiry_sec, now):
+    cutoff = now - datetime.timedelta(seconds=lease_expiry_sec)
+    return cutoff, models.Q(lease_heartbeat__lt=cutoff) | models.Q(lease_heartbeat__isnull=True)
+
+
+def claim_jobs(owner, states, limit=1, lease_expiry_sec=180, scope=None):
+    """Lease up to ``limit`` jobs in ``states`` (within ``scope``, options of
+    ``queries.job_scope``) that nobody holds, or whose holder stopped
+    heartbeating ``lease_expiry_sec`` ago; returns their ids.
+
+    Runs inside the write transaction, so two launchers never get the same job.
+    """
+    owner = valid_owner(owner)
+    wanted = state_list(states)
+    positive_number("limit", limit, allow_zero=True)
+    positive_number("lease_expiry_sec", lease_expiry_sec)
+    now = timezone.now()
+    _, expired = _expired(lease_expiry_sec, now)
+    qs = queries.scope_from(scope).filter(models.Q(lease_owner="") | expired, state__in=wanted)
+    ids = list(qs.order_by("created_at").values_list("pk", flat=True)[: int(limit)])
+    for chunk in sql.chunks(ids):
+        BalsamJob.objects.filter(pk__in=chunk)._direct_update(lease_owner=owner, lease_heartbeat=now)
+    return [str(pk) for pk in ids]
+
+
+def recover_expired_leases(lease_expiry_sec):
+    """Jobs whose launcher stopped heartbeating: RUNNING ones go to
+    RESTART_READY; every expired lease is cleared. Returns the recovered ids."""
+    positive_number("lease_expiry_sec", lease_expiry_sec)
+    now = timezone.now()
+    cutoff, expired_q = _expired(lease_expiry_sec, now)
+    expired = BalsamJob.objects.exclude(lease_owner="").filter(expired_q)
+    running = {pk: owner for pk, owner in expired.filter(state=states.RUNNING).values_list("pk", "lease_owner")}
+    # A RUNNING job nobody holds can only have lost its launcher (a safety net).
+    orphans = BalsamJob.objects.filter(lease_owner="", state=states.RUNNING, state_changed_at__lt=cutoff)
+    running.update((pk, "(none)") for pk in orphans.values_list("pk", flat=True))
+    for owner in set(running.values()):
+        ids = [pk for pk, o in running.items() if o == owner]
+        record({pk: states.RUNNING for pk in ids}, states.RESTART_READY,
+               f"recovered: launcher {owner} stopped heartbeating", now)
+    expired._direct_update(lease_owner="", lease_heartbeat=None)
+    return [str(pk) for pk in running]
+
+
+def _owned(owner, ids):
+    qs = BalsamJob.objects.filter(lease_owner=valid_owner(owner))
+    if ids is not None:
+        qs = qs.filter(pk__in=[job_id(i) for i in ids])
+    return qs
+
+
+def heartbeat_leases(owner, ids=None):
+    """Renew the owner's leases (all of them, or ``ids``); returns how many."""
+    return _owned(owner, ids)._direct_update(lease_heartbeat=timezone.now())
+
+
+def release_leases(owner, ids=None):
+    """Give up the owner's leases (all of them, or ``ids``); returns how many."""
+    if ids is not None and len(ids) > sql.max_params() - sql.RESERVED_PARAMS:
+        return sum(release_leases(owner, chunk) for chunk in sql.chunks(ids))
+    return _owned(owner, ids)._direct_update(lease_owner="", lease_heartbeat=None)
+
+
+def apply_batch(moves=(), fields=(), release_owner=None, release_ids=()):
+    """A launcher's writes of one loop pass in one transaction: per-job field
+    updates, then each ``[ids, state, message]`` move (illegal moves refused,
+    not failed: a user may have killed the job meanwhile), then lease releases.
+    Returns the refused moves ``{id: stored state}``."""
+    if fields:
+        update_jobs_each([list(item) for item in fields])
+    refused = {}
+    for move in moves:
+        if not (isinstance(move, list) and len(move) == 3):
+            raise ValidationError("moves must be a list of [job ids, state, message]")
+        ids, state, message = move
+        refused.update(transition_jobs(ids, state, message, strict=False)["refused"])
+    if release_owner is not None:
+        release_leases(release_owner, list(release_ids) + list(refused))
+    return {"refused": refused}
+
+
+OPERATIONS = {
+    "claim_jobs": claim_jobs,
+    "recover_expired_leases": recover_expired_leases,
+    "heartbeat_leases": heartbeat_leases,
+    "release_leases": release_leases,
+    "apply_batch": apply_batch,
+}

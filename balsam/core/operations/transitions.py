@@ -1,0 +1,162 @@
+"""State changes: the one choke point (``transition_jobs``), user kills, and
+the settling of children whose parents can never finish.
+
+Every state change of every job is written by ``record`` here, with one
+``JobEvent`` per job, so the history is complete by construction.
+"""
+
+from collections import deque
+
+from django.db import connection
+from django.utils import timezone
+
+from balsam.core import sql, states
+from balsam.core.json_values import job_id
+from balsam.core.models import BalsamJob, JobDependency, JobEvent
+from balsam.exceptions import NotFound, ValidationError
+
+
+def job_states(ids):
+    """{uuid: (state, name)} for the given ids; NotFound if any is missing.
+
+    Raw SQL: this runs for every state change, and the ORM's query building
+    would cost more than the query itself."""
+    found = {}
+    for chunk in sql.chunks(ids):
+        rows = sql.raw_fetchall(
+            f"SELECT job_id, state, name FROM {sql.table(BalsamJob)} WHERE job_id IN ({sql.marks(len(chunk))})",
+            sql.pk_params(chunk),
+        )
+        for pk, state, name in rows:
+            found[pk if not isinstance(pk, str) else job_id(pk)] = (state, name)
+    missing = [str(i) for i in ids if i not in found]
+    if missing:
+        raise NotFound(f"no job with id {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+    return found
+
+
+def label(name, pk):
+    return f"[{name} | {pk.hex[:8]}]"
+
+
+def record(moves, to_state, message, now):
+    """Apply ``moves`` ({uuid: from_state}) to ``to_state`` with one event each."""
+    if not moves:
+        return
+    # Raw SQL and executemany: Django's update and bulk_create cost several
+    # times more per row, and every state change of every job comes here.
+    stamp = JobEvent._meta.get_field("timestamp").get_db_prep_save(now, connection)
+    pks = sql.pk_params(moves)
+    for chunk in sql.chunks(pks):
+        sql.raw_executemany(
+            f"UPDATE {sql.table(BalsamJob)} SET state = %s, state_changed_at = %s "
+            f"WHERE job_id IN ({sql.marks(len(chunk))})",
+            [[to_state, stamp] + chunk],
+        )
+    sql.raw_executemany(
+        f"INSERT INTO {sql.table(JobEvent)} (job_id, timestamp, from_state, to_state, message) "
+        f"VALUES (%s, %s, %s, %s, %s)",
+        [(pk, stamp, from_state, to_state, message) for pk, from_state in zip(pks, moves.values())],
+    )
+
+
+def transition_jobs(ids, state, message="", strict=True):
+    """The one choke point for state changes.
+
+    Checks every move against the transition table using the states stored in
+    the DB. ``strict``: one illegal move fails the whole request; otherwise
+    illegal moves are skipped and reported. Parents that end FAILED or killed
+    settle their waiting children in the same transaction.
+    """
+    ids = [job_id(i) for i in ids]
+    to_state = states.validate_state_name(state)
+    if not isinstance(message, str):
+        raise ValidationError("message must be text")
+    current = job_states(ids)
+    moves, refused = {}, {}
+    for pk in ids:
+        from_state, name = current[pk]
+        if states.is_allowed(from_state, to_state):
+            moves[pk] = from_state
+        elif strict:
+            states.check_transition(from_state, to_state, label(name, pk))
+        else:
+            refused[str(pk)] = from_state
+    now = timezone.now()
+    record(moves, to_state, message, now)
+    settled = []
+    if to_state in states.KILLING_STATES:
+        settled = settle_children(list(moves), current, now)
+    return {
+        "moved": [str(pk) for pk in moves],
+        "from": {str(pk): s for pk, s in moves.items()},
+        "refused": refused,
+        "settled": settled,
+    }
+
+
+def children_of(parent_ids):
+    children = {}
+    for chunk in sql.chunks(parent_ids):
+        for child, parent in JobDependency.objects.filter(parent_id__in=chunk).values_list("child_id", "parent_id"):
+            children.setdefault(parent, []).append(child)
+    return children
+
+
+def settle_children(dead_ids, known, now=None):
+    """Waiting descendants of jobs that can never finish become PARENT_KILLED."""
+    now = now or timezone.now()
+    settled = []
+    queue = deque(dead_ids)
+    names = {pk: info[1] for pk, info in known.items()}
+    while queue:
+        links = children_of(sql.batches(queue))
+        child_ids = {c for kids in links.values() for c in kids}
+        if not child_ids:
+            continue
+        waiting = {}
+        for chunk in sql.chunks(child_ids):
+            waiting.update(
+                (pk, (state, name))
+                for pk, state, name in BalsamJob.objects.filter(
+                    pk__in=chunk, state__in=states.WAITING_STATES, wait_for_parents=True
+                ).values_list("pk", "state", "name")
+            )
+        for parent, kids in links.items():
+            moves = {kid: waiting[kid][0] for kid in kids if kid in waiting}
+            if not moves:
+                continue
+            parent_name = names.get(parent) or BalsamJob.objects.filter(pk=parent).values_list("name", flat=True).first()
+            record(moves, states.PARENT_KILLED, f"parent {label(parent_name or '', parent)} cannot finish", now)
+            for kid in moves:
+                names[kid] = waiting.pop(kid)[1]
+                settled.append(str(kid))
+                queue.append(kid)
+    return settled
+
+
+def kill_jobs(ids, recursive=True, message="killed by user"):
+    """USER_KILLED for the jobs (and, if ``recursive``, every unfinished descendant)."""
+    ids = [job_id(i) for i in ids]
+    current = job_states(ids)
+    targets = dict.fromkeys(ids)
+    if recursive:
+        queue = deque(ids)
+        while queue:
+            for kids in children_of(sql.batches(queue)).values():
+                for kid in kids:
+                    if kid not in targets:
+                        targets[kid] = None
+                        queue.append(kid)
+    current.update(job_states([pk for pk in targets if pk not in current]))
+    now = timezone.now()
+    moves = {pk: current[pk][0] for pk in targets if states.is_allowed(current[pk][0], states.USER_KILLED)}
+    record(moves, states.USER_KILLED, message, now)
+    settled = settle_children(list(moves), current, now)
+    return {"killed": [str(pk) for pk in moves], "settled": settled}
+
+
+OPERATIONS = {
+    "transition_jobs": transition_jobs,
+    "kill_jobs": kill_jobs,
+}

@@ -1,0 +1,254 @@
+"""The reads: every query the launcher, the service, the api (and through it
+the CLI) and the write operations make about jobs, in one place.
+
+Functions take plain values and return querysets or plain values. Nothing
+here writes. Raw SQL is used only on the launcher's hot paths, through
+``core.sql`` (table names from the models).
+"""
+
+import uuid
+from collections import defaultdict
+from pathlib import Path
+
+from django.db.models import Count, Max, Q
+
+from balsam.core import launch_states, sql, states
+from balsam.core.json_values import job_id
+from balsam.core.models import ApplicationDefinition, BalsamJob, JobDependency, QueuedLaunch
+from balsam.exceptions import ValidationError
+
+
+# ---------------------------------------------------------------------------
+# scopes: the jobs a launcher, a launch or a service pass works on
+# ---------------------------------------------------------------------------
+def job_scope(workflow=None, job_ids=None, serial_only=False, max_num_nodes=None, max_wall_time_minutes=None,
+              queued_launch=None, mpi_only=False):
+    """The jobs a launcher works on: its workflow or job list, and what fits its
+    mode (serial: one node, one rank), its allocation and its time left."""
+    qs = BalsamJob.objects.all()
+    if workflow is not None:
+        qs = qs.filter(workflow=workflow)
+    if job_ids is not None:
+        qs = qs.filter(pk__in=[job_id(i) for i in job_ids])
+    if serial_only:
+        qs = qs.filter(num_nodes=1, ranks_per_node=1)
+    if mpi_only:
+        qs = qs.exclude(num_nodes=1, ranks_per_node=1)
+    if max_num_nodes is not None:
+        qs = qs.filter(num_nodes__lte=max_num_nodes)
+    if max_wall_time_minutes is not None:
+        qs = qs.filter(wall_time_minutes__lte=max_wall_time_minutes)
+    if queued_launch is not None:
+        qs = qs.filter(queued_launch_id=queued_launch)
+    return qs
+
+
+def scope_from(options):
+    """``job_scope(**options)`` for options that came in a request: one clear
+    error for anything else."""
+    if options is None:
+        return job_scope()
+    if not isinstance(options, dict):
+        raise ValidationError("scope must be an object of job_scope options")
+    try:
+        return job_scope(**options)
+    except TypeError as exc:
+        raise ValidationError(f"bad job scope: {exc}") from None
+
+
+def untied_jobs(scope):
+    """Unfinished jobs in ``scope`` (options) that no launch will run yet."""
+    return scope_from(scope).filter(queued_launch__isnull=True).exclude(state__in=states.END_STATES)
+
+
+def has_unfinished(scope):
+    return scope_from(scope).exclude(state__in=states.END_STATES).exists()
+
+
+def unplaceable_work(most_nodes, longest_minutes):
+    """Unfinished untied jobs no launch could run: more than ``most_nodes`` nodes
+    or longer than ``longest_minutes``. (count, the largest num_nodes, the
+    longest wall_time_minutes among them)."""
+    too_big = Q(num_nodes__gt=most_nodes) | Q(wall_time_minutes__gt=longest_minutes)
+    found = (BalsamJob.objects.filter(too_big, queued_launch__isnull=True).exclude(state__in=states.END_STATES)
+             .aggregate(count=Count("pk"), nodes=Max("num_nodes"), minutes=Max("wall_time_minutes")))
+    return found["count"], found["nodes"] or 0, found["minutes"] or 0
+
+
+def state_counts(queryset=None):
+    """{state: jobs} over ``queryset`` (default: every job)."""
+    qs = queryset if queryset is not None else BalsamJob.objects.all()
+    # COUNT(*), not COUNT(pk): SQLite then answers from the state index alone.
+    return dict(qs.order_by().values_list("state").annotate(n=Count("*")).values_list("state", "n"))
+
+
+def workflow_state_counts(workflow=None):
+    """{workflow: {state: jobs}}."""
+    qs = BalsamJob.objects.all()
+    if workflow:
+        qs = qs.filter(workflow=workflow)
+    per_state = {}
+    for name, state, n in qs.order_by().values_list("workflow", "state").annotate(n=Count("*")):
+        per_state.setdefault(name, {})[state] = n
+    return per_state
+
+
+# ---------------------------------------------------------------------------
+# single jobs and lists of them
+# ---------------------------------------------------------------------------
+def jobs_by_id(ids):
+    """The jobs with these ids (any order; missing ones are left out)."""
+    found = []
+    for chunk in sql.chunks(ids):
+        found.extend(BalsamJob.objects.filter(pk__in=chunk))
+    return found
+
+
+def stored_state(pk):
+    return BalsamJob.objects.filter(pk=pk).values_list("state", flat=True).first()
+
+
+def jobs_with_id_prefix(prefix, limit):
+    """Up to ``limit`` jobs whose id starts with ``prefix`` (hex digits, no dashes)."""
+    qs = BalsamJob.objects.filter(pk=prefix) if len(prefix) == 32 else BalsamJob.objects.filter(job_id__startswith=prefix)
+    return list(qs[:limit])
+
+
+def jobs_named(name, limit=None):
+    qs = BalsamJob.objects.filter(name=name)
+    return list(qs if limit is None else qs[:limit])
+
+
+def job_ids(name=None):
+    """Ids of every job, or of those named exactly ``name``."""
+    qs = BalsamJob.objects.all() if name is None else BalsamJob.objects.filter(name=name)
+    return list(qs.values_list("pk", flat=True))
+
+
+def jobs_matching(name_contains=None, id_prefix=None, state=None, workflow=None):
+    """The listing behind ``balsam ls``: a queryset, filtered by what is given."""
+    qs = BalsamJob.objects.all()
+    if id_prefix:
+        qs = qs.filter(job_id__startswith=id_prefix)
+    if name_contains:
+        qs = qs.filter(name__contains=name_contains)
+    if state:
+        qs = qs.filter(state=states.validate_state_name(state))
+    if workflow:
+        qs = qs.filter(workflow=workflow)
+    return qs
+
+
+def application(name):
+    """The application named ``name``, or None."""
+    return ApplicationDefinition.objects.filter(name=name).first()
+
+
+def parent_ids(pk):
+    return list(JobDependency.objects.filter(child_id=pk).values_list("parent_id", flat=True))
+
+
+# ---------------------------------------------------------------------------
+# dependencies
+# ---------------------------------------------------------------------------
+def waiting_jobs(scope=None, ids=None, limit=None):
+    """``[(id, state, wait_for_parents)]`` of jobs still waiting on their
+    parents, within ``scope`` (options) or among ``ids``."""
+    qs = scope_from(scope).filter(state__in=states.WAITING_STATES)
+    rows = []
+    for chunk in sql.chunks(ids) if ids is not None else [None]:
+        part = qs if chunk is None else qs.filter(pk__in=chunk)
+        part = part.values_list("pk", "state", "wait_for_parents")
+        rows.extend(part if limit is None else part[:limit])
+    return rows
+
+
+def parent_states(child_ids):
+    """{child id: [each parent's state]} for the children that have parents."""
+    found = defaultdict(list)
+    for chunk in sql.chunks(child_ids):
+        for child, state in JobDependency.objects.filter(child_id__in=chunk).values_list("child_id", "parent__state"):
+            found[child].append(state)
+    return found
+
+
+def relatives(ids):
+    """({job: [parent ids]}, {job: [child ids]}) for ``ids`` in one query."""
+    parents, children = defaultdict(list), defaultdict(list)
+    wanted = set(ids)
+    rows = []
+    # Raw SQL: the launcher asks on every pass that starts jobs, and building
+    # the ORM's OR-query costs more than running it. Each id appears twice.
+    for chunk in sql.chunks(sql.pk_params(ids), per_item=2):
+        marks = sql.marks(len(chunk))
+        rows += sql.raw_fetchall(f"SELECT child_id, parent_id FROM {sql.table(JobDependency)} "
+                                 f"WHERE child_id IN ({marks}) OR parent_id IN ({marks})", chunk + chunk)
+    for child, parent in ((uuid.UUID(str(c)), uuid.UUID(str(p))) for c, p in rows):
+        if child in wanted:
+            parents[child].append(parent)
+        if parent in wanted:
+            children[parent].append(child)
+    return parents, children
+
+
+def parent_dirs(child_ids, data_dir):
+    """{child id: [(parent id, the parent's working directory, its name)]};
+    ``data_dir`` is the DB's ``data/``."""
+    dirs = defaultdict(list)
+    data_dir = Path(data_dir)
+    for chunk in sql.chunks(child_ids):
+        rows = JobDependency.objects.filter(child_id__in=chunk).values_list(
+            "child_id", "parent_id", "parent__workdir", "parent__user_workdir", "parent__name")
+        for child, parent, workdir, user_dir, name in rows:
+            dirs[child].append((parent, user_dir or str(data_dir / workdir), name))
+    return dirs
+
+
+def edges_among(ids):
+    """``[(child, parent)]`` of the dependency edges between jobs of ``ids``."""
+    wanted = set(ids)
+    edges = []
+    for chunk in sql.chunks(wanted):
+        for child, parent in JobDependency.objects.filter(child_id__in=chunk).values_list("child_id", "parent_id"):
+            if parent in wanted:
+                edges.append((child, parent))
+    return edges
+
+
+# ---------------------------------------------------------------------------
+# leases
+# ---------------------------------------------------------------------------
+def killed_jobs(owner):
+    """Ids of the jobs ``owner`` holds that a user has killed since."""
+    return list(BalsamJob.objects.filter(lease_owner=owner, state=states.USER_KILLED).values_list("pk", flat=True))
+
+
+# ---------------------------------------------------------------------------
+# launches
+# ---------------------------------------------------------------------------
+def launches_with_job_counts():
+    """Every launch, oldest first, with ``tied``: how many jobs are tied to it."""
+    return QueuedLaunch.objects.annotate(tied=Count("jobs")).order_by("id")
+
+
+def tied_job_count(launch_id):
+    return BalsamJob.objects.filter(queued_launch_id=launch_id).count()
+
+
+def active_launches(scheduler=None, queue=None, in_states=launch_states.ACTIVE):
+    """Launches in ``in_states`` (default: still active), optionally of one scheduler and queue."""
+    qs = QueuedLaunch.objects.filter(state__in=in_states)
+    if scheduler is not None:
+        qs = qs.filter(scheduler=scheduler)
+    if queue is not None:
+        qs = qs.filter(queue=queue)
+    return qs
+
+
+def unsubmitted_launches(recorded_before):
+    """Launches still pending submission that were recorded before ``recorded_before``."""
+    return list(QueuedLaunch.objects.filter(state=launch_states.PENDING, created_at__lt=recorded_before))
+
+
+def launch(launch_id):
+    return QueuedLaunch.objects.filter(pk=launch_id).first()

@@ -1,0 +1,130 @@
+"""SQL plumbing shared by the reads (``core.queries``) and the writes
+(``core.operations``): the write transaction, raw statements for the hot
+paths, id lists cut to the backend's parameter limit, and table names.
+
+Every SQL string in Balsam names its tables through ``table()`` (the models'
+``_meta.db_table``), never a literal.
+"""
+
+import functools
+import sqlite3
+from contextlib import contextmanager
+
+from django.db import connection, transaction
+
+# PostgreSQL's wire protocol counts bind parameters in 16 bits; Django
+# reports no limit for it.
+UNLIMITED_BACKEND_PARAMS = 65535
+# Parameters a statement keeps for itself besides its id list (a state, a
+# time stamp, an owner...).
+RESERVED_PARAMS = 16
+
+_param_limits = {}
+
+
+@contextmanager
+def write_transaction():
+    """A transaction that takes SQLite's write lock when it begins (BEGIN IMMEDIATE).
+
+    A deferred transaction that reads and then writes can fail half way with
+    "database is locked" when another writer got in between; one that holds
+    the lock from the start just waits its turn (the busy timeout). Inside a
+    caller's transaction this is a savepoint of it.
+    """
+    if connection.in_atomic_block or connection.vendor != "sqlite":
+        with transaction.atomic():
+            yield
+        return
+    connection.ensure_connection()
+    previous = connection.transaction_mode
+    connection.transaction_mode = "IMMEDIATE"
+    try:
+        with transaction.atomic():
+            connection.transaction_mode = previous
+            yield
+    finally:
+        connection.transaction_mode = previous
+
+
+def max_params():
+    """Bind parameters one statement may carry on this backend. SQLite's is
+    a compile-time option of the library (999 in old builds, 32766 since
+    3.32), read from the open connection once per process."""
+    vendor = connection.vendor
+    limit = _param_limits.get(vendor)
+    if limit is None:
+        limit = connection.features.max_query_params
+        if vendor == "sqlite":
+            connection.ensure_connection()
+            limit = connection.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        limit = _param_limits[vendor] = limit or UNLIMITED_BACKEND_PARAMS
+    return limit
+
+
+def chunks(items, per_item=1):
+    """``items`` in lists that fit one statement, each item taking
+    ``per_item`` parameters (an id used twice in a query takes two)."""
+    items = list(items)
+    size = max(1, (max_params() - RESERVED_PARAMS) // per_item)
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def batches(queue):
+    """Pop up to one statement's worth of items from the left of ``queue`` (a deque)."""
+    size = max(1, max_params() - RESERVED_PARAMS)
+    return [queue.popleft() for _ in range(min(len(queue), size))]
+
+
+def pk_params(pks):
+    """Job ids as the DB stores them (32 hex digits on SQLite). One lookup of
+    the backend's features per call: through Django's connection proxy it
+    costs more than the conversion."""
+    if connection.features.has_native_uuid_field:
+        return list(pks)
+    return [pk.hex for pk in pks]
+
+
+def table(model):
+    """The quoted table name of ``model`` for raw SQL."""
+    return connection.ops.quote_name(model._meta.db_table)
+
+
+def marks(count):
+    """``%s, %s, ...``: the placeholders of an IN list."""
+    return ", ".join(["%s"] * count)
+
+
+def raw_executemany(sql, rows):
+    """``executemany`` on the DB-API connection, inside Django's transaction.
+
+    For the statements run on every write (inserts, state changes, applied
+    request ids): Django's cursor wrapper rewrites placeholders and runs debug
+    hooks on every call, which costs more than SQLite's own work here.
+    Errors are still Django's."""
+    connection.ensure_connection()
+    with connection.wrap_database_errors:
+        cursor = connection.connection.cursor()
+        try:
+            cursor.executemany(_native_sql(sql, connection.vendor), rows)
+            return cursor.rowcount
+        finally:
+            cursor.close()
+
+
+def raw_fetchall(sql, params):
+    """``execute`` + ``fetchall`` the same way as ``raw_executemany``."""
+    connection.ensure_connection()
+    with connection.wrap_database_errors:
+        cursor = connection.connection.cursor()
+        try:
+            cursor.execute(_native_sql(sql, connection.vendor), params)
+            return cursor.fetchall()
+        finally:
+            cursor.close()
+
+
+@functools.lru_cache(maxsize=64)
+def _native_sql(sql, vendor):
+    """Our SQL is written with ``%s`` placeholders; SQLite's own driver wants ``?``."""
+    return sql.replace("%s", "?") if vendor == "sqlite" else sql

@@ -1,0 +1,71 @@
+"""The launcher's writes of one loop pass, collected and sent as one request."""
+
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+
+from django.db import connection
+
+
+class Batch:
+    """State changes, field updates and lease releases collected during one
+    loop pass and written in one request. A job may move several times in a
+    pass: its n-th move goes in round n, and rounds are applied in order.
+
+    The write runs on a background thread while the loop goes on spawning and
+    reaping (the DB work releases the GIL: SQLite's, or the dbserver's round
+    trip). One write is in flight at a time, so batches land in order."""
+
+    def __init__(self, client, owner):
+        self.client = client
+        self.owner = owner
+        self.moves = defaultdict(list)  # (round, state, message) -> ids
+        self.rounds = defaultdict(int)
+        self.fields = []
+        self.releases = []
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="balsam-batch")
+        self._in_flight = None
+        self._refused = []
+
+    def move(self, job_id, state, message=""):
+        self.rounds[job_id] += 1
+        self.moves[(self.rounds[job_id], state, message)].append(str(job_id))
+
+    def set_fields(self, job_id, **fields):
+        self.fields.append((job_id, fields))
+
+    def release(self, job_id):
+        self.releases.append(str(job_id))
+
+    def flush(self, wait=False):
+        """Start writing everything collected, unless a write is still in
+        flight: then it waits for the next flush and goes in a larger batch
+        (the loop never stalls on the DB). Returns the ids whose move an
+        earlier write refused (a user killed the job meanwhile; their leases
+        are released). ``wait``: return only once everything has landed."""
+        if self._in_flight is not None and (wait or self._in_flight.done()):
+            self.wait()
+        if self._in_flight is None and (self.moves or self.fields or self.releases):
+            moves = [(ids, state, message) for (_, state, message), ids in sorted(self.moves.items())]
+            self._in_flight = self._writer.submit(self._write, moves, self.fields, self.releases)
+            self.moves, self.rounds = defaultdict(list), defaultdict(int)
+            self.fields, self.releases = [], []
+        if wait:
+            self.wait()
+        refused, self._refused = self._refused, []
+        return refused
+
+    def wait(self):
+        """Until the write in flight (if any) has landed: before reading back
+        states this launcher has written."""
+        if self._in_flight is not None:
+            future, self._in_flight = self._in_flight, None
+            self._refused += future.result()  # a failed write raises here, in the loop
+
+    def _write(self, moves, fields, releases):
+        return list(self.client.apply_batch(moves, fields, self.owner, releases)["refused"])
+
+    def close(self):
+        # The writer thread has a DB connection of its own (direct mode): close
+        # it there (``connection`` resolves to the calling thread's).
+        self._writer.submit(lambda: connection.close()).result()
+        self._writer.shutdown(wait=True)

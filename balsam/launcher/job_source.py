@@ -1,0 +1,114 @@
+"""Where a launcher's jobs come from: leases (claims, heartbeats, recovery of
+dead launchers' jobs), dependency resolution, and the check for jobs a user
+killed. Each periodic duty keeps its own timer, so the loop simply asks on
+every pass."""
+
+import os
+import socket
+import time
+import uuid
+from collections import defaultdict
+
+from balsam.core import queries, states
+
+DEPENDENCY_PERIOD_SEC = 1.0  # look for jobs whose parents finished at least this often
+DEPENDENCY_MIN_PERIOD_SEC = 0.25  # ...and at most this often, when one of ours just finished
+KILL_CHECK_PERIOD_SEC = 0.5
+WAITING_PER_PASS = 5000
+
+
+def lease_owner_name():
+    """A name for this launcher's leases, unique across hosts and restarts."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def launcher_scope(job_mode, num_nodes, workflow=None, job_ids=None, queued_launch=None):
+    """The options of ``queries.job_scope`` for a launcher: serial mode takes
+    single-rank jobs, MPI mode any that fits its nodes; then its workflow,
+    job list or queued launch."""
+    scope = {"serial_only": True} if job_mode == "serial" else {"max_num_nodes": num_nodes}
+    for name, value in (("workflow", workflow), ("job_ids", job_ids), ("queued_launch", queued_launch)):
+        if value is not None:
+            scope[name] = value
+    return scope
+
+
+class JobSource:
+    def __init__(self, client, owner, scope, lease_expiry_sec):
+        self.client = client
+        self.owner = owner
+        self.scope = scope  # options of queries.job_scope: the jobs this launcher works on
+        self.lease_expiry_sec = lease_expiry_sec
+        self._last = defaultdict(float)
+        self._parents_ended = True  # look at once on the first pass
+
+    def _due(self, name, period):
+        now = time.monotonic()
+        if now - self._last[name] >= period:
+            self._last[name] = now
+            return True
+        return False
+
+    # ------------------------------------------------------------------ leases
+    def recover(self):
+        """Free the jobs of launchers that stopped heartbeating; True if there were any."""
+        return bool(self.client.recover_expired(self.lease_expiry_sec))
+
+    def keep_leases(self):
+        """Heartbeat our leases and recover dead launchers' jobs, each on its
+        period; True if jobs were recovered."""
+        if self._due("heartbeat", self.lease_expiry_sec / 3):
+            self.client.heartbeat(self.owner)
+        return self._due("recover", self.lease_expiry_sec / 2) and self.recover()
+
+    def claim(self, want, minutes_left=None):
+        """Lease up to ``want`` claimable jobs (only those that fit in
+        ``minutes_left``, when the launcher has a time limit); returns them."""
+        scope = dict(self.scope)
+        if minutes_left is not None:
+            scope["max_wall_time_minutes"] = max(0.0, minutes_left)
+        ids = self.client.claim(self.owner, sorted(states.CLAIMABLE_STATES), want, self.lease_expiry_sec, scope)
+        return queries.jobs_by_id(ids) if ids else []
+
+    def release_all(self):
+        self.client.release(self.owner)
+
+    def killed(self):
+        """Ids of our jobs a user killed (checked every KILL_CHECK_PERIOD_SEC; else [])."""
+        if not self._due("kills", KILL_CHECK_PERIOD_SEC):
+            return []
+        return queries.killed_jobs(self.owner)
+
+    # ------------------------------------------------------------------ dependencies
+    def job_ended(self):
+        """One of our jobs ended: its children may be ready (look sooner)."""
+        self._parents_ended = True
+
+    def resolve_dependencies(self):
+        """Move waiting jobs on whose parents allow it, every
+        DEPENDENCY_PERIOD_SEC, or after DEPENDENCY_MIN_PERIOD_SEC once one of
+        our jobs ended. A read picks the candidates; the write checks their
+        parents again in its own transaction, so a parent added in between is
+        never missed. True if any job moved."""
+        since = time.monotonic() - self._last["deps"]
+        if since < (DEPENDENCY_MIN_PERIOD_SEC if self._parents_ended else DEPENDENCY_PERIOD_SEC):
+            return False
+        self._last["deps"] = time.monotonic()
+        self._parents_ended = False
+        waiting = queries.waiting_jobs(self.scope, limit=WAITING_PER_PASS)
+        if not waiting:
+            return False
+        parents = queries.parent_states([pk for pk, _, _ in waiting])
+        candidates = [pk for pk, state, wait in waiting if states.after_parents(state, wait, parents.get(pk, []))]
+        if not candidates:
+            return False
+        moved = self.client.resolve_dependencies(candidates)
+        return bool(moved["ready"] or moved["awaiting"])
+
+    # ------------------------------------------------------------------ summaries
+    def state_counts(self):
+        """{state: jobs} over this launcher's scope (for the progress display)."""
+        return queries.state_counts(queries.job_scope(**self.scope))
+
+    def has_unfinished(self):
+        return queries.has_unfinished(self.scope)
