@@ -65,20 +65,15 @@ class Launcher:
         inherited_env = dict(os.environ)
         self.commands = mpi_commands.RunCommands(job_mode, len(nodes), inherited_env)
         self.processes = Supervisor(base_environment(inherited_env))
+        # The supervisor's tables (it empties them, never replaces them): looked up per held job on every pass.
+        self.runs, self.transitions = self.processes.runs, self.processes.transitions
         self.db_path_text = str(self.db_path)
         self._scripted = set()  # held jobs a pre/post script ran for since they were loaded
         self._overran = set()  # held jobs killed for exceeding their own wall time
+        self._plain_step = steps.StepContext(max_timeout_retries=max_timeout_retries)  # most steps need no more
         self._claimed_at = float("-inf")
         self.stop_reason = None
         self.progress = progress
-
-    @property
-    def runs(self):
-        return self.processes.runs
-
-    @property
-    def transitions(self):
-        return self.processes.transitions
 
     @property
     def scope(self):
@@ -200,8 +195,10 @@ class Launcher:
         return busy
 
     def _next_step(self, job, parent_dirs):
-        dirs = tuple((pk, path, steps.run_output_name(name)) for pk, path, name in parent_dirs.get(job.pk, ()))
-        context = steps.StepContext(dirs, job.pk in self._overran, self.max_timeout_retries)
+        dirs, overran = parent_dirs.get(job.pk), job.pk in self._overran
+        context = self._plain_step if not (dirs or overran) else steps.StepContext(
+            tuple((pk, path, steps.run_output_name(name)) for pk, path, name in dirs or ()), overran,
+            self.max_timeout_retries)
         try:
             return steps.next_step(job, self._app(job.application), context)
         except (BalsamError, OSError) as exc:
