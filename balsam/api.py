@@ -103,14 +103,21 @@ def get_app(ref):
     if isinstance(ref, App):
         return ref
     text = str(ref).strip()
+    queries = _queries()
     if text.isdigit():
-        app = App.objects.filter(pk=int(text)).first()
+        app = queries.application_by_id(int(text))
         if app:
             return app
-    app = App.objects.filter(name=text).first()
+    app = queries.application(text)
     if app is None:
         raise NotFound(f"no application with id or name {text!r}; see: balsam ls apps")
     return app
+
+
+def job_by_id(text):
+    """The job with exactly this id, or None."""
+    found = _queries().jobs_by_id([job_uuid(text)])
+    return found[0] if found else None
 
 
 def job_uuid(text):
@@ -336,10 +343,9 @@ def remove_jobs(ids):
 
 def make_dummies(count, progress=None):
     """Add ``count`` trivial jobs in workflow "dummy" (for testing and benchmarks)."""
-    App = _models().ApplicationDefinition
     if count < 0:
         raise ValidationError(f"the number of dummy jobs must not be negative, not {count}")
-    if not App.objects.filter(name=DUMMY_APP).exists():
+    if _queries().application(DUMMY_APP) is None:
         add_app(DUMMY_APP, "echo", description="prints its arguments (used by make_dummies)")
     rows = [
         {"name": f"dummy{i}", "workflow": "dummy", "application": DUMMY_APP, "args": "hello", "wall_time_minutes": 0}
@@ -364,8 +370,14 @@ def job_ids(name=None):
 
 def find_apps(name=None):
     """Every application, or the one named exactly ``name`` (a list)."""
-    App = _models().ApplicationDefinition
-    return list(App.objects.filter(name=name) if name else App.objects.all())
+    return _queries().applications(name)
+
+
+def parent_ids(job):
+    """Ids of ``job``'s parents (of a new, unsaved job: the ones it will get)."""
+    if job._state.adding:
+        return list(getattr(job, "_pending_parents", None) or [])
+    return _queries().parent_ids(job.pk)
 
 
 def dependency_edges(job_ids):

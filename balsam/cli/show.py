@@ -2,6 +2,7 @@
 
 import json
 
+from balsam import api
 from balsam.cli.common import table
 
 JOB_BLOCK_FIELDS = [
@@ -16,10 +17,7 @@ APP_BLOCK_FIELDS = ["id", "name", "executable", "description", "preprocess", "po
 
 def _value(obj, name):
     if name == "parents":
-        if obj._state.adding:
-            pending = getattr(obj, "_pending_parents", None) or []
-            return ", ".join(p.hex[:8] for p in pending)
-        return ", ".join(p.hex[:8] for p in obj.parents.values_list("pk", flat=True))
+        return ", ".join(p.hex[:8] for p in api.parent_ids(obj))
     value = getattr(obj, name)
     if isinstance(value, (dict, list)):
         return json.dumps(value)
@@ -67,7 +65,7 @@ def job_json(job):
     for key in ("created_at", "state_changed_at", "lease_heartbeat"):
         row[key] = row[key].isoformat() if row[key] else None
     row["working_directory"] = job.working_directory
-    row["parents"] = [str(p) for p in job.parents.values_list("pk", flat=True)]
+    row["parents"] = [str(p) for p in api.parent_ids(job)]
     return row
 
 

@@ -10,7 +10,7 @@ import uuid
 from collections import defaultdict
 from pathlib import Path
 
-from django.db.models import Count, Max, Q
+from django.db.models import Count, Max, Q, Sum
 
 from balsam.core import launch_states, sql, states
 from balsam.core.json_values import job_id
@@ -59,6 +59,12 @@ def scope_from(options):
 def untied_jobs(scope):
     """Unfinished jobs in ``scope`` (options) that no launch will run yet."""
     return scope_from(scope).filter(queued_launch__isnull=True).exclude(state__in=states.END_STATES)
+
+
+def untied_size(scope):
+    """(how many unfinished untied jobs ``scope`` holds, the nodes they need together)."""
+    found = untied_jobs(scope).aggregate(count=Count("*"), nodes=Sum("num_nodes"))
+    return found["count"], found["nodes"] or 0
 
 
 def has_unfinished(scope):
@@ -142,6 +148,15 @@ def jobs_matching(name_contains=None, id_prefix=None, state=None, workflow=None)
 def application(name):
     """The application named ``name``, or None."""
     return ApplicationDefinition.objects.filter(name=name).first()
+
+
+def application_by_id(pk):
+    return ApplicationDefinition.objects.filter(pk=pk).first()
+
+
+def applications(name=None):
+    """Every application (by name), or the one named exactly ``name``."""
+    return list(ApplicationDefinition.objects.filter(name=name) if name else ApplicationDefinition.objects.all())
 
 
 def parent_ids(pk):

@@ -30,7 +30,7 @@ current_job = None
 parents = None
 children = None
 if JOB_ID:
-    current_job = BalsamJob.objects.filter(pk=api.job_uuid(JOB_ID)).first()
+    current_job = api.job_by_id(JOB_ID)
     if current_job is None:
         raise NotFound(f"BALSAM_JOB_ID={JOB_ID} is not a job in {os.environ['BALSAM_DB_PATH']}; was it deleted?")
     parents = current_job.parents.all()

@@ -122,11 +122,9 @@ def untied_work(job_mode, max_nodes, max_minutes):
     ``max_nodes`` and ``max_minutes`` could: (count, nodes the MPI ones need)."""
     scope = mode_scope(job_mode, max_nodes)
     scope["max_wall_time_minutes"] = templates.launcher_minutes(max_minutes)
-    qs = queries.untied_jobs(scope)
     if job_mode == "serial":
-        return qs.count(), 0
-    sizes = list(qs.values_list("num_nodes", flat=True))
-    return len(sizes), sum(sizes)
+        return queries.untied_jobs(scope).count(), 0
+    return queries.untied_size(scope)
 
 
 def unplaceable_work(most_nodes, longest_minutes):
