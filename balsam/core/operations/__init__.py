@@ -7,9 +7,9 @@ per group of requests (with a savepoint each). Raising a ``BalsamError``
 aborts the operation's changes.
 
 One module per role, each declaring its ``OPERATIONS``; this package merges
-them into the one whitelist. Module imports run one way:
-validation <- applications, transitions <- jobs, dependencies <- leases;
-launches needs only validation.
+them into the one whitelist. Module imports run one way (``.importlinter``):
+leases and launches on jobs and dependencies, those on applications and
+transitions, everything on validation; reads come from ``core.queries``.
 """
 
 from balsam.core.operations import applications, dependencies, jobs, launches, leases, transitions
