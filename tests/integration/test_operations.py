@@ -1,0 +1,222 @@
+"""The launcher's and the service's write operations -- apply_batch,
+update_jobs_each, tie_jobs, end_launch -- judged by the rows they store. Every
+test runs once with the direct client and once through a live dbserver."""
+
+import uuid
+
+import pytest
+
+from balsam.core.models import BalsamJob, JobEvent, QueuedLaunch
+from balsam.exceptions import InvalidStateTransition, NotFound, ValidationError
+
+OWNER = "launcher-1"
+FINISH = ("READY", "STAGED_IN", "PREPROCESSED", "RUNNING", "RUN_DONE", "POSTPROCESSED", "JOB_FINISHED")
+
+
+@pytest.fixture
+def client(writer):
+    from balsam.core import write_client
+
+    return write_client.get()
+
+
+@pytest.fixture
+def new_jobs(make_job):
+    """Jobs made one request each (so ``created_at`` orders them); their ids as text."""
+
+    def make(*names, **fields):
+        return [str(make_job(name=name, **fields).pk) for name in names]
+
+    return make
+
+
+@pytest.fixture
+def new_launch(client):
+    def make():
+        launch = QueuedLaunch(scheduler="local", queue="q", nodes=1, wall_minutes=10)
+        launch.save()
+        return launch.pk
+
+    return make
+
+
+def job(pk):
+    return BalsamJob.objects.get(pk=pk)
+
+
+def events(pk):
+    return list(JobEvent.objects.filter(job_id=pk).order_by("id").values_list("from_state", "to_state", "message"))
+
+
+def tied_to(launch_id):
+    return {str(pk) for pk in BalsamJob.objects.filter(queued_launch_id=launch_id).values_list("pk", flat=True)}
+
+
+def advance(client, pk, *path):
+    for state in path:
+        client.transition([pk], state)
+
+
+# -- apply_batch ---------------------------------------------------------------
+def test_apply_batch_applies_its_moves_in_order(client, new_jobs):
+    (a,) = new_jobs("a")
+    advance(client, a, "READY")
+    result = client.apply_batch(
+        [([a], "STAGED_IN", "in"), ([a], "PREPROCESSED", "pre"), ([a], "RUNNING", "run")], [], None, [])
+    assert result == {"refused": {}}
+    assert job(a).state == "RUNNING"
+    assert events(a)[1:] == [("READY", "STAGED_IN", "in"), ("STAGED_IN", "PREPROCESSED", "pre"),
+                             ("PREPROCESSED", "RUNNING", "run")]
+
+
+def test_apply_batch_stores_field_updates_with_the_moves(client, new_jobs):
+    a, b = new_jobs("a", "b")
+    advance(client, a, "READY")
+    client.apply_batch([([a], "STAGED_IN", "")], [(a, {"runtime_seconds": 1.5, "data": {"k": [1, 2]}}),
+                                                 (b, {"data": {"other": True}})], None, [])
+    stored_a, stored_b = job(a), job(b)
+    assert (stored_a.state, stored_a.runtime_seconds, stored_a.data) == ("STAGED_IN", 1.5, {"k": [1, 2]})
+    assert (stored_b.state, stored_b.runtime_seconds, stored_b.data) == ("CREATED", None, {"other": True})
+
+
+def test_apply_batch_refuses_a_killed_job_and_releases_its_lease(client, new_jobs):
+    killed, alive, held = new_jobs("killed", "alive", "held")
+    for pk in (killed, alive, held):
+        advance(client, pk, "READY")
+    assert len(client.claim(OWNER, ["READY"], 10, 60)) == 3
+    client.kill([killed])
+    result = client.apply_batch([([killed, alive], "STAGED_IN", "go")], [], OWNER, [])
+    assert result == {"refused": {killed: "USER_KILLED"}}
+    assert job(killed).state == "USER_KILLED" and events(killed)[-1][1] == "USER_KILLED"
+    assert job(alive).state == "STAGED_IN" and events(alive)[-1] == ("READY", "STAGED_IN", "go")
+    assert {pk: job(pk).lease_owner for pk in (killed, alive, held)} == {killed: "", alive: OWNER, held: OWNER}
+
+
+def test_apply_batch_releases_only_the_given_leases_of_its_owner(client, new_jobs):
+    mine = new_jobs("m0", "m1", "m2")
+    (theirs,) = new_jobs("theirs")
+    assert len(client.claim(OWNER, ["CREATED"], 3, 60)) == 3
+    assert client.claim("launcher-2", ["CREATED"], 10, 60) == [theirs]
+    client.apply_batch([], [], OWNER, [mine[0], theirs])
+    assert [job(pk).lease_owner for pk in mine + [theirs]] == ["", OWNER, OWNER, "launcher-2"]
+    assert job(mine[0]).lease_heartbeat is None and job(mine[1]).lease_heartbeat is not None
+
+
+def test_a_malformed_move_fails_the_whole_batch(client, new_jobs, snapshot):
+    (a,) = new_jobs("a")
+    advance(client, a, "READY")
+    client.claim(OWNER, ["READY"], 1, 60)
+    before = snapshot()
+    with pytest.raises(ValidationError, match=r"moves must be a list of \[job ids, state, message\]"):
+        client.request("apply_batch", {"moves": [[[a], "STAGED_IN", "ok"], [[a], "PREPROCESSED"]],
+                                       "fields": [[a, {"data": {"x": 1}}]], "release_owner": OWNER,
+                                       "release_ids": [a]})
+    assert snapshot() == before
+
+
+# -- update_jobs_each ----------------------------------------------------------
+def test_update_jobs_each_sets_different_values_per_job(client, new_jobs):
+    a, b, c = new_jobs("a", "b", "c")
+    client.request("update_jobs_each", {"items": [[a, {"num_nodes": 2, "args": "x"}], [b, {"num_nodes": 3, "args": "y"}],
+                                                  [c, {"data": {"k": 1}}]]})
+    assert [(job(pk).num_nodes, job(pk).args, job(pk).data) for pk in (a, b, c)] == [
+        (2, "x", {}), (3, "y", {}), (1, "", {"k": 1})]
+
+
+def test_update_jobs_each_moves_state_through_the_state_machine(client, new_jobs):
+    a, b = new_jobs("a", "b")
+    client.request("update_jobs_each", {"items": [[a, {"state": "READY", "args": "z"}], [b, {"args": "w"}]]})
+    assert (job(a).state, job(a).args, job(b).state, job(b).args) == ("READY", "z", "CREATED", "w")
+    assert events(a) == [("CREATED", "READY", "state set by a field update")] and events(b) == []
+
+
+@pytest.mark.parametrize("bad_item, error, message", [
+    ("state", InvalidStateTransition, "cannot move from CREATED to RUN_DONE"),
+    ("unknown field", ValidationError, "unknown or read-only job field 'bogus'"),
+    ("read-only field", ValidationError, "unknown or read-only job field 'lease_owner'"),
+    ("unknown id", NotFound, "no job with id"),
+    ("not a pair", ValidationError, r"items must be a list of \[job id, fields\] pairs"),
+])
+def test_update_jobs_each_errors_store_nothing(client, new_jobs, snapshot, bad_item, error, message):
+    a, b = new_jobs("a", "b")
+    item = {"state": [b, {"state": "RUN_DONE"}], "unknown field": [b, {"bogus": 1}],
+            "read-only field": [b, {"lease_owner": "me"}], "unknown id": [str(uuid.uuid4()), {"args": "q"}],
+            "not a pair": [b]}[bad_item]
+    before = snapshot()
+    with pytest.raises(error, match=message):
+        client.request("update_jobs_each", {"items": [[a, {"state": "READY"}], [a, {"args": "changed"}], item]})
+    assert snapshot() == before
+
+
+# -- tie_jobs ------------------------------------------------------------------
+def test_tie_jobs_takes_the_oldest_untied_unfinished_jobs(client, new_jobs, new_launch):
+    jobs = new_jobs("j0", "j1", "j2", "j3")
+    failed, killed, finished = new_jobs("failed", "killed", "finished")
+    advance(client, failed, "FAILED")
+    advance(client, killed, "USER_KILLED")
+    advance(client, finished, *FINISH)
+    first, second, third = new_launch(), new_launch(), new_launch()
+    assert client.tie_jobs(first, 2) == 2
+    assert tied_to(first) == set(jobs[:2])
+    assert client.tie_jobs(second, 10) == 2
+    assert tied_to(second) == set(jobs[2:]) and tied_to(first) == set(jobs[:2])
+    assert client.tie_jobs(third, 10) == 0
+    assert {job(pk).queued_launch_id for pk in (failed, killed, finished)} == {None}
+
+
+@pytest.mark.parametrize("scope, expected", [
+    ({"workflow": "a"}, {"serial", "ranks", "nodes", "big", "long"}),
+    ({"serial_only": True}, {"serial", "long", "other"}),
+    ({"mpi_only": True}, {"ranks", "nodes", "big"}),
+    ({"max_num_nodes": 2}, {"serial", "ranks", "nodes", "long", "other"}),
+    ({"max_wall_time_minutes": 30}, {"serial", "ranks", "nodes", "big", "other"}),
+    ({"workflow": "a", "serial_only": True, "max_wall_time_minutes": 30}, {"serial"}),
+])
+def test_tie_jobs_respects_its_scope(client, make_job, new_launch, scope, expected):
+    shapes = {"serial": {}, "ranks": {"ranks_per_node": 4}, "nodes": {"num_nodes": 2}, "big": {"num_nodes": 8},
+              "long": {"wall_time_minutes": 60}}
+    for name, fields in shapes.items():
+        make_job(name=name, workflow="a", **{"wall_time_minutes": 10, **fields})
+    make_job(name="other", workflow="b", wall_time_minutes=10)
+    launch = new_launch()
+    assert client.tie_jobs(launch, 100, scope) == len(expected)
+    assert set(BalsamJob.objects.filter(queued_launch_id=launch).values_list("name", flat=True)) == expected
+
+
+def test_tie_jobs_refuses_an_unknown_launch_or_scope(client, new_jobs, new_launch, snapshot):
+    new_jobs("a")
+    launch = new_launch()
+    before = snapshot()
+    with pytest.raises(NotFound, match=f"no launch with id {launch + 1}"):
+        client.tie_jobs(launch + 1, 10)
+    with pytest.raises(ValidationError, match="bad job scope"):
+        client.tie_jobs(launch, 10, {"bogus": 1})
+    assert snapshot() == before
+
+
+# -- end_launch ----------------------------------------------------------------
+def test_end_launch_unties_only_its_unfinished_jobs(client, new_jobs, new_launch):
+    open_a, open_b, done = new_jobs("open_a", "open_b", "done")
+    (elsewhere,) = new_jobs("elsewhere")
+    launch, other = new_launch(), new_launch()
+    assert client.tie_jobs(launch, 3) == 3 and client.tie_jobs(other, 10) == 1
+    advance(client, done, "FAILED")
+    assert client.end_launch(launch, QueuedLaunch.FINISHED) == 2
+    stored = QueuedLaunch.objects.get(pk=launch)
+    assert stored.state == QueuedLaunch.FINISHED and stored.end_time is not None
+    assert stored.end_time >= stored.created_at
+    assert tied_to(launch) == {done} and tied_to(other) == {elsewhere}
+    assert QueuedLaunch.objects.get(pk=other).state == QueuedLaunch.PENDING
+
+
+def test_end_launch_refuses_a_bad_state_or_unknown_launch(client, new_jobs, new_launch, snapshot):
+    new_jobs("a")
+    launch = new_launch()
+    client.tie_jobs(launch, 1)
+    before = snapshot()
+    for state in (QueuedLaunch.RUNNING, "done"):
+        with pytest.raises(ValidationError, match="a launch ends finished, failed or cancelled"):
+            client.end_launch(launch, state)
+    with pytest.raises(NotFound, match=f"no launch with id {launch + 1}"):
+        client.end_launch(launch + 1, QueuedLaunch.CANCELLED)
+    assert snapshot() == before
