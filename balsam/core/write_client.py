@@ -11,8 +11,10 @@ _client = None
 
 
 def install(client):
+    """Make ``client`` the process's write client; returns the one it replaces (or None)."""
     global _client
-    _client = client
+    previous, _client = _client, client
+    return previous
 
 
 def get():

@@ -77,6 +77,11 @@ class AutoClient(WriteClient):
         except BalsamError as exc:
             return f"dbserver NOT REACHABLE: {exc}"
 
+    def close(self):
+        if self._server is not None:
+            self._server.close()
+        self._server, self._stamp, self._current = None, None, self._direct
+
 
 def _applied_result(request_id):
     """The stored result of a request the dbserver committed, else None."""
@@ -91,5 +96,7 @@ def _applied_result(request_id):
 def reset_client(db_path, forced_mode=None):
     """Install the write client for the DB at ``db_path`` (called by ``django_config.activate``)."""
     client = AutoClient(db_path, forced_mode)
-    write_client.install(client)
+    previous = write_client.install(client)
+    if previous is not None:
+        previous.close()
     return client

@@ -31,6 +31,9 @@ class WriteClient(ABC):
     def describe(self):
         return self.mode
 
+    def close(self):
+        """Release connections (sockets); the client must not be used afterwards."""
+
     # -- generic, used by the routed model methods ------------------------------
     def create(self, kind, rows):
         return self.request(f"create_{kind}", {"rows": rows})

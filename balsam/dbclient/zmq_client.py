@@ -56,6 +56,7 @@ class ZmqClient(WriteClient):
         self.ping_timeout_sec = ping_timeout_sec
         self._keys = client_keys(db_path)
         self._pid = None
+        self._ctx = None
         self._socket = None
         self.address = None
         self._try_local = True  # until a request through the local socket times out
@@ -102,6 +103,17 @@ class ZmqClient(WriteClient):
             return local
         self._local = False
         return info["address"]
+
+    def close(self):
+        """Close the socket and its context now. Left to the garbage
+        collector, a context can be finalised before its socket and then
+        waits for it forever (a hang at interpreter exit)."""
+        with self._lock:
+            if self._pid == os.getpid():
+                self._drop_socket()
+                if self._ctx is not None:
+                    self._ctx.term()
+            self._socket = self._ctx = self._pid = None
 
     def _drop_socket(self):
         if self._socket is not None:

@@ -70,11 +70,14 @@ def _answers_elsewhere(db_path, info):
 
     if not info.get("address") or not info.get("host") or is_local_host(info["host"]):
         return False
+    client = ZmqClient(db_path, 1, 1)
     try:
-        ZmqClient(db_path, 1, 1).request("ping", {})
+        client.request("ping", {})
         return True
     except BalsamError:
         return False
+    finally:
+        client.close()
 
 
 def _require_local(db_path, info, action):
@@ -138,8 +141,11 @@ def status(db_path):
     if not current.get("address"):
         raise BalsamError(f"no dbserver is running for {db_path}; start one with: balsam dbserver --path {db_path}")
     client = ZmqClient(db_path, load_settings().dbserver_ping_timeout_sec, load_settings().dbserver_ping_timeout_sec)
-    client.check_reachable()
-    figures = client.request("status", {})
+    try:
+        client.check_reachable()
+        figures = client.request("status", {})
+    finally:
+        client.close()
     figures.update(address=current.get("address"), local_address=current.get("local_address"), host=current.get("host"),
                    watchdog_pid=current.get("watchdog_pid"), restarts=current.get("restarts", 0))
     return figures

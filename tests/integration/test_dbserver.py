@@ -199,6 +199,22 @@ def test_clients_on_the_server_host_use_its_local_socket(dbserver, db, balsam_cm
     assert client._local
 
 
+def test_switching_the_process_to_another_db_closes_the_old_server_connection(dbserver, db, make_app, template_db):
+    # Left to the garbage collector, a ZeroMQ context finalised before its
+    # socket waits forever: a test session could hang at exit.
+    from balsam.core import write_client
+    from balsam.django_config import activate
+
+    make_app()  # a write through the server: the client holds a socket and a context
+    old = write_client.get()
+    server_client = old._server
+    context = server_client._ctx
+    assert context is not None and not context.closed
+    activate(template_db)  # what the fixtures do between tests
+    assert write_client.get() is not old
+    assert context.closed and server_client._socket is None
+
+
 def test_an_unreachable_local_socket_falls_back_to_tcp(dbserver, db, make_app):
     """A client in another network namespace (some containers) cannot reach the
     abstract Unix socket: after one timed-out attempt it writes through TCP."""
