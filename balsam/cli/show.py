@@ -62,7 +62,7 @@ def history_lines(job):
 def job_json(job):
     row = {f.name: getattr(job, f.attname) for f in job._meta.concrete_fields}
     row["job_id"] = str(job.job_id)
-    for key in ("created_at", "state_changed_at", "lease_heartbeat"):
+    for key in ("created_at", "state_changed_at", "lease_heartbeat", "lease_expires_at"):
         row[key] = row[key].isoformat() if row[key] else None
     row["working_directory"] = job.working_directory
     row["parents"] = [str(p) for p in api.parent_ids(job)]

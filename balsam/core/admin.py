@@ -23,7 +23,7 @@ class BalsamJobAdmin(admin.ModelAdmin):
     list_filter = ("state", "workflow", "application")
     search_fields = ("name", "job_id")
     ordering = ("-state_changed_at",)
-    readonly_fields = ("job_id", "workdir", "state", "state_changed_at", "created_at", "lease_owner", "lease_heartbeat")
+    readonly_fields = ("job_id", "workdir", "state", "state_changed_at", "created_at", "lease_owner", "lease_heartbeat", "lease_expires_at")
     inlines = [JobEventInline]
     list_per_page = 100
     show_full_result_count = False  # COUNT(*) over millions of rows on every page is slow

@@ -278,8 +278,8 @@ class BalsamJob(TrackedModel):
     _mutable_fields = ("environ_vars", "data")
     # Set by Balsam itself, never by a job's creator.
     SYSTEM_FIELDS = frozenset(
-        {"workdir", "state", "state_changed_at", "created_at", "lease_owner", "lease_heartbeat", "runtime_seconds",
-         "queued_launch", "timeout_retries"}
+        {"workdir", "state", "state_changed_at", "created_at", "lease_owner", "lease_heartbeat", "lease_expires_at",
+         "runtime_seconds", "queued_launch", "timeout_retries"}
     )
 
     job_id = models.UUIDField(primary_key=True, default=_new_job_id, editable=False)
@@ -336,6 +336,9 @@ class BalsamJob(TrackedModel):
     # Launcher lease: who runs the job and when it last said so.
     lease_owner = models.CharField(max_length=255, blank=True, default="")
     lease_heartbeat = models.DateTimeField(null=True, blank=True)
+    # When the lease lapses unless renewed: set by its holder with its own
+    # expiry, so launchers with different expiries agree on whose lease lapsed.
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
     # The batch launch the service sized for this job (its launcher runs it).
     queued_launch = models.ForeignKey(
         "QueuedLaunch", null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs", db_index=False

@@ -73,8 +73,12 @@ class WriteClient(ABC):
             payload["scope"] = scope
         return self.request("claim_jobs", payload)
 
-    def heartbeat(self, owner, ids=None):
-        return self.request("heartbeat_leases", {"owner": owner, "ids": ids})
+    def heartbeat(self, owner, ids=None, lease_expiry_sec=None):
+        """Renew ``owner``'s leases (for ``lease_expiry_sec``, default the operation's 180 s)."""
+        payload = {"owner": owner, "ids": ids}
+        if lease_expiry_sec is not None:
+            payload["lease_expiry_sec"] = lease_expiry_sec
+        return self.request("heartbeat_leases", payload)
 
     def apply_batch(self, moves, fields, release_owner, release_ids):
         """Several moves ``(ids, state, message)``, field updates and lease releases in one request."""

@@ -51,14 +51,14 @@ class JobSource:
 
     # ------------------------------------------------------------------ leases
     def recover(self):
-        """Free the jobs of launchers that stopped heartbeating; True if there were any."""
+        """Free the jobs of launchers whose leases lapsed; True if there were any."""
         return bool(self.client.recover_expired(self.lease_expiry_sec))
 
     def keep_leases(self):
         """Heartbeat our leases and recover dead launchers' jobs, each on its
         period; True if jobs were recovered."""
         if self._due("heartbeat", self.lease_expiry_sec / 3):
-            self.client.heartbeat(self.owner)
+            self.client.heartbeat(self.owner, lease_expiry_sec=self.lease_expiry_sec)
         return self._due("recover", self.lease_expiry_sec / 2) and self.recover()
 
     def claim(self, want, minutes_left=None):

@@ -108,11 +108,13 @@ def test_claims_are_exclusive_and_leases_expire(writer, make_app):
     assert client.heartbeat("launcher-1") == 3
     assert client.release("launcher-2", second[:1]) == 1
     assert client.claim("launcher-3", ["READY"], limit=10, lease_expiry_sec=60) == second[:1]
-    # launcher-1 stops heartbeating: with a tiny expiry its jobs can be taken over
+    # launcher-1's last heartbeat renews its leases for a tiny expiry, then it stops:
+    # its jobs can be taken over (by a launcher with any expiry of its own)
     import time
 
+    assert client.heartbeat("launcher-1", lease_expiry_sec=0.01) == 3
     time.sleep(0.05)
-    taken = client.claim("launcher-4", ["READY"], limit=10, lease_expiry_sec=0.01)
+    taken = client.claim("launcher-4", ["READY"], limit=10, lease_expiry_sec=60)
     assert set(first) <= set(taken)
 
 
@@ -146,6 +148,7 @@ def test_recovery_of_expired_and_orphaned_running_jobs(writer, make_app):
     client.claim("dead-launcher", ["PREPROCESSED"], 1, 60, {"job_ids": [str(held.pk)]})
     client.transition([str(held.pk), str(orphan.pk)], "RUNNING")
     assert client.recover_expired(60) == []
+    assert client.heartbeat("dead-launcher", lease_expiry_sec=0.01) == 1  # its last heartbeat, then it dies
     time.sleep(0.05)
     assert sorted(client.recover_expired(0.01)) == sorted([str(held.pk), str(orphan.pk)])
     assert {j.state for j in BalsamJob.objects.filter(pk__in=[held.pk, orphan.pk])} == {"RESTART_READY"}

@@ -16,15 +16,23 @@ from balsam.core.operations.validation import positive_number, state_list
 from balsam.exceptions import ValidationError
 
 
-def _expired(lease_expiry_sec, now):
+def _lapsed(now, lease_expiry_sec):
+    """Leases past the expiry time their holder set. A lease without one
+    (set by hand, say) lapses ``lease_expiry_sec`` after its last heartbeat."""
     cutoff = now - datetime.timedelta(seconds=lease_expiry_sec)
-    return cutoff, models.Q(lease_heartbeat__lt=cutoff) | models.Q(lease_heartbeat__isnull=True)
+    unset = models.Q(lease_expires_at__isnull=True)
+    return (models.Q(lease_expires_at__lt=now) | (unset & models.Q(lease_heartbeat__lt=cutoff))
+            | (unset & models.Q(lease_heartbeat__isnull=True)))
+
+
+def _expires(now, lease_expiry_sec):
+    return now + datetime.timedelta(seconds=lease_expiry_sec)
 
 
 def claim_jobs(owner, states, limit=1, lease_expiry_sec=180, scope=None):
     """Lease up to ``limit`` jobs in ``states`` (within ``scope``, options of
-    ``queries.job_scope``) that nobody holds, or whose holder stopped
-    heartbeating ``lease_expiry_sec`` ago; returns their ids.
+    ``queries.job_scope``) that nobody holds, or whose lease lapsed; returns
+    their ids. The lease lapses ``lease_expiry_sec`` from now unless renewed.
 
     Runs inside the write transaction, so two launchers never get the same job.
     """
@@ -33,21 +41,23 @@ def claim_jobs(owner, states, limit=1, lease_expiry_sec=180, scope=None):
     positive_number("limit", limit, allow_zero=True)
     positive_number("lease_expiry_sec", lease_expiry_sec)
     now = timezone.now()
-    _, expired = _expired(lease_expiry_sec, now)
-    qs = queries.scope_from(scope).filter(models.Q(lease_owner="") | expired, state__in=wanted)
+    qs = queries.scope_from(scope).filter(models.Q(lease_owner="") | _lapsed(now, lease_expiry_sec), state__in=wanted)
     ids = list(qs.order_by("created_at").values_list("pk", flat=True)[: int(limit)])
     for chunk in sql.chunks(ids):
-        BalsamJob.objects.filter(pk__in=chunk)._direct_update(lease_owner=owner, lease_heartbeat=now)
+        BalsamJob.objects.filter(pk__in=chunk)._direct_update(
+            lease_owner=owner, lease_heartbeat=now, lease_expires_at=_expires(now, lease_expiry_sec))
     return [str(pk) for pk in ids]
 
 
 def recover_expired_leases(lease_expiry_sec):
-    """Jobs whose launcher stopped heartbeating: RUNNING ones go to
-    RESTART_READY; every expired lease is cleared. Returns the recovered ids."""
+    """Jobs whose launcher let its lease lapse: RUNNING ones go to
+    RESTART_READY; every lapsed lease is cleared. Returns the recovered ids.
+    (``lease_expiry_sec``: for leases without an expiry time, and for RUNNING
+    jobs nobody holds.)"""
     positive_number("lease_expiry_sec", lease_expiry_sec)
     now = timezone.now()
-    cutoff, expired_q = _expired(lease_expiry_sec, now)
-    expired = BalsamJob.objects.exclude(lease_owner="").filter(expired_q)
+    cutoff = now - datetime.timedelta(seconds=lease_expiry_sec)
+    expired = BalsamJob.objects.exclude(lease_owner="").filter(_lapsed(now, lease_expiry_sec))
     running = {pk: owner for pk, owner in expired.filter(state=states.RUNNING).values_list("pk", "lease_owner")}
     # A RUNNING job nobody holds can only have lost its launcher (a safety net).
     orphans = BalsamJob.objects.filter(lease_owner="", state=states.RUNNING, state_changed_at__lt=cutoff)
@@ -56,7 +66,7 @@ def recover_expired_leases(lease_expiry_sec):
         ids = [pk for pk, o in running.items() if o == owner]
         record({pk: states.RUNNING for pk in ids}, states.RESTART_READY,
                f"recovered: launcher {owner} stopped heartbeating", now)
-    expired._direct_update(lease_owner="", lease_heartbeat=None)
+    expired._direct_update(lease_owner="", lease_heartbeat=None, lease_expires_at=None)
     return [str(pk) for pk in running]
 
 
@@ -67,16 +77,19 @@ def _owned(owner, ids):
     return qs
 
 
-def heartbeat_leases(owner, ids=None):
-    """Renew the owner's leases (all of them, or ``ids``); returns how many."""
-    return _owned(owner, ids)._direct_update(lease_heartbeat=timezone.now())
+def heartbeat_leases(owner, ids=None, lease_expiry_sec=180):
+    """Renew the owner's leases (all of them, or ``ids``) for another
+    ``lease_expiry_sec``; returns how many."""
+    positive_number("lease_expiry_sec", lease_expiry_sec)
+    now = timezone.now()
+    return _owned(owner, ids)._direct_update(lease_heartbeat=now, lease_expires_at=_expires(now, lease_expiry_sec))
 
 
 def release_leases(owner, ids=None):
     """Give up the owner's leases (all of them, or ``ids``); returns how many."""
     if ids is not None and len(ids) > sql.max_params() - sql.RESERVED_PARAMS:
         return sum(release_leases(owner, chunk) for chunk in sql.chunks(ids))
-    return _owned(owner, ids)._direct_update(lease_owner="", lease_heartbeat=None)
+    return _owned(owner, ids)._direct_update(lease_owner="", lease_heartbeat=None, lease_expires_at=None)
 
 
 def apply_batch(moves=(), fields=(), release_owner=None, release_ids=()):
