@@ -18,6 +18,7 @@ from balsam.wire.protocol import JOBS_PER_REQUEST
 from balsam.exceptions import AmbiguousId, NotFound, ValidationError
 
 DUMMY_APP = "dummy"
+DUMMY_WORKFLOW = "dummy"
 MAX_CANDIDATES_SHOWN = 10
 
 
@@ -348,7 +349,7 @@ def make_dummies(count, progress=None):
     if _queries().application(DUMMY_APP) is None:
         add_app(DUMMY_APP, "echo", description="prints its arguments (used by make_dummies)")
     rows = [
-        {"name": f"dummy{i}", "workflow": "dummy", "application": DUMMY_APP, "args": "hello", "wall_time_minutes": 0}
+        {"name": f"dummy{i}", "workflow": DUMMY_WORKFLOW, "application": DUMMY_APP, "args": "hello", "wall_time_minutes": 0}
         for i in range(count)
     ]
     return add_jobs(rows, progress=progress)

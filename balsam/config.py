@@ -104,8 +104,10 @@ def repo_default_db():
 
 
 def is_balsam_db(path):
+    """A directory with an address file or a SQLite DB file (an address file
+    lost or damaged is repaired by ``balsam init`` or ``dbserver --reset``)."""
     path = Path(path)
-    return path.is_dir() and (path / SERVER_INFO_NAME).is_file()
+    return path.is_dir() and ((path / SERVER_INFO_NAME).is_file() or (path / SQLITE_NAME).is_file())
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,9 @@ def select_db(cli_path=None, environ=None, settings=None):
     environ = os.environ if environ is None else environ
     if cli_path:
         return DBSelection(absolute_path(cli_path), "--db")
+    if "BALSAM_DB_PATH" in environ and not environ["BALSAM_DB_PATH"].strip():
+        raise ConfigError("BALSAM_DB_PATH is set but empty; name a DB directory in it, or unset it "
+                          "to use default_db_path or the repository default")
     if environ.get("BALSAM_DB_PATH"):
         return DBSelection(absolute_path(environ["BALSAM_DB_PATH"]), "BALSAM_DB_PATH")
     settings = settings or load_settings(environ)

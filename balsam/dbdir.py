@@ -4,11 +4,11 @@ import os
 import secrets
 from pathlib import Path
 
-from balsam.config import absolute_path, is_balsam_db
+from balsam.config import SQLITE_NAME, absolute_path, is_balsam_db
 from balsam.wire.credentials import ensure_credentials
 from balsam.wire.serverinfo import ServerInfo
 from balsam.django_config.settings import SECRET_KEY_NAME
-from balsam.exceptions import InitError
+from balsam.exceptions import DBDamaged, DBNotFound, InitError
 
 DB_TYPES = ("sqlite3",)
 
@@ -51,14 +51,30 @@ def init_db(path, db_type="sqlite3"):
     if created:
         info.update(db_type=db_type, address=None)
     else:
-        existing = info.read().get("db_type", "sqlite3")
+        try:
+            existing = info.read().get("db_type", "sqlite3")
+        except DBNotFound:  # the address file is missing or damaged: nobody can reach a server through it
+            existing = info.clear_server().get("db_type", "sqlite3")
         if existing != db_type:
             raise InitError(f"{path} is a {existing} Balsam DB; it cannot be re-initialised as {db_type}")
     _write_secret_key(path)
     ensure_credentials(path)
     activate(path, admin=True)
+    if not created:
+        _refuse_damaged(path)
     call_command("migrate", interactive=False, verbosity=0)
     return path, created
+
+
+INIT_CHECK_SEC = 30  # `balsam init` reads the whole file once; a DB too big for this is checked in part
+
+
+def _refuse_damaged(path):
+    from balsam.core.sql import quick_check
+
+    problems = quick_check(INIT_CHECK_SEC)
+    if problems:
+        raise DBDamaged.of(path / SQLITE_NAME, "; ".join(problems[:3]))
 
 
 def _write_secret_key(path):

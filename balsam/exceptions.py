@@ -48,6 +48,29 @@ class DBServerUnavailable(BalsamError):
     """The write server could not be reached before the deadline."""
 
 
+class DBDamaged(BalsamError):
+    """The DB file fails SQLite's integrity check."""
+
+    # What SQLite says of a damaged file (in exceptions raised anywhere).
+    SIGNS = ("database disk image is malformed", "file is not a database")
+
+    @classmethod
+    def of(cls, db_file, detail):
+        return cls(f"the DB file {db_file} is damaged ({detail}); restore it from a backup, or save what is "
+                   f"readable with: sqlite3 {db_file} .recover | sqlite3 recovered.sqlite3")
+
+    @classmethod
+    def seen_in(cls, exc):
+        """Does ``exc`` (any exception) say that the DB file is damaged?"""
+        return any(sign in str(exc) for sign in cls.SIGNS)
+
+
+class Interrupted(BalsamError):
+    """The user pressed Ctrl-C; the message says what was done before."""
+
+    exit_code = 130
+
+
 # Errors are sent by name over the write protocol and raised again on the client.
 ERRORS_BY_NAME = {
     cls.__name__: cls

@@ -1,5 +1,7 @@
 """Helpers shared by the CLI commands."""
 
+import math
+
 import click
 
 from balsam import api, logs
@@ -11,6 +13,12 @@ def attach(ctx, admin=False):
     selection = api.attach(root.obj.get("db_path") if root.obj else None, admin=admin)
     logs.configure(selection.path, "cli")
     return selection
+
+
+def check_range(option, value, low, high):
+    """A numeric option within ``[low, high]`` and finite, else one usage line."""
+    if value is not None and not (math.isfinite(value) and low <= value <= high):
+        raise click.UsageError(f"{option} must be a number from {low:g} to {high:g}, not {value:g}")
 
 
 def confirm(question, assume_yes):

@@ -17,15 +17,21 @@ def _db_path(ctx, path):
 @click.command()
 @click.option("--path", metavar="DIR", help="Balsam DB directory (default: the active DB).")
 @click.option("--host", help="Host name or IP to listen on (default: this machine's hostname, so compute nodes can reach it).")
-@click.option("--stop", "action", flag_value="stop", help="Stop this DB's server and clear its address.")
-@click.option("--status", "action", flag_value="status", help="Show pid, address, uptime, requests, commits, mean batch size and restarts.")
-@click.option("--reset", "action", flag_value="reset", help="Clear a stale address left after a crash.")
+@click.option("--stop", is_flag=True, help="Stop this DB's server and clear its address.")
+@click.option("--status", is_flag=True, help="Show pid, address, uptime, requests, commits, mean batch size and restarts.")
+@click.option("--reset", is_flag=True, help="Clear a stale address left after a crash.")
 @click.option("--no-group-commit", is_flag=True, hidden=True, help="Commit each request alone (for benchmarks).")
 @click.pass_context
-def dbserver(ctx, path, host, action, no_group_commit):
+def dbserver(ctx, path, host, stop, status, reset, no_group_commit):
     """Start the write server of a Balsam DB (a detached watchdog keeps it running)."""
     from balsam.dbserver import control
 
+    actions = [name for name, chosen in (("stop", stop), ("status", status), ("reset", reset)) if chosen]
+    if len(actions) > 1:
+        raise click.UsageError(f"give one of --stop, --status or --reset, not --{' and --'.join(actions)}")
+    action = actions[0] if actions else None
+    if host is not None and not host.strip():
+        raise click.UsageError("--host must name a host or an IP address (leave it out for this machine's hostname)")
     if host and action:
         raise click.UsageError(f"--host only applies when starting a server, not with --{action}")
     db_path = _db_path(ctx, path)

@@ -7,7 +7,7 @@ import click
 from balsam import api
 from balsam.cli.common import attach, confirm
 from balsam.cli.show import app_block, job_block
-from balsam.exceptions import BalsamError, NotFound
+from balsam.exceptions import BalsamError, Interrupted, NotFound
 
 
 def job_options(func):
@@ -121,6 +121,8 @@ def dep(ctx, parent, child):
 @click.pass_context
 def kill(ctx, job_id, id_option, recursive):
     """Mark a job USER_KILLED (a running launcher stops it); waiting children become PARENT_KILLED."""
+    if job_id and id_option and job_id != id_option:
+        raise click.UsageError(f"give the job to kill once: {job_id!r} or --id {id_option!r}")
     ref = job_id or id_option
     if not ref:
         raise click.UsageError("give the id of the job to kill")
@@ -142,12 +144,23 @@ def kill(ctx, job_id, id_option, recursive):
 def make_dummies(ctx, count):
     """Add COUNT trivial jobs (workflow "dummy") for testing and benchmarks."""
     attach(ctx)
-    if count >= 5 * api.JOBS_PER_REQUEST:
-        with click.progressbar(length=count, label="Adding dummy jobs", file=click.get_text_stream("stderr")) as bar:
-            api.make_dummies(count, progress=bar.update)
-    else:
-        api.make_dummies(count)
+    existing = _dummy_count()
+    try:
+        if count >= 5 * api.JOBS_PER_REQUEST:
+            with click.progressbar(length=count, label="Adding dummy jobs", file=click.get_text_stream("stderr")) as bar:
+                api.make_dummies(count, progress=bar.update)
+        else:
+            api.make_dummies(count)
+    except KeyboardInterrupt:
+        # Counted in the DB: Ctrl-C may land after a batch committed and before its progress call.
+        added = _dummy_count() - existing
+        raise Interrupted(f"interrupted after adding {added} of {count} dummy jobs (in whole batches of "
+                          f"{api.JOBS_PER_REQUEST}; see: balsam ls --wf dummy --by-states)") from None
     click.echo(f"Added {count} dummy jobs to the DB")
+
+
+def _dummy_count():
+    return sum(api.workflow_counts(api.DUMMY_WORKFLOW).get(api.DUMMY_WORKFLOW, {}).values())
 
 
 @click.command()

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from balsam.cli.common import attach
+from balsam.cli.common import attach, check_range
 
 
 @click.command()
@@ -32,14 +32,12 @@ def launcher(ctx, consume_all, wf_filter, job_file, job_mode, num_workers, nodes
     chosen = [x for x in (consume_all or None, wf_filter, job_file) if x]
     if len(chosen) != 1:
         raise click.UsageError("give exactly one of --consume-all, --wf-filter NAME or --job-file FILE")
-    for name, value in (("--num-workers", num_workers), ("--max-ranks-per-node", max_ranks_per_node),
-                        ("--time-limit-minutes", time_limit_minutes)):
-        if value < 0:
-            raise click.UsageError(f"{name} must not be negative")
-    if lease_expiry_sec is not None and lease_expiry_sec <= 0:
-        raise click.UsageError("--lease-expiry-sec must be positive")
-    if nodes_per_worker < 1 or num_transition_processes < 1:
-        raise click.UsageError("--nodes-per-worker and --num-transition-processes must be at least 1")
+    check_range("--num-workers", num_workers, 0, 10**6)
+    check_range("--nodes-per-worker", nodes_per_worker, 1, 10**6)
+    check_range("--max-ranks-per-node", max_ranks_per_node, 0, 10**5)
+    check_range("--time-limit-minutes", time_limit_minutes, 0, 10**7)
+    check_range("--num-transition-processes", num_transition_processes, 1, 10**4)
+    check_range("--lease-expiry-sec", lease_expiry_sec, 0, 10**6)  # 0: the default
     selection = attach(ctx)
 
     from balsam import api, logs
@@ -48,6 +46,10 @@ def launcher(ctx, consume_all, wf_filter, job_file, job_mode, num_workers, nodes
     from balsam.launcher.nodes import detect_nodes
     from balsam.launcher.progress import Progress
 
+    if wf_filter and not api.workflow_counts(wf_filter):
+        known = ", ".join(sorted(name or "(none)" for name in api.workflow_counts())[:10]) or "none"
+        click.echo(f"Note: no job is in workflow {wf_filter!r} yet (workflows: {known}); "
+                   f"this launcher runs its jobs once they are added", err=True)
     job_ids = None
     if job_file:
         with open(job_file) as f:

@@ -86,6 +86,9 @@ def _by_states(qs, as_json):
 
 
 def _tree(qs):
+    """The jobs as a dependency tree, each job once: a job with several parents
+    is drawn under the first, and under the others as one reference line, so
+    the output grows with the jobs and edges, not with the paths through them."""
     from balsam import api
 
     jobs = {pk: (name, state) for pk, name, state in qs.values_list("pk", "name", "state")}
@@ -96,22 +99,24 @@ def _tree(qs):
     for child, parent in api.dependency_edges(jobs):
         children.setdefault(parent, []).append(child)
         has_parent.add(child)
-    lines = []
-
-    def walk(pk, prefix, last, path):
+    order = {pk: i for i, pk in enumerate(jobs)}  # the listing's order: oldest first
+    for kids in children.values():
+        kids.sort(key=order.__getitem__)
+    shown = set()
+    # Depth first without recursion (chains can be thousands deep): (job, line prefix, its branch).
+    stack = [(root, "", "") for root in reversed([pk for pk in jobs if pk not in has_parent])]
+    while stack:
+        pk, prefix, branch = stack.pop()
         name, state = jobs[pk]
-        branch = "" if prefix is None else prefix + ("└── " if last else "├── ")
-        lines.append(f"{branch}{name} [{pk.hex[:8]}] {state}")
-        if pk in path:
-            return
+        if pk in shown:
+            click.echo(f"{prefix}{branch}{name} [{pk.hex[:8]}] (shown above)")
+            continue
+        shown.add(pk)
+        click.echo(f"{prefix}{branch}{name} [{pk.hex[:8]}] {state}")
         kids = children.get(pk, [])
-        inner = "" if prefix is None else prefix + ("    " if last else "│   ")
-        for i, kid in enumerate(kids):
-            walk(kid, inner, i == len(kids) - 1, path | {pk})
-
-    for root in (pk for pk in jobs if pk not in has_parent):
-        walk(root, None, True, frozenset())
-    click.echo("\n".join(lines))
+        inner = prefix + ("" if not branch else "    " if branch == "└── " else "│   ")
+        for i, kid in reversed(list(enumerate(kids))):
+            stack.append((kid, inner, "└── " if i == len(kids) - 1 else "├── "))
 
 
 def _list_apps(name, ref, verbose, as_json):

@@ -6,7 +6,8 @@ import sys
 
 import click
 
-from balsam.exceptions import BalsamError
+from balsam.config import SQLITE_NAME
+from balsam.exceptions import BalsamError, DBDamaged
 
 logger = logging.getLogger("balsam.cli")
 
@@ -22,7 +23,10 @@ class BalsamGroup(click.Group):
         extra.pop("standalone_mode", None)
         try:
             result = super().main(args=args, prog_name=prog_name or "balsam", standalone_mode=False, **extra)
-        except click.exceptions.Abort:
+        except click.exceptions.Abort as exc:
+            # click turns Ctrl-C into Abort (and a closed stdin at a prompt too).
+            if isinstance(exc.__context__, KeyboardInterrupt):
+                _fail("interrupted", 130)
             _fail("aborted", 1)
         except click.exceptions.Exit as exc:
             sys.exit(exc.exit_code)
@@ -38,6 +42,9 @@ class BalsamGroup(click.Group):
         except Exception as exc:
             if os.environ.get("BALSAM_TRACEBACK") == "1":
                 raise
+            if DBDamaged.seen_in(exc):
+                db_file = os.path.join(os.environ.get("BALSAM_DB_PATH", "."), SQLITE_NAME)
+                _fail(_one_line(str(DBDamaged.of(db_file, _one_line(str(exc))))), 1)
             logger.exception("unexpected error")
             _fail(f"unexpected {type(exc).__name__}: {_one_line(str(exc))} (rerun with BALSAM_TRACEBACK=1 for details)", 1)
         sys.exit(result if isinstance(result, int) else 0)

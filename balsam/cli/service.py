@@ -4,7 +4,7 @@ import signal
 
 import click
 
-from balsam.cli.common import attach
+from balsam.cli.common import attach, check_range
 
 
 @click.command(name="submit-launch")
@@ -50,8 +50,7 @@ def cancel_launch(ctx, launch_id):
 @click.pass_context
 def service(ctx, queue, project, period_sec, until_idle):
     """Keep launches submitted for the DB's runnable jobs (the metascheduler)."""
-    if period_sec <= 0:
-        raise click.UsageError("--period-sec must be positive")
+    check_range("--period-sec", period_sec, 0.01, 10**6)
     selection = attach(ctx)
     from balsam import logs
     from balsam.service.policy import load_policy

@@ -1,6 +1,8 @@
 """The states of a batch launch, as Balsam records them whatever the
-scheduler calls them. Pure Python (no Django): ``QueuedLaunch`` stores them
-and the scheduler adapters report them."""
+scheduler calls them, and the schedulers a launch can go to. Pure Python (no
+Django): ``QueuedLaunch`` stores them and the scheduler adapters report them."""
+
+SCHEDULERS = ("local", "slurm", "pbs", "cobalt")
 
 PENDING = "pending-submission"  # recorded, not yet accepted by the scheduler
 QUEUED = "queued"

@@ -8,9 +8,10 @@ Every SQL string in Balsam names its tables through ``table()`` (the models'
 
 import functools
 import sqlite3
+import time
 from contextlib import contextmanager
 
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 
 # PostgreSQL's wire protocol counts bind parameters in 16 bits; Django
 # reports no limit for it.
@@ -128,3 +129,28 @@ def raw_fetchall(sql, params):
 def _native_sql(sql, vendor):
     """Our SQL is written with ``%s`` placeholders; SQLite's own driver wants ``?``."""
     return sql.replace("%s", "?") if vendor == "sqlite" else sql
+
+
+def quick_check(seconds):
+    """SQLite's ``PRAGMA quick_check``, given at most ``seconds`` (it reads the
+    whole file): ``[]`` when the file is sound, the problems found otherwise,
+    ``None`` when time ran out first. Other backends: ``[]``."""
+    if connection.vendor != "sqlite":
+        return []
+    deadline = time.monotonic() + seconds
+    try:
+        connection.ensure_connection()
+        raw = connection.connection
+        raw.set_progress_handler(lambda: time.monotonic() > deadline, 10_000)
+        try:
+            rows = raw.execute("PRAGMA quick_check(10)").fetchall()
+        finally:
+            raw.set_progress_handler(None, 0)
+    except sqlite3.OperationalError as exc:
+        if "interrupted" in str(exc):
+            return None
+        return [str(exc)]
+    except (sqlite3.DatabaseError, DatabaseError) as exc:  # "file is not a database", "malformed"
+        return [str(exc)]
+    problems = [row[0] for row in rows]
+    return [] if problems == ["ok"] else problems

@@ -17,7 +17,7 @@ from balsam.dbclient.base import ServerGone, WriteClient
 from balsam.wire import protocol
 from balsam.wire.credentials import client_keys
 from balsam.wire.serverinfo import ServerInfo, is_local_host, server_alive
-from balsam.exceptions import ERRORS_BY_NAME, BalsamError, DBServerUnavailable
+from balsam.exceptions import ERRORS_BY_NAME, BalsamError, DBServerUnavailable, ValidationError
 
 logger = logging.getLogger(__name__)
 
@@ -146,7 +146,12 @@ class ZmqClient(WriteClient):
                 raise ServerGone(request_id) from None
 
     def _send_until(self, request_id, op, payload, deadline_sec):
-        frame = protocol.encode_request(request_id, op, payload)
+        try:
+            frame = protocol.encode_request(request_id, op, payload)
+        except RecursionError:
+            raise ValidationError(f"cannot send {op}: a value nests too deeply (keep values under 100 levels)") from None
+        except (TypeError, ValueError) as exc:
+            raise ValidationError(f"cannot send {op}: a value is not JSON-serialisable ({exc})") from None
         deadline = time.monotonic() + deadline_sec
         attempt_sec = FIRST_TRY_SEC
         while True:

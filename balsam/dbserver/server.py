@@ -171,7 +171,9 @@ class WriteServer:
             self.stats.requests += 1
             try:
                 request_id, op, args = protocol.decode_request(body)
-            except protocol.ProtocolError as exc:
+            except Exception as exc:  # whatever a request holds, it fails alone: the batch's other replies still go
+                if not isinstance(exc, protocol.ProtocolError):
+                    exc = protocol.ProtocolError(f"cannot read the request: {type(exc).__name__}: {exc}")
                 self.stats.errors += 1
                 logger.warning("refused request: %s", exc)
                 replies.append((envelope, protocol.encode_reply(exc.request_id, error="ProtocolError", message=str(exc))))
@@ -261,6 +263,24 @@ def _tune_writer_connection():
         cursor.execute("PRAGMA wal_autocheckpoint=10000")
 
 
+START_CHECK_SEC = 1.0  # every (re)start checks the file, but must not delay the restart after a crash much
+
+
+def _damage(db_path):
+    """Why this DB must not be served (a damaged file), or None."""
+    from pathlib import Path
+
+    from balsam.config import SQLITE_NAME
+    from balsam.core.sql import quick_check
+    from balsam.exceptions import DBDamaged
+
+    problems = quick_check(START_CHECK_SEC)
+    if problems is None:
+        logger.info("integrity check not finished within %g s (a large DB); serving", START_CHECK_SEC)
+        return None
+    return str(DBDamaged.of(Path(db_path) / SQLITE_NAME, "; ".join(problems[:3]))) if problems else None
+
+
 def _unapplied_migrations():
     from django.db import connection
     from django.db.migrations.executor import MigrationExecutor
@@ -285,6 +305,11 @@ def main(argv=None):
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    problems = _damage(args.path)
+    if problems:
+        logger.error(problems)
+        print(f"dbserver: {problems}", file=sys.stderr)
+        return 2
     unapplied = _unapplied_migrations()
     if unapplied:
         message = f"the DB schema is out of date ({', '.join(unapplied)} not applied); run: balsam init {args.path}"

@@ -92,6 +92,8 @@ def decode_request(frame):
         message = _decode(frame.decode())
     except (UnicodeDecodeError, ValueError):
         raise ProtocolError("request is not UTF-8 JSON") from None
+    except RecursionError:
+        raise ProtocolError("request nests too deeply to read (keep values under 100 levels)") from None
     if not isinstance(message, dict):
         raise ProtocolError("request must be a JSON object")
     request_id = message.get("id")

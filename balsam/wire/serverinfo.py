@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 from filelock import FileLock
 
-from balsam.config import SERVER_INFO_NAME
+from balsam.config import SERVER_INFO_NAME, SQLITE_NAME
 from balsam.exceptions import DBNotFound
 
 LOCK_SUFFIX = ".lock"
@@ -52,16 +52,19 @@ class ServerInfo:
         self._lock = FileLock(str(self.path) + LOCK_SUFFIX, timeout=30)
 
     def read(self):
+        repair = f"repair it with: balsam dbserver --reset --path {self.db_path}"
         try:
-            text = self.path.read_text()
+            text = self.path.read_bytes().decode()
         except FileNotFoundError:
+            if (self.db_path / SQLITE_NAME).is_file():
+                raise DBNotFound(f"{self.path} is missing; {repair}") from None
             raise DBNotFound(f"{self.db_path} is not a Balsam DB (no {SERVER_INFO_NAME})") from None
+        except UnicodeDecodeError:
+            raise DBNotFound(f"{self.path} is damaged (not text); {repair}") from None
         try:
             data = json.loads(text)
         except json.JSONDecodeError:
-            raise DBNotFound(
-                f"{self.path} is damaged (not JSON); repair it with: balsam dbserver --reset --path {self.db_path}"
-            ) from None
+            raise DBNotFound(f"{self.path} is damaged (not JSON); {repair}") from None
         if not isinstance(data, dict):
             raise DBNotFound(f"{self.path} must hold a JSON object")
         return data

@@ -129,3 +129,16 @@ def test_children_that_do_not_wait_are_not_settled(writer, make_job):
     waiting = make_job(name="waiting", parents=[parent])
     api.kill(parent, recursive=False)
     assert states_of(eager, waiting) == ["CREATED", "PARENT_KILLED"]
+
+
+@pytest.mark.parametrize("depth", [500, 100_000])
+def test_too_deeply_nested_data_is_refused_and_nothing_is_stored(writer, make_app, snapshot, depth):
+    # A call that raises must not have written: a caller retrying it would add the job twice.
+    make_app()
+    deep = []
+    for _ in range(depth):
+        deep = [deep]
+    before = snapshot()
+    with pytest.raises(ValidationError, match="nests"):
+        api.add_job(name="deep", workflow="wf", application="hello", data=deep)
+    assert snapshot() == before

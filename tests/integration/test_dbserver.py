@@ -121,7 +121,10 @@ def test_writes_from_processes_go_through_the_server(dbserver, db, make_app):
         (json.dumps({"v": 99, "id": "x" * 32, "op": "ping"}).encode(), "protocol version 99 is not supported"),
         (json.dumps({"v": 1, "id": "x" * 32, "op": "drop_tables", "args": {}}).encode(), "unknown operation 'drop_tables'"),
         (json.dumps({"v": 1, "op": "ping"}).encode(), "needs an 'id'"),
+        (b'{"v": 1, "id": "' + b"x" * 32 + b'", "op": "create_jobs", "args": {"rows": ' + b"[" * 100_000
+         + b"]" * 100_000 + b"}}", "nests too deeply"),
     ],
+    ids=["garbage", "not-an-object", "version", "unknown-op", "no-id", "deep-nesting"],
 )
 def test_malformed_requests_get_an_error_reply(dbserver, db, frame, fragment):
     sock = connect(db)
@@ -358,13 +361,60 @@ def test_sigkill_every_second_loses_and_duplicates_nothing(dbserver, db, make_ap
     assert ServerInfo(db).read()["restarts"] >= kills
 
 
-def test_reset_repairs_a_damaged_address_file(balsam_cmd, db):
-    (db / "dbwriter_address").write_text("{half a fi")
+DAMAGE = {
+    "half-written": lambda f: f.write_text("{half a fi"),
+    "binary": lambda f: f.write_bytes(b"\xff\xfe\x00garbage\x81"),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGE))
+def test_reset_repairs_a_damaged_address_file(balsam_cmd, db, damage):
+    DAMAGE[damage](db / "dbwriter_address")
     broken = balsam_cmd("app", "--name", "x", "--executable", "echo")
     assert broken.returncode == 1 and "balsam dbserver --reset" in broken.stderr
+    assert len(broken.stderr.strip().splitlines()) == 1 and "unexpected" not in broken.stderr
     fixed = balsam_cmd("dbserver", "--reset")
     assert fixed.returncode == 0 and "rewrote the damaged" in fixed.stdout
     assert balsam_cmd("app", "--name", "x", "--executable", "echo").returncode == 0
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGE) + ["deleted"])
+def test_init_repairs_a_damaged_or_missing_address_file(balsam_cmd, db, damage):
+    address = db / "dbwriter_address"
+    address.unlink() if damage == "deleted" else DAMAGE[damage](address)
+    result = balsam_cmd("init", db)
+    assert result.returncode == 0 and "up to date" in result.stdout, result.stderr
+    assert ServerInfo(db).read()["address"] is None
+    assert balsam_cmd("app", "--name", "x", "--executable", "echo").returncode == 0
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--stop", "--status"], "give one of --stop, --status or --reset, not --stop and --status"),
+    (["--reset", "--stop"], "not --stop and --reset"),
+    (["--host", ""], "--host must name a host"),
+    (["--host", "  "], "--host must name a host"),
+])
+def test_dbserver_refuses_conflicting_or_empty_options(balsam_cmd, db, args, fragment):
+    before = (db / "dbwriter_address").read_bytes()
+    result = balsam_cmd("dbserver", *args)
+    assert result.returncode == 2 and fragment in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert (db / "dbwriter_address").read_bytes() == before and not control_running(db)
+
+
+def control_running(db):
+    from balsam.dbserver import control
+
+    return control.watchdog_running(db)
+
+
+def test_a_missing_address_file_is_reported_with_its_repair(balsam_cmd, db):
+    (db / "dbwriter_address").unlink()
+    result = balsam_cmd("dbserver", "--path", db, "--host", "127.0.0.1")
+    assert result.returncode == 1 and "dbwriter_address is missing" in result.stderr
+    assert "balsam dbserver --reset" in result.stderr and "unexpected" not in result.stderr
+    assert balsam_cmd("dbserver", "--reset").returncode == 0
+    assert ServerInfo(db).read()["address"] is None
 
 
 def _forget_last_migration(db):

@@ -1,7 +1,8 @@
 """The launcher's and the service's write operations -- apply_batch,
-update_jobs_each, tie_jobs, end_launch -- judged by the rows they store. Every
+update_jobs_each, leases, tie_jobs, end_launch -- judged by the rows they store. Every
 test runs once with the direct client and once through a live dbserver."""
 
+import time
 import uuid
 
 import pytest
@@ -219,4 +220,46 @@ def test_end_launch_refuses_a_bad_state_or_unknown_launch(client, new_jobs, new_
             client.end_launch(launch, state)
     with pytest.raises(NotFound, match=f"no launch with id {launch + 1}"):
         client.end_launch(launch + 1, QueuedLaunch.CANCELLED)
+    assert snapshot() == before
+
+
+# -- leases ----------------------------------------------------------------------
+def test_a_lease_lapses_by_its_holders_expiry_not_by_the_claimers(client, new_jobs):
+    held, lapsing = new_jobs("held", "lapsing")
+    advance(client, held, "READY")
+    advance(client, lapsing, "READY")
+    assert client.claim("steady", ["READY"], 1, 180) == [held]
+    assert client.claim("brief", ["READY"], 1, 0.5) == [lapsing]
+    advance(client, held, "STAGED_IN", "PREPROCESSED", "RUNNING")
+    time.sleep(1.0)  # both heartbeats are now older than 0.5 s; only "brief" chose so short a lease
+
+    assert client.recover_expired(0.5) == []  # "steady"'s RUNNING job is not taken from it
+    assert (job(held).state, job(held).lease_owner) == ("RUNNING", "steady")
+    assert job(lapsing).lease_owner == ""  # "brief"'s lapsed lease was cleared
+    assert client.claim("other", ["READY", "RUNNING"], 5, 0.5) == [lapsing]
+    assert job(held).lease_owner == "steady"
+
+
+def test_a_heartbeat_renews_the_lease_for_the_holders_expiry(client, new_jobs):
+    (pk,) = new_jobs("renewed")
+    advance(client, pk, "READY")
+    client.claim("holder", ["READY"], 1, 0.5)
+    assert client.heartbeat("holder", lease_expiry_sec=180) == 1
+    time.sleep(1.0)
+    assert client.claim("other", ["READY"], 1, 0.5) == []
+    assert job(pk).lease_owner == "holder"
+
+
+# -- launches ----------------------------------------------------------------------
+@pytest.mark.parametrize("fields, fragment", [
+    ({"state": "exploded"}, "a launch's state is one of"),
+    ({"scheduler": "lsf"}, "unknown scheduler 'lsf'"),
+    ({"nodes": 2**40}, "nodes must be between"),
+    ({"wall_minutes": float("nan")}, "wall_minutes must be a finite number"),
+])
+def test_launch_updates_are_validated(client, new_launch, snapshot, fields, fragment):
+    launch_id = new_launch()
+    before = snapshot()
+    with pytest.raises(ValidationError, match=fragment):
+        client.update("launches", [launch_id], fields)
     assert snapshot() == before

@@ -136,3 +136,86 @@ def test_concurrent_direct_writers_lose_nothing(db, make_app):
     errors = [p.communicate(timeout=120)[1] for p in procs]
     assert [p.returncode for p in procs] == [0] * 8, errors
     assert BalsamJob.objects.count() == 200
+
+
+def _count_jobs(db):
+    import sqlite3
+
+    con = sqlite3.connect(db / "db.sqlite3")
+    try:
+        return con.execute("SELECT COUNT(*) FROM balsam_job").fetchone()[0]
+    finally:
+        con.close()
+
+
+def test_ctrl_c_at_a_prompt_exits_130_interrupted(db, make_app):
+    import signal
+
+    from tests.conftest import BALSAM
+    from tests.helpers import wait_until
+
+    make_app()
+    process = subprocess.Popen([BALSAM, "job", "--name", "a", "--workflow", "w", "--application", "hello"],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=dict(os.environ, BALSAM_DB_PATH=str(db)))
+    # The card is printed just before the prompt (which ends without a newline).
+    wait_until(lambda: "application" in process.stdout.readline(), 60, "the job card")
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130 and err.strip() == "Error: interrupted"
+    assert _count_jobs(db) == 0
+
+
+def test_ctrl_c_during_make_dummies_says_how_many_were_added(db):
+    import re
+    import signal
+
+    from tests.conftest import BALSAM
+    from tests.helpers import wait_until
+
+    process = subprocess.Popen([BALSAM, "make_dummies", "300000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env=dict(os.environ, BALSAM_DB_PATH=str(db)))
+    wait_until(lambda: _count_jobs(db) >= 20_000, 120, "make_dummies to add some jobs")
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    last = err.strip().splitlines()[-1]
+    found = re.fullmatch(r"Error: interrupted after adding (\d+) of 300000 dummy jobs .*", last)
+    assert found, last
+    assert int(found.group(1)) == _count_jobs(db) < 300_000
+
+
+def _damage_db_file(db):
+    """8 KiB of random bytes over the middle of the DB file (as a disk or a careless copy might)."""
+    import random
+
+    path = db / "db.sqlite3"
+    size = path.stat().st_size
+    with open(path, "r+b") as f:
+        f.seek((size // 2) // 4096 * 4096)
+        f.write(random.Random(7).randbytes(8192))
+
+
+def test_a_damaged_db_is_refused_in_one_line(balsam_cmd, db, make_app):
+    make_app()
+    assert balsam_cmd("make_dummies", "3000").returncode == 0
+    from django.db import connections
+
+    connections.close_all()
+    _damage_db_file(db)
+    for args in (["init", db], ["dbserver", "--host", "127.0.0.1"]):
+        result = balsam_cmd(*args)
+        assert result.returncode != 0, args
+        assert "is damaged" in result.stderr and ".recover" in result.stderr, result.stderr
+        assert "unexpected" not in result.stderr
+    from balsam.wire.serverinfo import ServerInfo
+
+    assert ServerInfo(db).read()["address"] is None  # nothing serves the damaged file
+
+
+def test_a_launcher_filtering_on_an_unknown_workflow_says_so(balsam_cmd, make_job):
+    make_job(workflow="real")
+    result = balsam_cmd("launcher", "--wf-filter", "nosuchwf", "--until-idle")
+    assert result.returncode == 0
+    assert "no job is in workflow 'nosuchwf' yet (workflows: real)" in result.stderr
+    assert "Note" not in balsam_cmd("launcher", "--wf-filter", "real", "--until-idle").stderr

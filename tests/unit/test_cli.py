@@ -134,6 +134,10 @@ def test_job_asks_for_confirmation(cli, hello):
         (["--ranks-per-node", "0"], "ranks_per_node must be at least 1"),
         (["--env", "X"], "--env expects VARIABLE=value"),
         (["--num-nodes", "two"], "'two' is not a valid integer"),
+        (["--num-nodes", "100000000000000000000"], "num_nodes must be between -2,147,483,647 and 2,147,483,647"),
+        (["--ranks-per-node", str(2**31)], "ranks_per_node must be between"),
+        (["--wall-time-minutes", "nan"], "wall_time_minutes must be a finite number, not nan"),
+        (["--wall-time-minutes", "inf"], "wall_time_minutes must be a finite number, not inf"),
     ],
 )
 def test_job_bad_input(cli, hello, snapshot, extra, fragment):
@@ -213,6 +217,20 @@ def test_ls_by_states_draws_bars(cli, make_job):
     assert json.loads(cli("ls", "--by-states", "--json").output) == {"CREATED": 3, "READY": 1}
 
 
+def test_ls_tree_shows_each_job_once_however_many_paths_reach_it(cli, make_job):
+    # Like a chain of spawn_child calls: every job has all earlier ones as parents,
+    # so 2**15 paths lead to the last of 16 jobs.
+    chain = []
+    for n in range(16):
+        chain.append(make_job(name=f"g{n}", parents=list(chain)))
+    tree = cli("ls", "--tree").output.splitlines()
+    edges = 16 * 15 // 2
+    assert len(tree) == 1 + edges  # the root, then one line per edge
+    full = [line for line in tree if not line.endswith("(shown above)")]
+    assert len(full) == 16 and full[0] == f"g0 [{chain[0].short_id}] CREATED"
+    assert [line.split()[-3] for line in full] == [f"g{n}" for n in range(16)]
+
+
 def test_ls_tree_history_verbose_json(cli, make_job):
     parent = make_job(name="parent")
     child = make_job(name="child", parents=[parent])
@@ -271,6 +289,11 @@ def test_modify_state_goes_through_the_state_machine(cli, hello, snapshot):
         ("auto_timeout_retry", "perhaps", "must be true or false"),
         ("job_id", "1234", "read-only job field 'job_id'"),
         ("environ_vars", "A=1", "environ_vars must be JSON"),
+        ("num_nodes", str(2**63), "num_nodes must be between"),
+        ("wall_time_minutes", "nan", "wall_time_minutes must be a finite number"),
+        ("data", "[" * 200 + "]" * 200, "data nests deeper than 100 levels"),
+        ("environ_vars", '{"A": {"x": 1}}', "environ_vars: the value of A must be text or a number, not {'x': 1}"),
+        ("environ_vars", '{"A": null}', "the value of A must be text or a number, not None"),
     ],
 )
 def test_modify_bad_input(cli, hello, snapshot, attr, value, fragment):
@@ -278,6 +301,21 @@ def test_modify_bad_input(cli, hello, snapshot, attr, value, fragment):
     before = snapshot()
     assert_one_line_error(cli("modify", "jobs", job.short_id, "--attr", attr, "--value", value), fragment)
     assert snapshot() == before
+
+
+@pytest.mark.parametrize(
+    "option, value",
+    [
+        ("--time-limit-minutes", "nan"),
+        ("--time-limit-minutes", "-1"),
+        ("--lease-expiry-sec", "inf"),
+        ("--lease-expiry-sec", "-1"),
+        ("--max-ranks-per-node", "100000000000000000000"),
+        ("--num-transition-processes", "0"),
+    ],
+)
+def test_launcher_refuses_out_of_range_numbers_before_starting(cli, option, value):
+    assert_one_line_error(cli("launcher", "--consume-all", option, value), option, code=2)
 
 
 def test_rm_jobs(cli, make_job):
@@ -327,6 +365,9 @@ def test_kill_and_killjob_alias(cli, make_job, snapshot):
     assert_one_line_error(cli("kill", a.short_id), "is USER_KILLED and cannot be killed")
     assert_one_line_error(cli("kill"), "give the id of the job to kill", code=2)
     assert snapshot() == before
+    fresh = make_job(name="f")
+    assert_one_line_error(cli("kill", fresh.short_id, "--id", d.short_id), "give the job to kill once", code=2)
+    assert BalsamJob.objects.get(pk=fresh.pk).state == "CREATED"
 
 
 def test_make_dummies(cli, snapshot):
@@ -351,3 +392,15 @@ def test_job_accepts_the_application_id(cli, hello):
 
 def test_init_on_an_impossible_path_is_one_line(cli):
     assert_one_line_error(cli("init", "/proc/balsam-cannot-be-here"), "cannot create the Balsam DB at /proc/balsam-cannot-be-here")
+
+
+def test_a_damaged_db_file_met_by_any_command_is_one_line(cli, db, monkeypatch):
+    from django.db import DatabaseError
+
+    from balsam import api
+
+    def damaged(*args, **kwargs):
+        raise DatabaseError("database disk image is malformed")
+
+    monkeypatch.setattr(api, "find_jobs", damaged)
+    assert_one_line_error(cli("ls"), f"the DB file {db / 'db.sqlite3'} is damaged (database disk image is malformed)")

@@ -45,6 +45,14 @@ def test_selection_order(user_settings, clean_env, monkeypatch, tmp_path):
     assert (sel.path, sel.source) == (tmp_path / "from_flag", "--db")
 
 
+@pytest.mark.parametrize("value", ["", "  "])
+def test_an_empty_balsam_db_path_is_an_error_not_the_default(user_settings, clean_env, monkeypatch, value):
+    monkeypatch.setenv("BALSAM_DB_PATH", value)
+    with pytest.raises(ConfigError, match="BALSAM_DB_PATH is set but empty"):
+        config.select_db()
+    assert config.select_db(cli_path="/x").path == Path("/x")  # --db still wins
+
+
 def test_paths_are_expanded_and_absolute(user_settings, clean_env, monkeypatch):
     monkeypatch.setenv("HOME", "/home/someone")
     assert config.select_db(cli_path="~/dbs/x").path == Path("/home/someone/dbs/x")

@@ -19,6 +19,9 @@ def _clean_launch(fields):
         raise ValidationError(f"a launch needs a positive wall time, not {fields['wall_minutes']} minutes")
     if "job_mode" in fields and fields["job_mode"] not in JOB_MODES:
         raise ValidationError(f"job mode must be serial or mpi, not {fields['job_mode']!r}")
+    if "scheduler" in fields and fields["scheduler"] not in launch_states.SCHEDULERS:
+        raise ValidationError(f"unknown scheduler {fields['scheduler']!r}; choose one of "
+                              f"{', '.join(launch_states.SCHEDULERS)}")
     if "state" in fields and fields["state"] not in launch_states.ALL:
         raise ValidationError(f"a launch's state is one of {', '.join(launch_states.ALL)}, not {fields['state']!r}")
     return fields

@@ -6,6 +6,7 @@ numbers) live here too. No writes.
 """
 
 import json
+import math
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import models
@@ -23,6 +24,14 @@ LAUNCH_FIELDS = {f.name for f in QueuedLaunch._meta.concrete_fields} - {"id", "c
 POSITIVE_INT_FIELDS = {"num_nodes", "ranks_per_node", "threads_per_rank", "threads_per_core", "node_packing_count"}
 NON_NEGATIVE_FIELDS = {"wall_time_minutes", "timeout_retries"}
 STRING_DICT_FIELDS = {"environ_vars"}
+# Every stored number lies within a 32-bit integer's range (Django's documented
+# IntegerField range; larger counts are mistakes and overflow SQLite's binding
+# of Python ints beyond 64 bits), and floats are finite (NaN breaks ordering and
+# comparisons, infinity is not JSON).
+MAX_NUMBER = 2**31 - 1
+# Deeper values would be refused by JSON readers (the server's, Python's
+# recursion limit) after a row was stored; no job needs more.
+MAX_JSON_DEPTH = 100
 
 
 def _text_fields(model):
@@ -46,6 +55,11 @@ _NUMBER_FIELDS = {
 
 
 def _check_range(name, value):
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValidationError(f"{name} must be a finite number, not {value}")
+    if not -MAX_NUMBER <= value <= MAX_NUMBER:
+        shown = f"{value:,}" if isinstance(value, int) else f"{value:g}"
+        raise ValidationError(f"{name} must be between {-MAX_NUMBER:,} and {MAX_NUMBER:,}, not {shown}")
     if name in POSITIVE_INT_FIELDS and value < 1:
         raise ValidationError(f"{name} must be at least 1, not {value}")
     if name in NON_NEGATIVE_FIELDS and value < 0:
@@ -84,18 +98,36 @@ def clean(model, name, value, allowed):
         raise ValidationError(f"{name}: {' '.join(exc.messages)} (got {value!r})") from None
     if isinstance(field, models.CharField) and field.max_length and len(value) > field.max_length:
         raise ValidationError(f"{name} is longer than {field.max_length} characters")
-    if value is not None:
+    if value is not None and isinstance(field, (models.IntegerField, models.FloatField)):
         _check_range(name, value)
     if name in STRING_DICT_FIELDS:
         if not isinstance(value, dict) or not all(isinstance(k, str) and k for k in value):
             raise ValidationError(f"{name} must be an object of VARIABLE: value pairs")
+        for key, item in value.items():
+            if not isinstance(item, (str, int, float)) or isinstance(item, bool):
+                raise ValidationError(f"{name}: the value of {key} must be text or a number, not {item!r}")
         value = {k: str(v) for k, v in value.items()}
     if isinstance(field, models.JSONField):
+        if _nests_deeper(value, MAX_JSON_DEPTH):
+            raise ValidationError(f"{name} nests deeper than {MAX_JSON_DEPTH} levels of lists and objects")
         try:
             json.dumps(value)
         except (TypeError, ValueError):
             raise ValidationError(f"{name} must be JSON-serialisable") from None
     return value
+
+
+def _nests_deeper(value, limit):
+    """Do lists and dicts in ``value`` nest more than ``limit`` levels? (No
+    recursion: the point is to refuse what would exhaust it later.)"""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list, tuple)):
+            if depth > limit:
+                return True
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return False
 
 
 def clean_fields(model, fields, allowed):
@@ -117,7 +149,11 @@ def state_list(names):
     return [states.validate_state_name(name) for name in names]
 
 
+MAX_ARGUMENT = 1e9  # larger counts or seconds are mistakes (and overflow date arithmetic)
+
+
 def positive_number(name, value, allow_zero=False):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (value == 0 and not allow_zero):
-        raise ValidationError(f"{name} must be a positive number, not {value!r}")
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0
+            or (value == 0 and not allow_zero) or value > MAX_ARGUMENT):
+        raise ValidationError(f"{name} must be a positive number up to {MAX_ARGUMENT:g}, not {value!r}")
     return value

@@ -1,5 +1,6 @@
 """Batch-scheduler adapters behind one small interface (see ``base``)."""
 
+from balsam.core.launch_states import SCHEDULERS
 from balsam.service.schedulers.base import SchedulerError
 
 
@@ -9,6 +10,7 @@ def get_scheduler(name):
 
     adapters = {"local": local.LocalScheduler, "slurm": slurm.SlurmScheduler, "pbs": pbs.PBSScheduler,
                 "cobalt": cobalt.CobaltScheduler}
+    assert set(adapters) == set(SCHEDULERS)
     try:
         return adapters[name]()
     except KeyError:
