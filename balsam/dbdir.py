@@ -6,7 +6,7 @@ from pathlib import Path
 
 from balsam.config import SQLITE_NAME, absolute_path, is_balsam_db
 from balsam.wire.credentials import ensure_credentials
-from balsam.wire.serverinfo import ServerInfo
+from balsam.wire.serverinfo import ServerInfo, served_elsewhere
 from balsam.django_config.settings import SECRET_KEY_NAME
 from balsam.exceptions import DBDamaged, DBNotFound, InitError
 
@@ -48,13 +48,18 @@ def init_db(path, db_type="sqlite3"):
     except OSError as exc:
         raise InitError(f"cannot create the Balsam DB at {path}: {exc.strerror}") from None
     info = ServerInfo(path)
+    copy_of = None
     if created:
         info.update(db_type=db_type, address=None)
     else:
         try:
-            existing = info.read().get("db_type", "sqlite3")
+            current = info.read()
         except DBNotFound:  # the address file is missing or damaged: nobody can reach a server through it
-            existing = info.clear_server().get("db_type", "sqlite3")
+            current = info.clear_server()
+        copy_of = served_elsewhere(path, current)
+        if copy_of:  # a copied directory: forget the original's server (and take an identity of its own below)
+            info.clear_server()
+        existing = current.get("db_type", "sqlite3")
         if existing != db_type:
             raise InitError(f"{path} is a {existing} Balsam DB; it cannot be re-initialised as {db_type}")
     _write_secret_key(path)
@@ -63,6 +68,10 @@ def init_db(path, db_type="sqlite3"):
     if not created:
         _refuse_damaged(path)
     call_command("migrate", interactive=False, verbosity=0)
+    if copy_of:
+        from balsam.core import write_client
+
+        write_client.get().request("renew_db_identity", {})
     return path, created
 
 

@@ -85,7 +85,7 @@ def balsam_cmd(db):
     """Run the installed ``balsam`` console script against the test DB."""
 
     def run(*args, env=None, input=None, check=False):
-        full_env = dict(os.environ, BALSAM_DB_PATH=str(db), **(env or {}))
+        full_env = {**os.environ, "BALSAM_DB_PATH": str(db), **(env or {})}
         return subprocess.run(
             [BALSAM, *map(str, args)], capture_output=True, text=True, env=full_env, input=input, check=check, timeout=120
         )

@@ -582,6 +582,17 @@ class AppliedRequest(models.Model):
         db_table = "balsam_applied_request"
 
 
+class DBIdentity(models.Model):
+    """The DB's identity: a random id made when the DB is created (one row).
+    The dbserver posts it, with the DB file it serves, in ``dbwriter_address``,
+    so a copy of the directory is told from the original."""
+
+    db_id = models.CharField(max_length=32)
+
+    class Meta:
+        db_table = "balsam_db_identity"
+
+
 class LaunchQuerySet(RoutedQuerySet):
     write_kind = "launches"
 

@@ -14,7 +14,7 @@ from django.db.models import Count, Max, Q, Sum
 
 from balsam.core import launch_states, sql, states
 from balsam.core.json_values import job_id
-from balsam.core.models import ApplicationDefinition, BalsamJob, JobDependency, QueuedLaunch
+from balsam.core.models import ApplicationDefinition, BalsamJob, DBIdentity, JobDependency, QueuedLaunch
 from balsam.exceptions import ValidationError
 
 
@@ -267,3 +267,8 @@ def unsubmitted_launches(recorded_before):
 
 def launch(launch_id):
     return QueuedLaunch.objects.filter(pk=launch_id).first()
+
+
+def db_id():
+    """This DB's identity ('' for a DB whose schema predates it)."""
+    return DBIdentity.objects.values_list("db_id", flat=True).first() or ""

@@ -12,7 +12,7 @@ from pathlib import Path
 from balsam.config import SERVER_INFO_NAME, load_settings
 from balsam.core import write_client
 from balsam.dbclient.base import ServerGone, WriteClient
-from balsam.exceptions import BalsamError
+from balsam.exceptions import BalsamError, ConfigError
 
 
 class AutoClient(WriteClient):
@@ -39,10 +39,13 @@ class AutoClient(WriteClient):
         except FileNotFoundError:
             return self._direct
         if stamp != self._stamp:
-            from balsam.wire.serverinfo import ServerInfo
+            from balsam.wire.serverinfo import ServerInfo, elsewhere_message, served_elsewhere
 
-            posted = ServerInfo(self.db_path).read().get("address")
-            if posted:
+            info = ServerInfo(self.db_path).read()
+            served = served_elsewhere(self.db_path, info)
+            if served:
+                raise ConfigError(elsewhere_message(self.db_path, served))
+            if info.get("address"):
                 if self._server is None:
                     self._server = self._new_server_client()
                     self._server.check_reachable()

@@ -11,7 +11,8 @@ from pathlib import Path
 from filelock import Timeout
 
 from balsam.wire.credentials import ensure_credentials
-from balsam.wire.serverinfo import ServerInfo, is_local_host, is_running, server_alive
+from balsam.wire.serverinfo import (ServerInfo, elsewhere_message, is_local_host, is_running, served_elsewhere,
+                                    server_alive)
 from balsam.dbserver.watchdog import last_line, server_lock
 from balsam.exceptions import BalsamError
 
@@ -80,6 +81,22 @@ def _answers_elsewhere(db_path, info):
         client.close()
 
 
+def _refuse_other_dbs_server(db_path, info, consequence):
+    served = served_elsewhere(db_path, info)
+    if served:
+        raise BalsamError(f"{elsewhere_message(db_path, served)} ({consequence})")
+
+
+def renew_identity(db_path):
+    """A new random identity for the DB at ``db_path`` (the process must be
+    attached to it; no server may be serving it)."""
+    from balsam.core import write_client
+    from balsam.django_config import activate
+
+    activate(db_path)
+    return write_client.get().request("renew_db_identity", {})
+
+
 def _require_local(db_path, info, action):
     host = info.get("host")
     if info.get("address") and host and not is_local_host(host):
@@ -90,6 +107,7 @@ def stop(db_path):
     """Stop this DB's watchdog and server; returns a one-line report."""
     info = ServerInfo(db_path)
     current = info.read()
+    _refuse_other_dbs_server(db_path, current, "nothing was stopped")
     _require_local(db_path, current, "stop")
     watchdog_pid, server_pid = current.get("watchdog_pid"), current.get("server_pid")
     watchdog_up = is_running(watchdog_pid, current.get("watchdog_started"))
@@ -120,6 +138,11 @@ def reset(db_path):
     except DBNotFound:  # damaged: rewrite it
         info.clear_server()
         return f"rewrote the damaged {info.path}"
+    served = served_elsewhere(db_path, current)
+    if served:  # a copy of another DB's directory: forget that server, and become a DB of its own
+        info.clear_server()
+        renew_identity(db_path)
+        return f"cleared the address of the server of {served} from {info.path}; this DB now has an identity of its own"
     _require_local(db_path, current, "reset")
     if watchdog_running(db_path) or server_alive(current):
         raise BalsamError(
@@ -138,6 +161,7 @@ def status(db_path):
     from balsam.dbclient.zmq_client import ZmqClient
 
     current = ServerInfo(db_path).read()
+    _refuse_other_dbs_server(db_path, current, "its figures are not this DB's")
     if not current.get("address"):
         raise BalsamError(f"no dbserver is running for {db_path}; start one with: balsam dbserver --path {db_path}")
     client = ZmqClient(db_path, load_settings().dbserver_ping_timeout_sec, load_settings().dbserver_ping_timeout_sec)

@@ -16,13 +16,14 @@ import signal
 import socket
 import sys
 import time
+from pathlib import Path
 
 import zmq
 
 from balsam.dbserver import parse_process_args
 from balsam.wire import protocol
 from balsam.wire.credentials import server_keys
-from balsam.wire.serverinfo import ServerInfo
+from balsam.wire.serverinfo import ServerInfo, db_file_inode
 
 logger = logging.getLogger("balsam.dbserver.server")  # not __name__: this runs as __main__
 
@@ -110,8 +111,14 @@ class WriteServer:
         return address
 
     def publish(self):
+        from balsam.core.queries import db_id
+
         ServerInfo(self.db_path).update(
             db_type="sqlite3",
+            # Which DB this server writes: a copy of the directory is told apart by its file.
+            db_id=db_id(),
+            db_inode=db_file_inode(self.db_path),
+            db_path=str(Path(self.db_path).resolve()),
             address=self.address,
             local_address=self.local_address,
             host=self.host,

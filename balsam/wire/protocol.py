@@ -51,6 +51,7 @@ WRITE_OPS = frozenset(
         "delete_launches",
         "tie_jobs",
         "end_launch",
+        "renew_db_identity",
     }
 )
 SERVER_OPS = frozenset({"ping", "status"})

@@ -45,6 +45,30 @@ def server_alive(info):
     )
 
 
+def db_file_inode(db_path):
+    """The inode of the DB's SQLite file (None without one). A copy of a DB
+    directory has a new one; a moved DB keeps it. (Compared by inode alone:
+    over NFS the device number differs from host to host, the inode does not.)"""
+    try:
+        return os.stat(Path(db_path) / SQLITE_NAME).st_ino
+    except FileNotFoundError:
+        return None
+
+
+def served_elsewhere(db_path, info):
+    """The DB the posted server serves, when that is not this one (this is a
+    copy of the served DB's directory), else None."""
+    posted = info.get("db_inode")
+    if not info.get("address") or posted is None or posted == db_file_inode(db_path):
+        return None
+    return info.get("db_path") or "another DB"
+
+
+def elsewhere_message(db_path, served):
+    return (f"this DB's address file ({Path(db_path) / SERVER_INFO_NAME}) points at the server of another DB "
+            f"({served}), probably because the directory was copied; run: balsam dbserver --reset --path {db_path}")
+
+
 class ServerInfo:
     def __init__(self, db_path):
         self.db_path = Path(db_path)
@@ -76,7 +100,8 @@ class ServerInfo:
                 data = self.read()
             except DBNotFound:
                 data = {"db_type": "sqlite3"}
-            data.update(address=None, local_address=None, server_pid=None, watchdog_pid=None)
+            data.update(address=None, local_address=None, server_pid=None, watchdog_pid=None, db_inode=None,
+                        db_path=None)
             _atomic_write_json(self.path, data)
             return data
 

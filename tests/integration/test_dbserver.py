@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -449,3 +450,38 @@ def test_stop_and_reset_refuse_a_server_on_another_host(balsam_cmd, db):
         result = balsam_cmd("dbserver", action)
         assert result.returncode == 1 and "was started on host compute-node-7" in result.stderr
     assert ServerInfo(db).read()["address"] == "tcp://compute-node-7:5000"
+
+
+def _db_identity(path):
+    import sqlite3
+
+    con = sqlite3.connect(path / "db.sqlite3")
+    try:
+        return con.execute("SELECT db_id FROM balsam_db_identity").fetchone()[0]
+    finally:
+        con.close()
+
+
+@pytest.mark.parametrize("repair", [["dbserver", "--reset", "--path"], ["init"]])
+def test_a_copied_db_directory_is_a_db_of_its_own(dbserver, db, balsam_cmd, make_app, tmp_path, repair):
+    make_app()
+    copy = tmp_path / "copy"
+    shutil.copytree(db, copy, symlinks=True)  # cp -a while the original's dbserver runs
+    in_copy = {"BALSAM_DB_PATH": str(copy)}
+    add = ["job", "--name", "in-copy", "--workflow", "w", "--application", "hello", "--yes"]
+
+    refused = balsam_cmd(*add, env=in_copy)
+    assert refused.returncode == 1 and "points at the server of another DB" in refused.stderr, refused.stderr
+    assert refused.stderr.count("Error:") == 1 and "balsam dbserver --reset" in refused.stderr
+    stop = balsam_cmd("dbserver", "--stop", "--path", copy)
+    assert stop.returncode == 1 and "nothing was stopped" in stop.stderr
+    assert ping(db), "the original's server must keep running"
+    assert not BalsamJob.objects.filter(name="in-copy").exists()
+
+    fixed = balsam_cmd(*repair, copy, env=in_copy)
+    assert fixed.returncode == 0, fixed.stderr
+    assert balsam_cmd(*add, env=in_copy).returncode == 0
+    assert not BalsamJob.objects.filter(name="in-copy").exists()  # the job is in the copy only
+    assert "in-copy" in balsam_cmd("ls", env=in_copy).stdout
+    assert _db_identity(copy) != _db_identity(db)
+    assert ping(db)
