@@ -267,8 +267,12 @@ def _job_fields(fields):
 
 
 def new_job(**fields):
-    """An unsaved BalsamJob."""
+    """An unsaved BalsamJob, its fields already checked (the write checks them
+    again): a bad value is reported before the job is shown or confirmed."""
+    from balsam.core.operations.validation import JOB_CREATE_FIELDS, clean_fields
+
     fields, parents = _job_fields(fields)
+    clean_fields(_models().BalsamJob, fields, JOB_CREATE_FIELDS)
     job = _models().BalsamJob.build(**fields)  # create fields are plain columns: names are attnames
     if parents:
         job._pending_parents = parents

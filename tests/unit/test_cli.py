@@ -144,6 +144,7 @@ def test_job_bad_input(cli, hello, snapshot, extra, fragment):
     before = snapshot()
     result = cli(*JOB, *extra)
     assert_one_line_error(result, fragment, code=2 if "valid integer" in fragment else 1)
+    assert "Job [" not in result.stdout  # no card for a job that was never added
     assert snapshot() == before
 
 
