@@ -14,12 +14,14 @@ import os
 import signal
 import subprocess
 import sys
+import syslog
 import time
 from pathlib import Path
 
 from filelock import FileLock, Timeout
 
 from balsam.dbserver import parse_process_args
+from balsam.exceptions import BalsamError
 from balsam.wire.serverinfo import ServerInfo
 
 logger = logging.getLogger("balsam.dbserver.watchdog")  # not __name__: this runs as __main__
@@ -27,6 +29,10 @@ logger = logging.getLogger("balsam.dbserver.watchdog")  # not __name__: this run
 LOCK_NAME = "dbserver.lock"
 MAX_START_FAILURES = 5  # servers in a row that die before posting an address
 STOP_GRACE_SEC = 10.0
+# Below this much free space a server that could not start is waited for, not
+# counted as failing: it restarts once space returns.
+MIN_FREE_BYTES = 8 * 2**20
+SPACE_POLL_SEC = 0.5
 
 
 def server_lock(db_path):
@@ -53,8 +59,34 @@ class Watchdog:
         finally:
             log.close()
 
+    def _post(self, **changes):
+        """Update the address file. An I/O error (a full disk) must not end the
+        watchdog: the changes are kept and posted with the next update."""
+        self._unposted.update(changes)
+        try:
+            self.info.update(**self._unposted)
+        except OSError as exc:
+            _report(f"cannot update {self.info.path} ({exc}); keeping the server running and trying again")
+            return
+        self._unposted = {}
+
+    def _served(self):
+        """Did the last server post its address (so it started)?"""
+        try:
+            return self.info.read().get("server_pid") == self.server.pid
+        except (OSError, BalsamError):
+            return False
+
+    def _wait_for_space(self):
+        _report(f"the disk of {self.db_path} is full; the server will be restarted once space is freed")
+        while not self.stopping and free_bytes(self.db_path) < MIN_FREE_BYTES:
+            time.sleep(SPACE_POLL_SEC)
+        if not self.stopping:
+            logger.info("space freed on the disk of %s; restarting the server", self.db_path)
+
     def run(self):
-        self.info.update(watchdog_pid=os.getpid(), watchdog_started=time.time(), restarts=0, host=self.host)
+        self._unposted = {}
+        self._post(watchdog_pid=os.getpid(), watchdog_started=time.time(), restarts=0, host=self.host)
         start_failures = 0
         while not self.stopping:
             self.server = self._spawn()
@@ -70,7 +102,9 @@ class Watchdog:
             lived = time.monotonic() - started
             # A server that never posted its address cannot start (bad DB, no port):
             # retrying forever would only hide that. One that served and died crashed.
-            served = self.info.read().get("server_pid") == self.server.pid
+            served = self._served()
+            if not served and free_bytes(self.db_path) < MIN_FREE_BYTES:
+                self._wait_for_space()  # not the server's fault: wait, and do not count it
             start_failures = 0 if served else start_failures + 1
             if start_failures >= MAX_START_FAILURES:
                 cause = last_line(self.db_path / "log" / "dbserver.out")
@@ -80,9 +114,14 @@ class Watchdog:
             self.restarts += 1
             logger.warning("server pid %d exited with code %s after %.1f s; restarting (restart %d)",
                            self.server.pid, self.server.returncode, lived, self.restarts)
-            self.info.update(restarts=self.restarts)
+            self._post(restarts=self.restarts)
         self._stop_server()
-        self.info.clear_server()
+        try:
+            self.info.clear_server()
+        except OSError as exc:
+            _report(f"cannot clear the address in {self.info.path} ({exc}); clear it with: "
+                    f"balsam dbserver --reset --path {self.db_path}")
+            return
         logger.info("watchdog stopped; address cleared")
 
     def _stop_server(self):
@@ -95,6 +134,24 @@ class Watchdog:
             logger.warning("server pid %d did not stop within %.0f s; killing it", self.server.pid, STOP_GRACE_SEC)
             self.server.kill()
             self.server.wait()
+
+
+def free_bytes(path):
+    try:
+        stat = os.statvfs(path)
+    except OSError:
+        return MIN_FREE_BYTES  # unknown: assume enough
+    return stat.f_bavail * stat.f_frsize
+
+
+def _report(message):
+    """Log ``message``, and say it on stderr too: the log file may be on the full disk."""
+    logger.error("%s", message)
+    try:
+        print(f"watchdog: {message}", file=sys.__stderr__, flush=True)
+    except OSError:
+        pass
+    syslog.syslog(syslog.LOG_ERR, f"balsam dbserver watchdog: {message}")  # a no-op where there is no syslog
 
 
 def last_line(path):

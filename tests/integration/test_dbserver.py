@@ -13,7 +13,7 @@ import time
 import psutil
 import pytest
 
-from tests.helpers import wait_until
+from tests.helpers import db_rows, wait_until
 import zmq
 
 from balsam.core.models import BalsamJob
@@ -317,13 +317,7 @@ def _collect(procs, tmp_path, timeout):
 
 
 def _names_in_db(db):
-    import sqlite3
-
-    con = sqlite3.connect(db / "db.sqlite3")
-    try:
-        return [row[0] for row in con.execute("SELECT name FROM balsam_job WHERE workflow = 'load'")]
-    finally:
-        con.close()
+    return [row[0] for row in db_rows(db, "SELECT name FROM balsam_job WHERE workflow = 'load'")]
 
 
 @pytest.mark.timeout(600)
@@ -453,13 +447,7 @@ def test_stop_and_reset_refuse_a_server_on_another_host(balsam_cmd, db):
 
 
 def _db_identity(path):
-    import sqlite3
-
-    con = sqlite3.connect(path / "db.sqlite3")
-    try:
-        return con.execute("SELECT db_id FROM balsam_db_identity").fetchone()[0]
-    finally:
-        con.close()
+    return db_rows(path, "SELECT db_id FROM balsam_db_identity")[0][0]
 
 
 @pytest.mark.parametrize("repair", [["dbserver", "--reset", "--path"], ["init"]])
@@ -485,3 +473,69 @@ def test_a_copied_db_directory_is_a_db_of_its_own(dbserver, db, balsam_cmd, make
     assert "in-copy" in balsam_cmd("ls", env=in_copy).stdout
     assert _db_identity(copy) != _db_identity(db)
     assert ping(db)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 48 MiB tmpfs mounted for the test (root only; required under CI=true)."""
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(mount)],
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"cannot mount a tmpfs for the disk-full test: {result.stderr.strip()}")
+        pytest.skip(f"mounting a tmpfs needs root: {result.stderr.strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def _fill(disk):
+    """Write until not one more byte fits; returns the filler file."""
+    filler = disk / "filler"
+    with open(filler, "wb", buffering=0) as f:
+        for size in (2**20, 4096, 1):
+            try:
+                while True:
+                    f.write(b"\0" * size)
+            except OSError:
+                pass
+    return filler
+
+
+def test_watchdog_survives_a_full_disk_and_restarts_the_server_when_space_returns(small_disk, template_db):
+    from balsam.dbserver import control
+
+    db = small_disk / "balsamdb"
+    shutil.copytree(template_db, db)
+    info = control.start(db, host="127.0.0.1")
+    try:
+        filler = _fill(small_disk)
+        os.kill(info["server_pid"], signal.SIGKILL)
+        # The next server cannot post its address and exits; the watchdog must outlive that.
+        watchdog, restarted = psutil.Process(info["watchdog_pid"]), set()
+
+        def settled():
+            if not control.watchdog_running(db):
+                return "the watchdog died"
+            children = {p.pid for p in watchdog.children()} - {info["server_pid"]}
+            restarted.update(children)
+            return restarted and not children and "waiting for space"
+
+        assert wait_until(settled, 60, "the restarted server to fail") == "waiting for space"
+        filler.unlink()
+        posted = wait_until(lambda: (lambda now: now.get("server_pid") not in (None, info["server_pid"])
+                                     and now.get("address") and now)(ServerInfo(db).read()), 30,
+                            "a new server once space returned")
+        assert psutil.pid_exists(posted["server_pid"]) and ping(db)
+    finally:
+        current = ServerInfo(db).read()
+        try:
+            control.stop(db)
+        finally:
+            _kill_leftovers = [info["watchdog_pid"], current.get("watchdog_pid"), current.get("server_pid")]
+            for pid in filter(None, _kill_leftovers):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass

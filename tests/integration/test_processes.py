@@ -139,13 +139,9 @@ def test_concurrent_direct_writers_lose_nothing(db, make_app):
 
 
 def _count_jobs(db):
-    import sqlite3
+    from tests.helpers import db_rows
 
-    con = sqlite3.connect(db / "db.sqlite3")
-    try:
-        return con.execute("SELECT COUNT(*) FROM balsam_job").fetchone()[0]
-    finally:
-        con.close()
+    return db_rows(db, "SELECT COUNT(*) FROM balsam_job")[0][0]
 
 
 def test_ctrl_c_at_a_prompt_exits_130_interrupted(db, make_app):
