@@ -11,6 +11,7 @@ Run by the watchdog as ``python -m balsam.dbserver.server --path DIR --host H``.
 
 import logging
 import os
+import resource
 import secrets
 import signal
 import socket
@@ -36,6 +37,10 @@ POLL_MS = 200
 GATHER_MS = 2
 _SNDMORE = int(zmq.SNDMORE)  # a plain int: enum flag arithmetic costs more than the send
 PRUNE_PERIOD_SEC = 60
+HANDSHAKE_MS = 5000
+# Every connection costs the server a file descriptor; the usual soft limit
+# (1024) is what a local flood exhausts first. Raised to the hard limit at start.
+MAX_OPEN_FILES = 1 << 20
 
 
 class Stats:
@@ -88,6 +93,9 @@ class WriteServer:
         self.socket.setsockopt(zmq.MAXMSGSIZE, protocol.HARD_MAX_MESSAGE_BYTES)
         self.socket.setsockopt(zmq.LINGER, 1000)
         self.socket.setsockopt(zmq.ROUTER_MANDATORY, 0)
+        # A connection that has not completed its CURVE handshake by then is dropped:
+        # a flood of idle connections holds file descriptors for seconds, not half a minute.
+        self.socket.setsockopt(zmq.HANDSHAKE_IVL, HANDSHAKE_MS)
         bind_ip = socket.gethostbyname(self.host)
         self.socket.bind(f"tcp://{bind_ip}:*")
         port = self.socket.getsockopt_string(zmq.LAST_ENDPOINT).rsplit(":", 1)[1]
@@ -258,6 +266,18 @@ class _KeyCheck:
         return False
 
 
+def _raise_open_file_limit():
+    """Soft limit on open files up to the hard limit (capped), so a flood of
+    connections slows the server down instead of running it out of descriptors."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = MAX_OPEN_FILES if hard == resource.RLIM_INFINITY else min(hard, MAX_OPEN_FILES)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            pass  # the kernel's own cap is lower: keep what we have
+
+
 def _tune_writer_connection():
     from django.db import connection
 
@@ -302,6 +322,7 @@ def main(argv=None):
     from balsam import logs
     from balsam.django_config import activate
 
+    _raise_open_file_limit()
     activate(args.path, write_mode="direct")
     logs.configure(args.path, "dbserver")
     _tune_writer_connection()

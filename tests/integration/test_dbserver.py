@@ -13,6 +13,7 @@ import time
 import psutil
 import pytest
 
+from tests.conftest import BALSAM
 from tests.helpers import db_rows, wait_until
 import zmq
 
@@ -392,9 +393,13 @@ def test_init_repairs_a_damaged_or_missing_address_file(balsam_cmd, db, damage):
 def test_dbserver_refuses_conflicting_or_empty_options(balsam_cmd, db, args, fragment):
     before = (db / "dbwriter_address").read_bytes()
     result = balsam_cmd("dbserver", *args)
-    assert result.returncode == 2 and fragment in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
-    assert (db / "dbwriter_address").read_bytes() == before and not control_running(db)
+    try:
+        assert result.returncode == 2 and fragment in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+        assert (db / "dbwriter_address").read_bytes() == before and not control_running(db)
+    finally:
+        if control_running(db):  # a server started where it must not: don't leave it running
+            balsam_cmd("dbserver", "--stop")
 
 
 def control_running(db):
@@ -539,3 +544,31 @@ def test_watchdog_survives_a_full_disk_and_restarts_the_server_when_space_return
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+
+
+def test_a_flood_of_connections_beyond_the_usual_fd_limit_leaves_the_server_answering(db, balsam_cmd):
+    import resource
+
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 4096:
+        pytest.skip(f"the hard open-file limit ({hard}) leaves no room for the flood")
+
+    def low_soft_limit():  # as for a user whose soft limit is low: the server starts under it
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+
+    env = {**os.environ, "BALSAM_DB_PATH": str(db)}
+    started = subprocess.run([BALSAM, "dbserver", "--host", "127.0.0.1"], env=env, preexec_fn=low_soft_limit,
+                             capture_output=True, text=True, timeout=60)
+    assert started.returncode == 0, started.stderr
+    info = ServerInfo(db).read()
+    host, port = info["address"].split("//")[1].rsplit(":", 1)
+    flood = []
+    try:
+        for _ in range(1100):  # unauthenticated connections that never speak
+            flood.append(socket.create_connection((host, int(port)), timeout=5))
+        assert ping(db)
+        assert psutil.Process(info["server_pid"]).is_running()
+    finally:
+        for sock in flood:
+            sock.close()
+        balsam_cmd("dbserver", "--stop")
