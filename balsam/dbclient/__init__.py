@@ -47,8 +47,9 @@ class AutoClient(WriteClient):
                 raise ConfigError(elsewhere_message(self.db_path, served))
             if info.get("address"):
                 if self._server is None:
-                    self._server = self._new_server_client()
-                    self._server.check_reachable()
+                    server = self._new_server_client()
+                    server.check_reachable()  # kept only once it passed: a stale address fails fast every time
+                    self._server = server
                 self._current = self._server
             else:
                 self._current = self._direct

@@ -225,7 +225,8 @@ class WriteServer:
             # ...but retries of requests committed by an earlier group still succeeded.
             outcomes.update(apply.committed_outcomes([rid for _, rid, _, _ in requests]))
         else:
-            self.stats.commits += 1
+            if any(outcome[0] is None for outcome in outcomes.values()):
+                self.stats.commits += 1  # a group of refused requests wrote nothing: not a commit
         replies = []
         for envelope, request_id, _, _ in requests:
             outcome = outcomes[request_id]

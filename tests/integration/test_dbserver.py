@@ -251,6 +251,31 @@ def test_stale_local_address_fails_fast_in_one_line(balsam_cmd, db):
     assert balsam_cmd("app", "--name", "x", "--executable", "echo").returncode == 0
 
 
+def test_a_process_that_met_a_stale_address_fails_fast_on_every_write(db, make_app):
+    from balsam import api
+    from balsam.exceptions import DBServerUnavailable
+
+    make_app()
+    _post_fake_server(db, "127.0.0.1", "tcp://127.0.0.1:9")
+    for attempt in range(2):  # not only the first: the deadline is 60 s
+        began = time.monotonic()
+        with pytest.raises(DBServerUnavailable, match="are not running"):
+            api.add_app(f"x{attempt}", "echo")
+        assert time.monotonic() - began < 10, f"write {attempt + 1} waited for the deadline"
+
+
+def test_status_counts_only_groups_that_wrote_as_commits(dbserver, db, balsam_cmd, make_app):
+    make_app()
+    sock = connect(db)
+    for n in range(5):  # refused: no such application
+        frame = protocol.encode_request(protocol.new_request_id(), "create_jobs", {"rows": [{"application": "nope"}]})
+        assert ask(sock, frame)["ok"] is False
+    status = balsam_cmd("dbserver", "--status").stdout
+    commits = int(status.split("commits: ")[1].split()[0])
+    errors = int(status.split("errors returned: ")[1].split()[0])
+    assert errors == 5 and commits <= 1  # at most the fixture's own make_app write
+
+
 def test_unanswered_remote_address_fails_after_a_short_ping(balsam_cmd, db):
     _post_fake_server(db, "127.0.0.2", "tcp://127.0.0.2:9")
     began = time.monotonic()
