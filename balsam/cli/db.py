@@ -28,6 +28,9 @@ def init(path, db_type):
     click.echo(f"Use it with: export BALSAM_DB_PATH={shlex.quote(str(db_path))}")
 
 
+WHICH_CHECK_SEC = 2  # `which` is a quick look: a large DB is checked in part
+
+
 @click.command()
 @click.pass_context
 def which(ctx):
@@ -37,11 +40,13 @@ def which(ctx):
     from balsam.core import states
 
     selection = attach(ctx)
+    integrity = api.integrity(WHICH_CHECK_SEC)
     counts = api.state_counts()
     total = sum(counts.values())
     summary = ", ".join(f"{counts[s]} {s}" for s in states.ALL_STATES if counts.get(s))
     click.echo(f"Balsam DB:   {selection.path}  (selected by {selection.source})")
     click.echo(f"Backend:     sqlite3  ({selection.path / SQLITE_NAME})")
+    click.echo(f"Integrity:   {integrity}")
     click.echo(f"Write mode:  {api.write_path_description()}")
     click.echo(f"Jobs:        {total}" + (f"  ({summary})" if summary else ""))
 

@@ -17,7 +17,7 @@ from balsam.dbclient.base import ServerGone, WriteClient
 from balsam.wire import protocol
 from balsam.wire.credentials import client_keys
 from balsam.wire.serverinfo import ServerInfo, is_local_host, server_alive
-from balsam.exceptions import ERRORS_BY_NAME, BalsamError, DBServerUnavailable, ValidationError
+from balsam.exceptions import ERRORS_BY_NAME, BalsamError, ConfigError, DBServerUnavailable, ValidationError
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +87,14 @@ class ZmqClient(WriteClient):
         sock.setsockopt(zmq.LINGER, 0)
         # A blocking recv with a timeout costs far less CPU than poll() + recv().
         sock.setsockopt(zmq.RCVTIMEO, SLICE_MS)
-        sock.connect(self._endpoint(info))
+        endpoint = self._endpoint(info)
+        try:
+            sock.connect(endpoint)
+        except zmq.ZMQError as exc:
+            sock.close(linger=0)
+            raise ConfigError(
+                f"the address posted in {self.info.path} ({endpoint}) is not a dbserver's ({exc}); "
+                f"clear it with: balsam dbserver --reset --path {self.db_path}") from None
         self._socket, self.address = sock, address
         return sock
 

@@ -276,6 +276,16 @@ def test_status_counts_only_groups_that_wrote_as_commits(dbserver, db, balsam_cm
     assert errors == 5 and commits <= 1  # at most the fixture's own make_app write
 
 
+@pytest.mark.parametrize("address", ["http://foo", "tcp://", "nonsense"])
+def test_a_posted_address_that_is_no_dbserver_is_one_line(balsam_cmd, db, address):
+    _post_fake_server(db, "127.0.0.1", address)
+    ServerInfo(db).update(server_pid=os.getpid())  # "alive", so the address itself is what fails
+    result = balsam_cmd("app", "--name", "x", "--executable", "echo")
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert "is not a dbserver's" in result.stderr and "unexpected" not in result.stderr
+    assert "balsam dbserver --reset" in result.stderr
+
+
 def test_unanswered_remote_address_fails_after_a_short_ping(balsam_cmd, db):
     _post_fake_server(db, "127.0.0.2", "tcp://127.0.0.2:9")
     began = time.monotonic()

@@ -33,7 +33,8 @@ def test_console_script_round_trip(balsam_cmd, db):
     assert out.returncode == 0, out.stderr
     listing = balsam_cmd("ls").stdout
     assert "a" in listing and "CREATED" in listing
-    assert "Jobs:        1  (1 CREATED)" in balsam_cmd("which").stdout
+    which = balsam_cmd("which").stdout
+    assert "Jobs:        1  (1 CREATED)" in which and "Integrity:   ok" in which
     assert (db / "log" / "cli.log").is_file()
 
 
@@ -199,7 +200,7 @@ def test_a_damaged_db_is_refused_in_one_line(balsam_cmd, db, make_app):
 
     connections.close_all()
     _damage_db_file(db)
-    for args in (["init", db], ["dbserver", "--host", "127.0.0.1"]):
+    for args in (["init", db], ["dbserver", "--host", "127.0.0.1"], ["which"]):
         result = balsam_cmd(*args)
         assert result.returncode != 0, args
         assert "is damaged" in result.stderr and ".recover" in result.stderr, result.stderr
