@@ -1,5 +1,6 @@
 """Helpers shared by the CLI commands."""
 
+import itertools
 import math
 
 import click
@@ -27,18 +28,49 @@ def confirm(question, assume_yes):
     return click.confirm(question, default=False)
 
 
-def table(rows, headers):
-    """Rows as aligned text columns (a header, a rule, then one line per row)."""
-    rows = [[("" if v is None else str(v)) for v in row] for row in rows]
+TABLE_SAMPLE_ROWS = 10_000
+
+
+def table_lines(rows, headers, sample=None):
+    """Rows as aligned text columns, line by line: a header, a rule, then one
+    line per row. Column widths come from the first ``sample`` rows (a later,
+    longer value widens only its own line), so a listing of any length
+    streams in bounded memory."""
+    def cells(row):
+        return [("" if v is None else str(v)) for v in row]
+
+    rows = iter(rows)
+    first = [cells(row) for row in itertools.islice(rows, sample or TABLE_SAMPLE_ROWS)]
     widths = [len(h) for h in headers]
-    for row in rows:
+    for row in first:
         for i, value in enumerate(row):
             widths[i] = max(widths[i], len(value))
+
     def fmt(values):
         return "  ".join(v.ljust(w) for v, w in zip(values, widths)).rstrip()
-    lines = [fmt(headers), fmt(["-" * w for w in widths])]
-    lines.extend(fmt(row) for row in rows)
-    return "\n".join(lines)
+
+    yield fmt(headers)
+    yield fmt(["-" * w for w in widths])
+    for row in first:
+        yield fmt(row)
+    for row in rows:
+        yield fmt(cells(row))
+
+
+def table(rows, headers):
+    return "\n".join(table_lines(rows, headers))
+
+
+def echo_lines(lines, batch=2000):
+    """Print ``lines`` (an iterator) in batches: one write per line costs more than the listing."""
+    chunk = []
+    for line in lines:
+        chunk.append(line)
+        if len(chunk) >= batch:
+            click.echo("\n".join(chunk))
+            chunk = []
+    if chunk:
+        click.echo("\n".join(chunk))
 
 
 def bar(count, largest, width=40):

@@ -1,10 +1,11 @@
 """``balsam ls``: list jobs, applications or workflows (reads the DB file directly)."""
 
+import itertools
 import json
 
 import click
 
-from balsam.cli.common import attach, bar, table
+from balsam.cli.common import attach, bar, echo_lines, table
 from balsam.cli import show
 
 JOB_COLUMNS = ("job_id", "name", "workflow", "application", "state")
@@ -47,7 +48,9 @@ def ls(ctx, objects, name, ref, state, wf, history, verbose, tree, by_states, as
         if by_states:
             _by_states(qs, as_json)
         elif as_json:
-            click.echo(json.dumps([show.job_json(j) for j in qs.iterator()], indent=2))
+            for piece in show.json_array_lines(show.job_json(j) for j in qs.iterator(chunk_size=2000)):
+                click.echo(piece, nl=False)
+            click.echo()
         elif history:
             _each(qs, show.history_lines)
         elif verbose:
@@ -55,11 +58,13 @@ def ls(ctx, objects, name, ref, state, wf, history, verbose, tree, by_states, as
         elif tree:
             _tree(qs)
         else:
-            rows = list(qs.values_list(*JOB_COLUMNS))
-            if not rows:
+            # Streamed: a listing of a million jobs never sits in memory at once.
+            lines = show.job_table_lines(qs.values_list(*JOB_COLUMNS).iterator(chunk_size=5000))
+            head = [next(lines), next(lines), next(lines, None)]
+            if head[2] is None:
                 click.echo("No jobs found matching query")
             else:
-                click.echo(show.job_table(rows))
+                echo_lines(itertools.chain(head, lines))
 
 
 def _each(qs, render):

@@ -3,7 +3,7 @@
 import json
 
 from balsam import api
-from balsam.cli.common import table
+from balsam.cli.common import table, table_lines
 
 JOB_BLOCK_FIELDS = [
     "job_id", "name", "workflow", "application", "args", "description", "state", "working_directory",
@@ -39,10 +39,20 @@ def app_block(app):
     return _block(app, APP_BLOCK_FIELDS, f"Application {app.name}")
 
 
-def job_table(rows):
-    """rows: (job_id, name, workflow, application, state)."""
-    return table([(pk.hex[:8], name, wf, app, state) for pk, name, wf, app, state in rows],
-                 ["job_id", "name", "workflow", "application", "state"])
+def job_table_lines(rows):
+    """rows: (job_id, name, workflow, application, state), any number (streamed)."""
+    return table_lines(((pk.hex[:8], name, wf, app, state) for pk, name, wf, app, state in rows),
+                       ["job_id", "name", "workflow", "application", "state"])
+
+
+def json_array_lines(objects):
+    """``json.dumps(list(objects), indent=2)``, line by line, without holding the list."""
+    first = True
+    for obj in objects:
+        text = json.dumps(obj, indent=2).replace("\n", "\n  ")
+        yield ("[\n  " if first else ",\n  ") + text
+        first = False
+    yield "[]" if first else "\n]"
 
 
 def app_table(apps):
