@@ -28,7 +28,7 @@ def init(path, db_type):
     click.echo(f"Use it with: export BALSAM_DB_PATH={shlex.quote(str(db_path))}")
 
 
-WHICH_CHECK_SEC = 0.5  # `which` is a quick look: a large DB is checked in part, at a bounded cost
+WHICH_CHECK_SEC = 0.2  # `which` is a quick look: a large DB is checked in part, at a bounded cost
 
 
 @click.command()
