@@ -361,17 +361,28 @@ def remove_jobs(ids):
     return write_client.get().delete("jobs", [str(i) for i in ids]) if ids else 0
 
 
-def make_dummies(count, progress=None):
-    """Add ``count`` trivial jobs in workflow "dummy" (for testing and benchmarks)."""
+MAX_DUMMIES = 10**8
+
+
+def check_dummy_count(count):
     if count < 0:
         raise ValidationError(f"the number of dummy jobs must not be negative, not {count}")
+    if count > MAX_DUMMIES:
+        raise ValidationError(f"the number of dummy jobs must be at most {MAX_DUMMIES:,}, not {count:,}")
+    return count
+
+
+def make_dummies(count, progress=None):
+    """Add ``count`` trivial jobs in workflow "dummy" (for testing and benchmarks)."""
+    check_dummy_count(count)
     if _queries().application(DUMMY_APP) is None:
         add_app(DUMMY_APP, "echo", description="prints its arguments (used by make_dummies)")
-    rows = [
-        {"name": f"dummy{i}", "workflow": DUMMY_WORKFLOW, "application": DUMMY_APP, "args": "hello", "wall_time_minutes": 0}
-        for i in range(count)
-    ]
-    return add_jobs(rows, progress=progress)
+    ids = []
+    for start in range(0, count, JOBS_PER_REQUEST):  # rows made a request at a time: memory stays flat
+        rows = [{"name": f"dummy{i}", "workflow": DUMMY_WORKFLOW, "application": DUMMY_APP, "args": "hello",
+                 "wall_time_minutes": 0} for i in range(start, min(count, start + JOBS_PER_REQUEST))]
+        ids += add_jobs(rows, progress=progress)
+    return ids
 
 
 # ---------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Commands that add, link, change, kill and remove jobs."""
 
 import os
+import sys
 
 import click
 
@@ -144,10 +145,11 @@ def kill(ctx, job_id, id_option, recursive):
 def make_dummies(ctx, count):
     """Add COUNT trivial jobs (workflow "dummy") for testing and benchmarks."""
     attach(ctx)
+    api.check_dummy_count(count)  # before the progress bar shows
     existing = _dummy_count()
     try:
         if count >= 5 * api.JOBS_PER_REQUEST:
-            with click.progressbar(length=count, label="Adding dummy jobs", file=click.get_text_stream("stderr")) as bar:
+            with click.progressbar(length=count, label="Adding dummy jobs", file=sys.stderr) as bar:
                 api.make_dummies(count, progress=bar.update)
         else:
             api.make_dummies(count)

@@ -138,7 +138,7 @@ def jobs_matching(name_contains=None, id_prefix=None, state=None, workflow=None)
         qs = qs.filter(job_id__startswith=id_prefix)
     if name_contains:
         qs = qs.filter(name__contains=name_contains)
-    if state:
+    if state is not None:
         qs = qs.filter(state=states.validate_state_name(state))
     if workflow:
         qs = qs.filter(workflow=workflow)

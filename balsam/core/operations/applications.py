@@ -32,7 +32,11 @@ def update_apps(ids, fields):
     if qs.count() != len(set(ids)):
         raise NotFound("no application with that id")
     _AppNameCache.forget()
+    if "executable" in fields and not fields["executable"].strip():
+        raise ValidationError("an application needs an executable")
     if "name" in fields:
+        if not fields["name"].strip():
+            raise ValidationError("an application needs a name")
         if len(ids) != 1:
             raise ValidationError("only one application can be renamed at a time")
         if ApplicationDefinition.objects.filter(name=fields["name"]).exclude(pk__in=ids).exists():
