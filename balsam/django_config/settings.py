@@ -25,7 +25,7 @@ def sqlite_database(db_path):
         "OPTIONS": {
             "timeout": user.sqlite_busy_timeout_sec,
             # Only the write path begins transactions IMMEDIATE (see
-            # core.writes.write_transaction); Django's own atomic blocks in
+            # core.sql.write_transaction); Django's own atomic blocks in
             # client processes must not take the write lock from the dbserver.
             # WAL lets readers run beside the one writer; NORMAL sync in WAL
             # mode loses nothing when a process is killed. A 64 MiB page cache
