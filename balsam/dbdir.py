@@ -4,11 +4,11 @@ import os
 import secrets
 from pathlib import Path
 
-from balsam.config import SQLITE_NAME, absolute_path, is_balsam_db
+from balsam.config import absolute_path, is_balsam_db
 from balsam.wire.credentials import ensure_credentials
 from balsam.wire.serverinfo import ServerInfo, served_elsewhere
 from balsam.django_config.settings import SECRET_KEY_NAME
-from balsam.exceptions import DBDamaged, DBNotFound, InitError
+from balsam.exceptions import DBNotFound, InitError
 
 DB_TYPES = ("sqlite3",)
 
@@ -66,7 +66,9 @@ def init_db(path, db_type="sqlite3"):
     ensure_credentials(path)
     activate(path, admin=True)
     if not created:
-        _refuse_damaged(path)
+        from balsam.core.sql import check_sound
+
+        check_sound(INIT_CHECK_SEC)  # a damaged file is refused before the migration touches it
     call_command("migrate", interactive=False, verbosity=0)
     if copy_of:
         from balsam.core import write_client
@@ -76,14 +78,6 @@ def init_db(path, db_type="sqlite3"):
 
 
 INIT_CHECK_SEC = 30  # `balsam init` reads the whole file once; a DB too big for this is checked in part
-
-
-def _refuse_damaged(path):
-    from balsam.core.sql import quick_check
-
-    problems = quick_check(INIT_CHECK_SEC)
-    if problems:
-        raise DBDamaged.of(path / SQLITE_NAME, "; ".join(problems[:3]))
 
 
 def _write_secret_key(path):

@@ -13,6 +13,8 @@ from contextlib import contextmanager
 
 from django.db import DatabaseError, connection, transaction
 
+from balsam.exceptions import DBDamaged
+
 # PostgreSQL's wire protocol counts bind parameters in 16 bits; Django
 # reports no limit for it.
 UNLIMITED_BACKEND_PARAMS = 65535
@@ -62,19 +64,23 @@ def max_params():
     return limit
 
 
+def chunk_size(per_item=1):
+    """How many items fit one statement, each taking ``per_item`` parameters
+    (an id used twice in a query takes two)."""
+    return max(1, (max_params() - RESERVED_PARAMS) // per_item)
+
+
 def chunks(items, per_item=1):
-    """``items`` in lists that fit one statement, each item taking
-    ``per_item`` parameters (an id used twice in a query takes two)."""
+    """``items`` in lists that fit one statement."""
     items = list(items)
-    size = max(1, (max_params() - RESERVED_PARAMS) // per_item)
+    size = chunk_size(per_item)
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
 
 def batches(queue):
     """Pop up to one statement's worth of items from the left of ``queue`` (a deque)."""
-    size = max(1, max_params() - RESERVED_PARAMS)
-    return [queue.popleft() for _ in range(min(len(queue), size))]
+    return [queue.popleft() for _ in range(min(len(queue), chunk_size()))]
 
 
 def pk_params(pks):
@@ -154,3 +160,13 @@ def quick_check(seconds):
         return [str(exc)]
     problems = [row[0] for row in rows]
     return [] if problems == ["ok"] else problems
+
+
+def check_sound(seconds):
+    """``quick_check`` the attached DB file: raises ``DBDamaged`` (naming the
+    file and how to recover) when it is damaged; returns False when time ran
+    out before the whole file was read, True when it was."""
+    problems = quick_check(seconds)
+    if problems:
+        raise DBDamaged.of(connection.settings_dict["NAME"], "; ".join(problems[:3]))
+    return problems is not None

@@ -294,19 +294,17 @@ def _tune_writer_connection():
 START_CHECK_SEC = 1.0  # every (re)start checks the file, but must not delay the restart after a crash much
 
 
-def _damage(db_path):
+def _damage():
     """Why this DB must not be served (a damaged file), or None."""
-    from pathlib import Path
-
-    from balsam.config import SQLITE_NAME
-    from balsam.core.sql import quick_check
+    from balsam.core.sql import check_sound
     from balsam.exceptions import DBDamaged
 
-    problems = quick_check(START_CHECK_SEC)
-    if problems is None:
-        logger.info("integrity check not finished within %g s (a large DB); serving", START_CHECK_SEC)
-        return None
-    return str(DBDamaged.of(Path(db_path) / SQLITE_NAME, "; ".join(problems[:3]))) if problems else None
+    try:
+        if not check_sound(START_CHECK_SEC):
+            logger.info("integrity check not finished within %g s (a large DB); serving", START_CHECK_SEC)
+    except DBDamaged as exc:
+        return str(exc)
+    return None
 
 
 def _unapplied_migrations():
@@ -334,7 +332,7 @@ def main(argv=None):
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    problems = _damage(args.path)
+    problems = _damage()
     if problems:
         logger.error(problems)
         print(f"dbserver: {problems}", file=sys.stderr)

@@ -51,7 +51,6 @@ class Launcher:
         self.nodes = nodes
         self.source = source
         self.batch = batch
-        self.owner = source.owner
         self.job_mode = job_mode
         self.until_idle = until_idle
         self.script_timeout_sec = script_timeout_sec
@@ -85,7 +84,7 @@ class Launcher:
             self.stop_reason = reason
 
     def run(self):
-        logger.info("launcher %s starting: mode %s, %d node(s), scope %s", self.owner, self.job_mode,
+        logger.info("launcher %s starting: mode %s, %d node(s), scope %s", self.source.owner, self.job_mode,
                     len(self.nodes), self.scope)
         self.source.recover()
         self.processes.start()

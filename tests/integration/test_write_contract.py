@@ -128,6 +128,16 @@ def test_claim_rejects_bad_arguments(writer):
         client.claim("me", ["READY"], 1, -5)
 
 
+@pytest.mark.parametrize("expiry", [float("inf"), float("nan"), 1e12])
+def test_lease_arguments_are_finite_and_bounded(writer, expiry):
+    # inf overflowed the date arithmetic ("internal error ... OverflowError"); nan compared as valid
+    client = write_client.get()
+    with pytest.raises(ValidationError, match="lease_expiry_sec must be a positive number up to"):
+        client.claim("me", ["READY"], 1, expiry)
+    with pytest.raises(ValidationError, match="lease_expiry_sec must be a positive number up to"):
+        client.recover_expired(expiry)
+
+
 def test_protocol_whitelist_matches_the_operations():
     from balsam.core.operations import OPERATIONS
     from balsam.wire.protocol import WRITE_OPS

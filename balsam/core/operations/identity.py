@@ -10,7 +10,7 @@ from balsam.core.models import DBIdentity
 def renew_db_identity():
     """Give this DB a new random id; returns it."""
     new = uuid.uuid4().hex
-    if not DBIdentity.objects.filter(pk__gte=0).update(db_id=new):
+    if not DBIdentity.objects.update(db_id=new):
         DBIdentity.objects.create(db_id=new)
     return new
 
