@@ -8,7 +8,7 @@ from balsam.config import absolute_path, is_balsam_db
 from balsam.wire.credentials import ensure_credentials
 from balsam.wire.serverinfo import ServerInfo, served_elsewhere
 from balsam.django_config.settings import SECRET_KEY_NAME
-from balsam.exceptions import DBNotFound, InitError
+from balsam.exceptions import ConfigError, DBNotFound, InitError
 
 DB_TYPES = ("sqlite3",)
 
@@ -62,7 +62,7 @@ def init_db(path, db_type="sqlite3"):
         existing = current.get("db_type", "sqlite3")
         if existing != db_type:
             raise InitError(f"{path} is a {existing} Balsam DB; it cannot be re-initialised as {db_type}")
-    _write_secret_key(path)
+    ensure_secret_key(path)
     ensure_credentials(path)
     activate(path, admin=True)
     if not created:
@@ -80,10 +80,28 @@ def init_db(path, db_type="sqlite3"):
 INIT_CHECK_SEC = 30  # `balsam init` reads the whole file once; a DB too big for this is checked in part
 
 
-def _write_secret_key(path):
-    key_file = path / SECRET_KEY_NAME
-    if key_file.exists():
-        return
-    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+def ensure_secret_key(path):
+    """The DB's Django secret key (it signs the web pages' session cookies):
+    made if missing or empty, and made owner-only (0600) if a DB from an
+    earlier Balsam left it readable by others."""
+    key_file = Path(path) / SECRET_KEY_NAME
+    try:
+        info = key_file.stat()
+        if info.st_size:
+            if info.st_mode & 0o077:
+                key_file.chmod(0o600)
+            return key_file
+        key_file.unlink()
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise ConfigError(f"cannot make {key_file} readable by its owner only: {exc.strerror}") from None
+    try:
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process made it just now
+        return key_file
+    except OSError as exc:
+        raise ConfigError(f"cannot write {key_file}: {exc.strerror}") from None
     with os.fdopen(fd, "w") as f:
         f.write(secrets.token_urlsafe(50) + "\n")
+    return key_file

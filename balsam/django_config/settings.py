@@ -1,5 +1,10 @@
-"""Django settings built from a DB directory (no module-level settings file)."""
+"""Django settings built from a DB directory (no module-level settings file).
 
+The one home of Django's settings, for plain commands and, with ``admin``,
+for ``balsam web`` (the admin, the dashboard, accounts, sessions, static files).
+"""
+
+import hashlib
 import secrets
 from pathlib import Path
 
@@ -14,7 +19,11 @@ ADMIN_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
+    "django.contrib.staticfiles",
+    # Last: its ready() undoes what auth's ready() connects (see balsam/web/apps.py).
+    "balsam.web",
 ]
+MIN_PASSWORD_LENGTH = 8
 
 
 def sqlite_database(db_path):
@@ -60,29 +69,59 @@ def build_settings(db_path, admin=False):
         "LOGGING_CONFIG": None,
     }
     if admin:
-        settings.update(
-            ROOT_URLCONF="balsam.django_config.urls",
-            MIDDLEWARE=[
-                "django.middleware.security.SecurityMiddleware",
-                "django.contrib.sessions.middleware.SessionMiddleware",
-                "django.middleware.common.CommonMiddleware",
-                "django.middleware.csrf.CsrfViewMiddleware",
-                "django.contrib.auth.middleware.AuthenticationMiddleware",
-                "django.contrib.messages.middleware.MessageMiddleware",
-            ],
-            TEMPLATES=[
-                {
-                    "BACKEND": "django.template.backends.django.DjangoTemplates",
-                    "APP_DIRS": True,
-                    "OPTIONS": {
-                        "context_processors": [
-                            "django.template.context_processors.request",
-                            "django.contrib.auth.context_processors.auth",
-                            "django.contrib.messages.context_processors.messages",
-                        ]
-                    },
-                }
-            ],
-            STATIC_URL="/static/",
-        )
+        settings.update(_web_settings(db_path))
     return settings
+
+
+def _web_settings(db_path):
+    """The admin's and the dashboard's settings (see docs/development/decisions.md, "balsam web")."""
+    # Browsers keep cookies per host name, not per port: two `balsam web` on
+    # one machine (two DBs) would log each other out with Django's cookie names.
+    tag = hashlib.sha256(str(Path(db_path).resolve()).encode()).hexdigest()[:8]
+    return dict(
+        ROOT_URLCONF="balsam.web.urls",
+        MIDDLEWARE=[
+            "django.middleware.security.SecurityMiddleware",
+            # Static files (the admin's and the dashboard's) straight from the
+            # installed packages: no collectstatic, nothing written at start.
+            "whitenoise.middleware.WhiteNoiseMiddleware",
+            "django.contrib.sessions.middleware.SessionMiddleware",
+            "django.middleware.common.CommonMiddleware",
+            "django.middleware.csrf.CsrfViewMiddleware",
+            "django.contrib.auth.middleware.AuthenticationMiddleware",
+            "django.contrib.messages.middleware.MessageMiddleware",
+            "django.middleware.clickjacking.XFrameOptionsMiddleware",
+        ],
+        TEMPLATES=[
+            {
+                "BACKEND": "django.template.backends.django.DjangoTemplates",
+                "APP_DIRS": True,
+                "OPTIONS": {
+                    "context_processors": [
+                        "django.template.context_processors.request",
+                        "django.contrib.auth.context_processors.auth",
+                        "django.contrib.messages.context_processors.messages",
+                    ]
+                },
+            }
+        ],
+        STATIC_URL="/static/",
+        WHITENOISE_USE_FINDERS=True,
+        WHITENOISE_AUTOREFRESH=False,
+        # Sessions live in a signed cookie, so a page view writes nothing to the DB.
+        SESSION_ENGINE="django.contrib.sessions.backends.signed_cookies",
+        SESSION_COOKIE_NAME=f"balsam_session_{tag}",
+        CSRF_COOKIE_NAME=f"balsam_csrf_{tag}",
+        SESSION_COOKIE_AGE=7 * 24 * 3600,
+        X_FRAME_OPTIONS="DENY",
+        LOGIN_URL="/admin/login/",
+        # Checks passwords without rewriting their hashes (a login writes nothing).
+        AUTHENTICATION_BACKENDS=["balsam.web.accounts.ReadOnlyModelBackend"],
+        AUTH_PASSWORD_VALIDATORS=[
+            {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+            {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+             "OPTIONS": {"min_length": MIN_PASSWORD_LENGTH}},
+            {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+            {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+        ],
+    )

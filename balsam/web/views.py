@@ -1,0 +1,154 @@
+"""The dashboard (``/``): job counts, progress per workflow, throughput and
+utilization plots, recent failures, launchers and batch launches.
+
+Every figure comes from ``balsam.analytics`` (the same numbers as ``balsam
+report``); this module only chooses what to ask for and renders it. The page
+renders once in full; then a small script fetches ``dashboard.json`` every few
+seconds, swaps the sections' HTML and reloads the plots with a new query.
+"""
+
+import datetime
+from urllib.parse import urlencode
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpResponse, HttpResponseBadRequest, JsonResponse
+from django.shortcuts import render
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_safe
+
+from balsam import analytics, plots
+from balsam.core import states
+from balsam.exceptions import BalsamError
+
+REFRESH_SEC = 5
+WINDOWS = (("1h", "last hour"), ("1d", "last day"), ("all", "all time"))
+DEFAULT_WINDOW = "1d"
+PLOTS = {"throughput": analytics.throughput, "utilization": analytics.utilization}
+PLOT_TYPES = {"png": "image/png", "svg": "image/svg+xml"}
+WORKFLOWS_SHOWN = 50
+FAILURES_SHOWN = 20
+LAUNCHERS_SHOWN = 20
+LAUNCHES_SHOWN = 20
+SECTIONS = ("states", "workflows", "failures", "launchers", "launches")
+
+
+class Filters:
+    """The workflow and time window asked for (``?wf=NAME&since=1h``), checked."""
+
+    def __init__(self, query):
+        self.workflow = query.get("wf") or None
+        self.since_text = (query.get("since") or DEFAULT_WINDOW).strip()
+        self.message = None
+        self.valid = True
+        try:
+            self.since = analytics.parse_since(self.since_text)
+        except BalsamError as exc:
+            self.since, self.valid = None, False
+            self.message = f"{' '.join(str(exc).split())}: showing nothing"
+        if self.valid and self.workflow is not None and not analytics.workflow_exists(self.workflow):
+            self.valid = False
+            self.message = f"no workflow named {self.workflow!r}: showing nothing"
+
+    def query(self, **extra):
+        params = {"since": self.since_text}
+        if self.workflow is not None:
+            params["wf"] = self.workflow
+        return urlencode({**params, **extra})
+
+
+def _stamp(value):
+    return value.isoformat() if isinstance(value, datetime.datetime) else value
+
+
+def _plain(item, url=None):
+    values = {name: _stamp(value) for name, value in vars(item).items()}
+    if url:
+        values["url"] = url
+    return values
+
+
+def dashboard_data(filters):
+    """Everything the page shows, as JSON-able values."""
+    empty = not filters.valid
+    counts = {} if empty else analytics.state_counts(filters.workflow)
+    ordered = {s: counts[s] for s in states.ALL_STATES if counts.get(s)}
+    progress = [] if empty else analytics.workflow_progress(filters.workflow)[:WORKFLOWS_SHOWN]
+    failures = [] if empty else analytics.failures(filters.workflow, filters.since, limit=FAILURES_SHOWN)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    plot_query = filters.query(t=f"{now.timestamp():.0f}")
+    return {
+        "generated_at": now.isoformat(),
+        "workflow": filters.workflow,
+        "since": filters.since_text,
+        "message": filters.message,
+        "total": sum(counts.values()),
+        "states": ordered,
+        "workflows": [{**_plain(p), "percent_finished": round(p.percent_finished, 1)} for p in progress],
+        "failures": [_plain(f, reverse("admin:balsam_balsamjob_change", args=[f.job_id])) for f in failures],
+        "launchers": [_plain(x) for x in analytics.launchers(limit=LAUNCHERS_SHOWN)],
+        "launches": [_plain(x) for x in analytics.launches(limit=LAUNCHES_SHOWN)],
+        "plots": {name: f"{reverse('balsam_web:plot', args=[name, 'png'])}?{plot_query}" for name in PLOTS},
+    }
+
+
+def _sections(data, request):
+    return {name: render_to_string(f"balsam_web/{name}.html", {"data": data}, request) for name in SECTIONS}
+
+
+@require_safe
+@login_required
+@never_cache
+def dashboard(request):
+    filters = Filters(request.GET)
+    data = dashboard_data(filters)
+    context = {
+        **_page_context(request),
+        "data": data,
+        "sections": _sections(data, request),
+        "workflows": analytics.workflows(),
+        "windows": WINDOWS,
+        "filters": filters,
+        "refresh_ms": REFRESH_SEC * 1000,
+    }
+    return render(request, "balsam_web/dashboard.html", context)
+
+
+@require_safe
+@login_required
+@never_cache
+def dashboard_json(request):
+    data = dashboard_data(Filters(request.GET))
+    data["html"] = _sections(data, request)
+    return JsonResponse(data)
+
+
+@require_safe
+@login_required
+@never_cache
+def plot(request, name, fmt):
+    if name not in PLOTS or fmt not in PLOT_TYPES:
+        return HttpResponseBadRequest(f"unknown plot {name}.{fmt}; plots: "
+                                      + ", ".join(f"{n}.png, {n}.svg" for n in PLOTS), content_type="text/plain")
+    filters = Filters(request.GET)
+    if not filters.valid and filters.workflow is None:  # a bad time window
+        return HttpResponseBadRequest(filters.message, content_type="text/plain")
+    series = PLOTS[name](filters.workflow, filters.since)
+    return HttpResponse(plots.render(series, fmt), content_type=PLOT_TYPES[fmt])
+
+
+@require_safe
+@login_required
+def password_change(request):
+    """Passwords are changed with the CLI, which writes under the write lock."""
+    return render(request, "balsam_web/password_change.html", _page_context(request))
+
+
+def _page_context(request):
+    """What the admin's base template needs (header, user links), without its app sidebar."""
+    from django.conf import settings
+    from django.contrib import admin
+
+    return {**admin.site.each_context(request), "is_nav_sidebar_enabled": False,
+            "db_path": settings.BALSAM_DB_PATH}
