@@ -15,16 +15,19 @@ setup(
     packages=find_packages(include=["balsam", "balsam.*"]),
     py_modules=["user_settings"],
     include_package_data=True,
-    package_data={"balsam": ["service/templates/*.sh"]},
+    package_data={"balsam": ["service/templates/*.sh", "web/templates/*.html", "web/templates/balsam_web/*.html",
+                             "web/static/balsam_web/*"]},
     install_requires=[
         "Django>=5.2,<5.3",
         "pyzmq>=25",
         "click>=8.2,<9",
         "psutil>=5.9",
         "filelock>=3.12",
+        "waitress>=3.0",
+        "whitenoise>=6.6",
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-timeout>=2.2"],
+        "test": ["pytest>=8", "pytest-timeout>=2.2", "playwright>=1.40"],
     },
     entry_points={"console_scripts": ["balsam=balsam.cli.main:main"]},
     classifiers=[
