@@ -130,6 +130,9 @@ class WebServer:
         except OSError as exc:
             self._close_sockets()
             raise ConfigError(_bind_error(host, port, exc)) from None
+        except ValueError:  # waitress: the name did not resolve
+            self._close_sockets()
+            raise ConfigError(f"cannot listen on {host!r}: unknown host name") from None
         listening = getattr(self._server, "effective_listen", None)
         self.port = int(listening[0][1] if listening else self._server.effective_port)
         self.stopped_by = None
@@ -142,7 +145,7 @@ class WebServer:
     def banner(self):
         """What ``balsam web`` prints when it starts: where to browse, and how
         to get there from a laptop."""
-        lines = [f"balsam web: serving {self.db_path} at {self.url}  (Ctrl-C to stop)"]
+        lines = [f"balsam web: serving {self.db_path} at {self.url}"]
         if is_loopback(self.host):
             remote = f"{getpass.getuser()}@{socket.gethostname()}"
             lines.append(f"From your own computer: ssh -N -L {self.port}:127.0.0.1:{self.port} {remote}"
@@ -154,6 +157,7 @@ class WebServer:
 
         if not user_names():
             lines.append("No login yet: add one with: balsam web adduser NAME")
+        lines.append("Stop with Ctrl-C (or SIGTERM).")
         return "\n".join(lines)
 
     def run(self):
