@@ -51,7 +51,22 @@ def integrity(seconds):
 
 def write_path_description():
     """Where this process's writes go, in words (for ``balsam which``)."""
+    db_path = _attached_path()
+    if not config.can_write(db_path):
+        return f"read only (the DB belongs to {config.owner_name(db_path)}; you may read it)"
     return write_client.get().describe()
+
+
+def require_writable(what="change this DB"):
+    """``AccessDenied`` naming the owner when this user may only read the DB
+    (checked before a command prints what it is about to write)."""
+    config.require_write_access(_attached_path(), what)
+
+
+def _attached_path():
+    from django.conf import settings
+
+    return Path(settings.BALSAM_DB_PATH)
 
 
 # ---------------------------------------------------------------------------

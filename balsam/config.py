@@ -4,12 +4,14 @@ Nothing here imports Django, so the CLI can answer ``--help`` and ``init``
 without configuring a database.
 """
 
+import getpass
 import importlib
 import os
+import pwd
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from balsam.exceptions import ConfigError, DBNotFound
+from balsam.exceptions import AccessDenied, ConfigError, DBNotFound
 
 SERVER_INFO_NAME = "dbwriter_address"
 MAX_DBSERVER_DEADLINE_SEC = 3000  # below the dbserver's applied-id retention (protocol.APPLIED_ID_RETENTION_SEC)
@@ -157,3 +159,29 @@ def require_db(selection):
 def absolute_path(path):
     """``path`` with ~ and $VARS expanded, made absolute."""
     return Path(os.path.expandvars(os.path.expanduser(str(path)))).resolve()
+
+
+def can_write(db_path):
+    """Whether this user may change the DB: its file, and its directory (where
+    SQLite keeps the -wal and -shm files and Balsam its address file)."""
+    db_path = Path(db_path)
+    return os.access(db_path, os.W_OK) and (
+        os.access(db_path / SQLITE_NAME, os.W_OK) or not (db_path / SQLITE_NAME).exists()
+    )
+
+
+def owner_name(path):
+    uid = os.stat(path).st_uid
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
+
+
+def require_write_access(db_path, what):
+    """``AccessDenied`` naming the DB's owner unless this user may change it."""
+    if not can_write(db_path):
+        raise AccessDenied(
+            f"cannot {what}: {db_path} belongs to {owner_name(db_path)}, and you ({getpass.getuser()}) "
+            "may only read it; ask its owner"
+        )

@@ -4,7 +4,7 @@ import os
 import secrets
 from pathlib import Path
 
-from balsam.config import absolute_path, is_balsam_db
+from balsam.config import absolute_path, is_balsam_db, require_write_access
 from balsam.wire.credentials import ensure_credentials
 from balsam.wire.serverinfo import ServerInfo, served_elsewhere
 from balsam.django_config.settings import SECRET_KEY_NAME
@@ -41,6 +41,8 @@ def init_db(path, db_type="sqlite3"):
         raise InitError(f"unsupported --db-type {db_type!r}; supported: {', '.join(DB_TYPES)}")
     check_init_target(path)
     created = not is_balsam_db(path)
+    if not created:
+        require_write_access(path, "refresh its schema")
     try:
         path.mkdir(parents=True, exist_ok=True)
         for sub in ("data", "log"):

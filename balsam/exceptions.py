@@ -65,6 +65,10 @@ class DBDamaged(BalsamError):
         return any(sign in str(exc) for sign in cls.SIGNS)
 
 
+class AccessDenied(BalsamError):
+    """This user may read the DB but not change it (another user owns it)."""
+
+
 class Interrupted(BalsamError):
     """The user pressed Ctrl-C; the message says what was done before."""
 
@@ -85,5 +89,6 @@ ERRORS_BY_NAME = {
         InvalidStateTransition,
         DependencyError,
         DBServerUnavailable,
+        AccessDenied,
     )
 }

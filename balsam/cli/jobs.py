@@ -72,6 +72,7 @@ def _add_job(opts, parents=()):
     fields = _job_fields(opts)
     fields["application"] = api.get_app(fields["application"]).name
     job = api.new_job(parents=list(parents), **fields)
+    api.require_writable("add a job")
     click.echo(job_block(job))
     if not confirm("Confirm adding job to DB", opts["yes"]):
         click.echo("Add job aborted")

@@ -22,7 +22,7 @@ class AutoClient(WriteClient):
         self.db_path = Path(db_path)
         self._info_file = os.path.join(db_path, SERVER_INFO_NAME)  # stat()ed on every write: keep it a str
         self.forced_mode = forced_mode
-        self._direct = DirectClient()
+        self._direct = DirectClient(db_path)
         self._server = None
         self._stamp = None
         self._current = self._direct

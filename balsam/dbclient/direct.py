@@ -4,6 +4,7 @@ Correct with any number of processes (SQLite's lock serialises them, the busy
 timeout makes them queue); the dbserver is faster under heavy concurrency.
 """
 
+from balsam.config import require_write_access
 from balsam.core.operations import OPERATIONS
 from balsam.core.sql import write_transaction
 from balsam.dbclient.base import WriteClient
@@ -13,6 +14,17 @@ from balsam.exceptions import ValidationError
 class DirectClient(WriteClient):
     mode = "direct"
 
+    def __init__(self, db_path=None):
+        self.db_path = db_path
+        self._may_write = False
+
+    def _check_access(self):
+        # Once per process (the first write): a reader of another user's DB
+        # gets a line naming the owner, not SQLite's "readonly database".
+        if not self._may_write and self.db_path is not None:
+            require_write_access(self.db_path, "change this DB")
+        self._may_write = True
+
     def describe(self):
         return "direct (this process writes the DB file; no dbserver running)"
 
@@ -21,5 +33,6 @@ class DirectClient(WriteClient):
             operation = OPERATIONS[op]
         except KeyError:
             raise ValidationError(f"unknown write operation {op!r}") from None
+        self._check_access()
         with write_transaction():
             return operation(**payload)

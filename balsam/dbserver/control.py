@@ -10,6 +10,8 @@ from pathlib import Path
 
 from filelock import Timeout
 
+from balsam.config import require_write_access
+
 from balsam.wire.credentials import ensure_credentials
 from balsam.wire.serverinfo import (ServerInfo, elsewhere_message, is_local_host, is_running, served_elsewhere,
                                     server_alive)
@@ -38,6 +40,7 @@ def watchdog_running(db_path):
 def start(db_path, host=None, group_commit=True):
     """Start the watchdog (detached) and wait until its server is posted; returns the info."""
     db_path = Path(db_path)
+    require_write_access(db_path, "start its dbserver")
     host = host or default_host()
     ensure_credentials(db_path)
     info = ServerInfo(db_path)
@@ -105,6 +108,7 @@ def _require_local(db_path, info, action):
 
 def stop(db_path):
     """Stop this DB's watchdog and server; returns a one-line report."""
+    require_write_access(db_path, "stop its dbserver")
     info = ServerInfo(db_path)
     current = info.read()
     _refuse_other_dbs_server(db_path, current, "nothing was stopped")
@@ -132,6 +136,7 @@ def reset(db_path):
     """Clear a stale address left by a crash; refuses while a server still runs."""
     from balsam.exceptions import DBNotFound
 
+    require_write_access(db_path, "reset its dbserver address")
     info = ServerInfo(db_path)
     try:
         current = info.read()

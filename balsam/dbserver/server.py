@@ -22,6 +22,7 @@ from pathlib import Path
 import zmq
 
 from balsam.dbserver import parse_process_args
+from balsam.dbserver.peers import PeerCap, cap_for
 from balsam.wire import protocol
 from balsam.wire.credentials import server_keys
 from balsam.wire.serverinfo import ServerInfo, db_file_inode
@@ -74,6 +75,7 @@ class WriteServer:
         self._last_prune = 0.0
         self._parent = os.getppid()
         self._last_batch = 0
+        self.peers = None
 
     # -- socket -----------------------------------------------------------------
     def bind(self):
@@ -101,6 +103,7 @@ class WriteServer:
         port = self.socket.getsockopt_string(zmq.LAST_ENDPOINT).rsplit(":", 1)[1]
         self.address = f"tcp://{self.host}:{port}"
         self.local_address = self._bind_local()
+        self.peers = PeerCap(self.socket, cap_for(resource.getrlimit(resource.RLIMIT_NOFILE)[0]))
         return self.address
 
     def _bind_local(self):
@@ -136,6 +139,8 @@ class WriteServer:
         logger.info("serving %s at %s (group commit %s)", self.db_path, self.address, self.group_commit)
 
     def close(self):
+        if self.peers is not None:
+            self.peers.close()
         self.socket.close(linger=1000)
         self.auth.stop()
         self.context.term()
@@ -144,8 +149,12 @@ class WriteServer:
     def serve(self):
         poller = zmq.Poller()
         poller.register(self.socket, zmq.POLLIN)
+        poller.register(self.peers.monitor, zmq.POLLIN)
         while not self.stopping:
-            if poller.poll(POLL_MS):
+            ready = dict(poller.poll(POLL_MS))
+            if self.peers.monitor in ready:
+                self.peers.handle_events()
+            if self.socket in ready:
                 batch = self._drain()
                 if self.group_commit and self._last_batch > 1:
                     self._gather(batch)

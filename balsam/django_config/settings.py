@@ -7,8 +7,9 @@ for ``balsam web`` (the admin, the dashboard, accounts, sessions, static files).
 import hashlib
 import secrets
 from pathlib import Path
+from urllib.parse import quote
 
-from balsam.config import SQLITE_NAME, load_settings
+from balsam.config import SQLITE_NAME, can_write, load_settings
 
 SECRET_KEY_NAME = "secret_key"
 
@@ -26,11 +27,32 @@ ADMIN_APPS = [
 MIN_PASSWORD_LENGTH = 8
 
 
+def _read_only_name(db_file):
+    """The file as a read-only URI. A reader that cannot create the -shm file
+    (another user's directory) reads it as shared by the owner's processes when
+    it exists; when it does not, no connection is open and every commit is in
+    the main file, which the reader then opens as immutable (only a checkpoint
+    rewrites that file, so a brief read is consistent)."""
+    uri = f"file:{quote(str(db_file))}?mode=ro"
+    if not Path(f"{db_file}-shm").exists():
+        uri += "&immutable=1"
+    return uri
+
+
 def sqlite_database(db_path):
     user = load_settings()
+    db_file = Path(db_path) / SQLITE_NAME
+    if not can_write(db_path) and db_file.exists():
+        # Read-only access (a collaborator's view of the owner's DB): no
+        # journal-mode pragma, which would need to write.
+        return {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": _read_only_name(db_file),
+            "OPTIONS": {"timeout": user.sqlite_busy_timeout_sec, "init_command": "PRAGMA cache_size=-65536;"},
+        }
     return {
         "ENGINE": "django.db.backends.sqlite3",
-        "NAME": str(Path(db_path) / SQLITE_NAME),
+        "NAME": str(db_file),
         "OPTIONS": {
             "timeout": user.sqlite_busy_timeout_sec,
             # Only the write path begins transactions IMMEDIATE (see

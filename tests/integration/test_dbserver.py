@@ -581,6 +581,48 @@ def test_watchdog_survives_a_full_disk_and_restarts_the_server_when_space_return
                     pass
 
 
+def test_one_peer_flooding_a_server_at_its_hard_fd_limit_is_capped_and_writes_still_go_through(db, balsam_cmd):
+    import resource
+
+    from balsam.dbserver.peers import cap_for
+
+    limit = 512  # soft = hard: the server cannot raise it, as for a user whose hard limit is low
+
+    def low_limits():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
+    env = {**os.environ, "BALSAM_DB_PATH": str(db)}
+    started = subprocess.run([BALSAM, "dbserver", "--host", "127.0.0.1"], env=env, preexec_fn=low_limits,
+                             capture_output=True, text=True, timeout=60)
+    assert started.returncode == 0, started.stderr
+    info = ServerInfo(db).read()
+    server = psutil.Process(info["server_pid"])
+    idle_fds = server.num_fds()
+    host, port = info["address"].split("//")[1].rsplit(":", 1)
+    flood = []
+    try:
+        for _ in range(1100):  # more than the limit: without the cap this peer alone would hold every descriptor
+            flood.append(socket.create_connection((host, int(port)), timeout=5))
+        seen = []
+
+        def settled():  # hung-up connections close once libzmq notices; the peer keeps at most the cap
+            seen.append(server.num_fds())
+            return seen[-1] <= idle_fds + cap_for(limit) + 8
+
+        wait_until(lambda: "hung up 100 connection(s) from 127.0.0.1" in (db / "log" / "dbserver.log").read_text(),
+                   timeout=60, what="the server hanging up the flood beyond the cap")
+        wait_until(settled, timeout=60, what=f"the server's descriptors back to at most the cap (now {seen[-1:]})")
+        assert max(seen) < limit - 32  # never near running out
+        added = balsam_cmd("make_dummies", 3)  # through the server's local socket, during the flood
+        assert added.returncode == 0, added.stderr
+        assert db_rows(db, "SELECT COUNT(*) FROM balsam_job") == [(3,)]
+        assert ServerInfo(db).read()["server_pid"] == server.pid and server.is_running()
+    finally:
+        for sock in flood:
+            sock.close()
+        balsam_cmd("dbserver", "--stop")
+
+
 def test_a_flood_of_connections_beyond_the_usual_fd_limit_leaves_the_server_answering(db, balsam_cmd):
     import resource
 
