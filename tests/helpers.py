@@ -1,6 +1,13 @@
 """Small helpers shared by test modules."""
 
+import os
+import re
+import selectors
+import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 
 def wait_until(predicate, timeout, what):
@@ -23,3 +30,47 @@ def db_rows(db, query):
         return con.execute(query).fetchall()
     finally:
         con.close()
+
+
+def balsam_script():
+    """The console script installed next to this Python."""
+    return str(Path(sys.executable).with_name("balsam"))
+
+
+def read_line(stream, timeout, what):
+    """One line from ``stream`` (an unbuffered pipe: nothing is read ahead of
+    the select), or fail after ``timeout`` seconds."""
+    with selectors.DefaultSelector() as sel:
+        sel.register(stream, selectors.EVENT_READ)
+        if not sel.select(timeout):
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    return stream.readline().decode()
+
+
+class WebProcess:
+    """`balsam web --port 0 ...` in a subprocess; ``port`` and ``banner`` once it serves."""
+
+    def __init__(self, db, *args, env=None):
+        self.process = subprocess.Popen(
+            [balsam_script(), "web", "--port", "0", *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            bufsize=0, env={**os.environ, "BALSAM_DB_PATH": str(db), **(env or {})})
+        first = read_line(self.process.stdout, 60, "balsam web to start")
+        if not first:
+            raise AssertionError(f"balsam web exited: {self.process.stderr.read().decode()}")
+        self.port = int(re.search(r":(\d+)/$", first.strip()).group(1))
+        self.banner = first
+        while not self.banner.endswith("Stop with Ctrl-C (or SIGTERM).\n"):
+            self.banner += read_line(self.process.stdout, 10, "the rest of the banner")
+
+    def url(self, path=""):
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            out, err = self.process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            out, err = self.process.communicate()
+        return self.process.returncode, self.banner + out.decode(), err.decode()

@@ -29,6 +29,8 @@ def attach(cli_path):
     secret key exists and is owner-only, and start Django with the admin apps."""
     selection = config.select_db(cli_path)
     if config.is_balsam_db(selection.path):
+        # The pages change the DB (logins, jobs) and sign cookies with its key.
+        config.require_write_access(selection.path, "serve this DB's web pages or change its logins")
         dbdir.ensure_secret_key(selection.path)  # before Django reads it
     selection = api.attach(cli_path, admin=True)
     logs.configure(selection.path, "web")

@@ -1,6 +1,7 @@
 """The site: the dashboard at ``/``, its data and plots, and the Django admin under ``/admin/``."""
 
 from django.contrib import admin
+from django.http import HttpResponse
 from django.urls import include, path
 
 from balsam.web import views
@@ -16,4 +17,6 @@ urlpatterns = [
     # Before the admin's own: passwords change with `balsam web passwd` (see accounts.py).
     path("admin/password_change/", views.password_change, name="password_change_info"),
     path("admin/", admin.site.urls),
+    # Browsers ask for it on every first visit; a 404 would be logged each time.
+    path("favicon.ico", lambda request: HttpResponse(status=204)),
 ]

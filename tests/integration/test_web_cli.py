@@ -2,64 +2,19 @@
 real console script in subprocesses, a real server on a free port, real
 signals; bad input gets one line and changes nothing."""
 
-import http.cookiejar
-import os
-import re
-import selectors
 import signal
 import socket
 import stat
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 
 import pytest
 
-from tests.conftest import BALSAM
-from tests.helpers import db_rows
+from tests.helpers import WebProcess, db_rows
 
 PASSWORD = "correct-horse-42"
-
-
-def read_line(stream, timeout, what):
-    """One line from ``stream`` (an unbuffered pipe: nothing is read ahead of
-    the select), or fail after ``timeout`` seconds."""
-    with selectors.DefaultSelector() as sel:
-        sel.register(stream, selectors.EVENT_READ)
-        if not sel.select(timeout):
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-    return stream.readline().decode()
-
-
-class WebProcess:
-    """`balsam web --port 0 ...` in a subprocess; ``port`` and ``banner`` once it serves."""
-
-    def __init__(self, db, *args, env=None):
-        self.process = subprocess.Popen(
-            [BALSAM, "web", "--port", "0", *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            bufsize=0, env={**os.environ, "BALSAM_DB_PATH": str(db), **(env or {})})
-        first = read_line(self.process.stdout, 60, "balsam web to start")
-        if not first:
-            raise AssertionError(f"balsam web exited: {self.process.stderr.read().decode()}")
-        self.port = int(re.search(r":(\d+)/$", first.strip()).group(1))
-        self.banner = first
-        while not self.banner.endswith("Stop with Ctrl-C (or SIGTERM).\n"):
-            self.banner += read_line(self.process.stdout, 10, "the rest of the banner")
-
-    def url(self, path=""):
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def stop(self, sig=signal.SIGTERM):
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-        try:
-            out, err = self.process.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            out, err = self.process.communicate()
-        return self.process.returncode, self.banner + out.decode(), err.decode()
 
 
 @pytest.fixture
