@@ -59,6 +59,17 @@ def check_schema(db_path):
         raise ConfigError(f"the DB at {db_path} needs its tables updated for this Balsam; run: balsam init {db_path}")
 
 
+def warm_up():
+    """What the first page view would otherwise pay for: the URL configuration
+    (the admin, the views) and the plotting library with its fonts."""
+    from django.urls import resolve
+
+    resolve("/")
+    from balsam import analytics, plots
+
+    plots.render(analytics.throughput(), "png")
+
+
 def is_loopback(host):
     if host.lower() == "localhost":
         return True
@@ -138,6 +149,7 @@ class WebServer:
         listening = getattr(self._server, "effective_listen", None)
         self.port = int(listening[0][1] if listening else self._server.effective_port)
         self.stopped_by = None
+        warm_up()
 
     @property
     def url(self):
