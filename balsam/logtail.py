@@ -85,10 +85,15 @@ class Follower:
         self.gone_since = None  # when the name was first seen missing
         self.gone_said = False
 
+    def open(self):
+        """Open the file (``OSError`` if it cannot be read); ``show`` opens it if not yet open."""
+        if self.file is None:
+            self.file = open(self.path, "rb", buffering=0)
+
     def show(self, lines):
         """Print the last ``lines`` lines (``None``: the whole file); the file is
-        then read from where this stopped. Raises ``OSError`` if it cannot be read."""
-        self.file = open(self.path, "rb", buffering=0)
+        then read from where this stopped."""
+        self.open()
         offset = start_of_last_lines(self.file, lines)
         copy(self.file, offset, self._write)
 

@@ -25,7 +25,7 @@ class LineCount(click.ParamType):
         text = str(value).strip().lower()
         if text == "all":
             return None
-        if not text.isdigit():
+        if not (text.isascii() and text.isdigit()):
             self.fail(f"must be a whole number of lines (0 or more) or 'all', not {_shorten(value)!r}", param, ctx)
         return int(text)
 
@@ -39,7 +39,7 @@ def _shorten(text, width=40):
 @click.option("-f", "--follow", is_flag=True,
               help="Keep printing what is written (through rotations); by default, move to a launcher started "
                    "later. Stop with Ctrl-C.")
-@click.option("-n", "--lines", type=LineCount(), default="50", show_default=True,
+@click.option("-n", "--lines", type=LineCount(), default="50", show_default=True, metavar="N|all",
               help="Print the last N lines first (0: none; all: the whole current file).")
 @click.option("--launcher", "launcher_id", metavar="ID",
               help="The log of this launcher: its host, pid or host-pid (a part of one is enough if it names one log).")
@@ -62,9 +62,10 @@ def log(ctx, follow, lines, launcher_id, service, dbserver, watchdog, cli_log):
     path = logs.find_log(db_path, kind=kind, launcher=launcher_id.strip() if launcher_id else None)
     # Only the default follows a newer launcher: a log asked for by name is followed as asked.
     newer = logs.newer_launcher_watch(db_path) if follow and not given else None
-    click.echo(f"==> {path} <==", err=True)
     follower = logtail.Follower(path, _write, _notice, newer=newer)
     try:
+        follower.open()
+        click.echo(f"==> {path} <==", err=True)
         follower.show(lines)
         if follow:
             try:
