@@ -66,12 +66,14 @@ def log(ctx, follow, lines, launcher_id, service, dbserver, watchdog, cli_log):
     try:
         follower.open()
         click.echo(f"==> {path} <==", err=True)
-        follower.show(lines)
-        if follow:
-            try:
+        try:
+            follower.show(lines)
+            if follow:
                 follower.follow()
-            except KeyboardInterrupt:
-                return  # Ctrl-C is how following ends: not an error (like the launcher and the service)
+        except KeyboardInterrupt:
+            if not follow:
+                raise  # a plain print interrupted: exit 130 like any command
+            # Ctrl-C is how following ends, not an error (as for the launcher and the service): exit 0
     except BrokenPipeError:
         _quiet_stdout()  # the reader went away (| head): nothing more to say
     except OSError as exc:
