@@ -215,16 +215,19 @@ def resolve_command(command):
     except ValueError as exc:
         raise ValidationError(f"cannot parse command {command!r}: {exc}") from None
     program = os.path.expanduser(tokens[0])
+    # Paths are made absolute (jobs run in their own directories, where a
+    # relative path would break) but symlinks are kept: a virtualenv's
+    # bin/python is a symlink whose target runs without the venv's packages.
     if program.endswith(".py"):
-        path = Path(program).resolve()
-        if not path.is_file():
+        if not Path(program).is_file():
             raise ValidationError(f"script {program!r} does not exist")
-        return shlex.join([sys.executable, str(path)] + tokens[1:])
+        return shlex.join([sys.executable, os.path.abspath(program)] + tokens[1:])
     if os.sep in program:
         if not Path(program).is_file():
             raise ValidationError(f"executable {program!r} does not exist")
-        # Jobs run in their own directories: a relative path would break there.
-        return shlex.join([str(Path(program).resolve())] + tokens[1:])
+        if program == tokens[0] and os.path.isabs(program):
+            return command  # as the user typed it
+        return shlex.join([os.path.abspath(program)] + tokens[1:])
     elif shutil.which(program) is None:
         raise ValidationError(f"executable {program!r} is not on PATH; give its full path")
     return command
