@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import BALSAM
 from tests.helpers import db_rows
 from tests.integration.test_launcher import run_launcher, state
@@ -35,3 +37,70 @@ def test_a_relative_path_to_a_symlinked_program_becomes_absolute_but_stays_the_l
     (tmp_path / "link-prog").symlink_to(target)
     monkeypatch.chdir(tmp_path)
     assert api.resolve_command("./link-prog -x") == f"{tmp_path / 'link-prog'} -x"
+
+
+EDGE_WORKER = '''
+import sys
+from django.db import transaction
+from balsam.launcher import dag
+from balsam.core.models import BalsamJob
+
+kind, name, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
+errors = []
+for i in range(rounds):
+    try:
+        if kind == "edges":  # 0.2's rescue-job scenario: drop an edge and put it back
+            child, parent = BalsamJob.objects.get(name=name), BalsamJob.objects.get(name="parent")
+            child.parents.remove(parent)
+            child.parents.add(parent)
+            child.parents.clear()
+            child.parents.set([parent])
+        else:  # saves and a queryset update inside the user's own transaction
+            with transaction.atomic():
+                job = dag.add_job(name=f"{name}-{i}", workflow="inserts", application="hello")
+                BalsamJob.objects.filter(pk=job.pk).update(description="updated in a transaction")
+    except Exception as exc:
+        errors.append(repr(exc))
+print(len(errors), errors[:3])
+'''
+
+
+def test_orm_writes_in_transactions_never_fail_as_locked_while_others_write(db, make_app, tmp_path):
+    from balsam.core.models import BalsamJob
+
+    make_app("hello")
+    parent = api.add_job(name="parent", workflow="edges", application="hello")
+    children = [api.add_job(name=f"child{i}", workflow="edges", application="hello", parents=[parent])
+                for i in range(16)]
+    worker = tmp_path / "worker.py"
+    worker.write_text(EDGE_WORKER)
+    env = {**os.environ, "BALSAM_DB_PATH": str(db)}
+    processes = [subprocess.Popen([sys.executable, str(worker), kind, f"{kind}{i}" if kind == "inserts" else f"child{i}",
+                                   "15"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                 for i in range(16) for kind in ("edges", "inserts")]
+    reports = [p.communicate(timeout=300) for p in processes]
+    assert all(p.returncode == 0 for p in processes), [err[-500:] for _, err in reports]
+    assert [out.split(" ", 1)[0] for out, _ in reports] == ["0"] * 32, [out for out, _ in reports if out[0] != "0"]
+    edges = db_rows(db, "SELECT child_id, parent_id FROM balsam_job_dependency ORDER BY child_id")
+    assert sorted(edges) == sorted((child.pk.hex, parent.pk.hex) for child in children)
+    assert BalsamJob.objects.filter(workflow="inserts", description="updated in a transaction").count() == 16 * 15
+
+
+def test_an_edge_added_in_a_transaction_still_follows_the_state_machine(db, make_app):
+    from django.db import transaction
+
+    from balsam.core.models import BalsamJob
+    from balsam.exceptions import DependencyError
+
+    make_app("hello")
+    a = api.add_job(name="a", workflow="w", application="hello")
+    b = api.add_job(name="b", workflow="w", application="hello", parents=[a])
+    running = api.add_job(name="r", workflow="w", application="hello")
+    BalsamJob.objects.filter(pk=running.pk).update(state="READY")
+    with transaction.atomic():
+        with pytest.raises(DependencyError, match="cycle"):
+            a.parents.add(b)
+    with pytest.raises(DependencyError, match="READY"):
+        with transaction.atomic():
+            running.parents.add(a)
+    assert db_rows(db, "SELECT COUNT(*) FROM balsam_job_dependency") == [(1,)]
