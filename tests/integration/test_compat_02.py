@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import BALSAM
 from tests.helpers import db_rows
-from tests.integration.test_launcher import run_launcher, state
+from tests.integration.test_launcher import mpi_available, run_launcher, state  # noqa: F401 (a fixture)
 
 from balsam import api
 
@@ -104,3 +104,30 @@ def test_an_edge_added_in_a_transaction_still_follows_the_state_machine(db, make
         with transaction.atomic():
             running.parents.add(a)
     assert db_rows(db, "SELECT COUNT(*) FROM balsam_job_dependency") == [(1,)]
+
+
+def test_a_serial_launcher_hands_back_a_job_its_preprocess_made_multi_rank(db, tmp_path, mpi_available):
+    from tests.integration.test_launcher import APPS
+
+    from balsam.core.models import BalsamJob
+
+    mpi_available()
+    binary = tmp_path / "hello_mpi"
+    subprocess.run(["mpicc", "-o", str(binary), str(APPS / "hello_mpi.c")], check=True)
+    api.add_app("hello_mpi", str(binary), preprocess=f"{sys.executable} {APPS / 'pre_two_ranks.py'}", check_paths=False)
+    job = api.add_job(name="grows", workflow="w", application="hello_mpi")
+    serial = run_launcher(db, "--consume-all")  # serial mode: it claims the 1-rank job and runs its preprocess
+    stored = BalsamJob.objects.get(pk=job.pk)
+    assert (stored.state, stored.ranks_per_node, stored.lease_owner) == ("PREPROCESSED", 2, "")
+    last = stored.events.order_by("-id").first()
+    assert (last.from_state, last.to_state) == ("PREPROCESSED", "PREPROCESSED")
+    assert "a serial launcher runs only jobs with num_nodes = 1 and ranks_per_node = 1" in last.message
+    assert "--job-mode mpi" in last.message
+    assert not (Path(stored.working_directory) / "grows.out").exists()  # it was never run as one rank
+    history = subprocess.run([BALSAM, "ls", "--history", "--name", "grows"], capture_output=True, text=True,
+                             env={**os.environ, "BALSAM_DB_PATH": str(db)})
+    assert "handed back by launcher" in history.stdout, history.stdout + serial.stdout
+    run_launcher(db, "--consume-all", "--job-mode", "mpi")
+    assert state(job) == "JOB_FINISHED"
+    output = (Path(stored.working_directory) / "grows.out").read_text()
+    assert "rank 0 of 2" in output and "rank 1 of 2" in output

@@ -60,6 +60,20 @@ def record(moves, to_state, message, now):
     )
 
 
+def note_jobs(ids, message):
+    """A line in each job's history that changes nothing: an event from its
+    state to the same state (e.g. why a launcher handed the job back)."""
+    if not isinstance(message, str) or not message:
+        raise ValidationError("a note must be non-empty text")
+    current = job_states([job_id(i) for i in ids])
+    stamp = JobEvent._meta.get_field("timestamp").get_db_prep_save(timezone.now(), connection)
+    sql.raw_executemany(
+        f"INSERT INTO {sql.table(JobEvent)} (job_id, timestamp, from_state, to_state, message) "
+        f"VALUES (%s, %s, %s, %s, %s)",
+        [(pk, stamp, state, state, message) for pk, (state, _) in zip(sql.pk_params(current), current.values())],
+    )
+
+
 def transition_jobs(ids, state, message="", strict=True):
     """The one choke point for state changes.
 
