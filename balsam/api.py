@@ -292,9 +292,10 @@ def _job_fields(fields):
     return fields, [get_job(p, by_name=False).pk for p in parents or ()]
 
 
-def new_job(**fields):
+def new_job(creation_note=None, **fields):
     """An unsaved BalsamJob, its fields already checked (the write checks them
-    again): a bad value is reported before the job is shown or confirmed."""
+    again): a bad value is reported before the job is shown or confirmed.
+    ``creation_note`` becomes the first line of its history when it is saved."""
     from balsam.core.operations.validation import JOB_CREATE_FIELDS, clean_fields
 
     fields, parents = _job_fields(fields)
@@ -302,14 +303,15 @@ def new_job(**fields):
     job = _models().BalsamJob.build(**fields)  # create fields are plain columns: names are attnames
     if parents:
         job._pending_parents = parents
+    job._creation_note = creation_note
     return job
 
 
-def add_job(save=True, **fields):
+def add_job(save=True, creation_note=None, **fields):
     if not save:
-        return new_job(**fields)
+        return new_job(creation_note, **fields)
     fields, parents = _job_fields(fields)
-    return _models().BalsamJob.insert(fields, parents)
+    return _models().BalsamJob.insert(fields, parents, creation_note)
 
 
 def add_jobs(rows, progress=None):
@@ -347,7 +349,7 @@ def spawn_child(parent, clone=False, **fields):
     base.update(fields)
     parent_ids = _queries().parent_ids(parent.pk) + [parent.pk]
     base["parents"] = [str(p) for p in dict.fromkeys(parent_ids)]
-    return add_job(**base)
+    return add_job(creation_note=f"spawned by {parent.cute_id}", **base)
 
 
 def kill(job, recursive=True):

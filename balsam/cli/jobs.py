@@ -68,10 +68,10 @@ def _job_fields(opts):
     }
 
 
-def _add_job(opts, parents=()):
+def _add_job(opts, parents=(), creation_note=None):
     fields = _job_fields(opts)
     fields["application"] = api.get_app(fields["application"]).name
-    job = api.new_job(parents=list(parents), **fields)
+    job = api.new_job(creation_note, parents=list(parents), **fields)
     api.require_writable("add a job")
     click.echo(job_block(job))
     if not confirm("Confirm adding job to DB", opts["yes"]):
@@ -101,7 +101,7 @@ def mkchild(ctx, **opts):
     if not parent_id:
         raise BalsamError("mkchild only works inside a job run by Balsam (BALSAM_JOB_ID is not set)")
     parent = api.get_job(parent_id, by_name=False)
-    child = _add_job(opts, parents=[parent.pk])
+    child = _add_job(opts, parents=[parent.pk], creation_note=f"spawned by {parent.cute_id}")
     click.echo(f"Created link {parent.cute_id} --> {child.cute_id}")
 
 

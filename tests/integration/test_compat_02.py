@@ -131,3 +131,49 @@ def test_a_serial_launcher_hands_back_a_job_its_preprocess_made_multi_rank(db, t
     assert state(job) == "JOB_FINISHED"
     output = (Path(stored.working_directory) / "grows.out").read_text()
     assert "rank 0 of 2" in output and "rank 1 of 2" in output
+
+
+def test_jobs_made_by_a_running_job_say_so_first_in_their_history(db, balsam_cmd):
+    from tests.integration.test_launcher import APPS
+
+    from balsam.core.models import BalsamJob
+
+    api.add_app("maker", f"{sys.executable} {APPS / 'makes_jobs.py'}", check_paths=False)
+    maker = api.add_job(name="maker", workflow="w", application="maker")
+    run_launcher(db, "--job-file", _job_file(db, maker))
+    spawned, added = BalsamJob.objects.get(name="spawned"), BalsamJob.objects.get(name="added")
+    assert spawned.history()[0][1:] == ("", "CREATED", f"spawned by {maker.cute_id}")
+    assert added.history()[0][1:] == ("", "CREATED", f"created by {maker.cute_id}")
+    assert [h[3] for h in maker.history()][0] == "created"  # made from outside any job
+    shown = balsam_cmd("ls", "--history", "--name", "spawned")
+    assert f"spawned by {maker.cute_id}" in shown.stdout.splitlines()[2], shown.stdout
+
+
+def test_a_job_spawned_with_the_api_or_mkchild_names_its_parent(db, make_app, balsam_cmd):
+    make_app("hello")
+    parent = api.add_job(name="parent", workflow="w", application="hello")
+    child = api.spawn_child(parent, name="child", application="hello")
+    assert child.history()[0][3] == f"spawned by {parent.cute_id}"
+    made = balsam_cmd("mkchild", "--name", "cli-child", "--workflow", "w", "--application", "hello", "--yes",
+                      env={"BALSAM_JOB_ID": str(parent.pk)})
+    assert made.returncode == 0, made.stderr
+    from balsam.core.models import BalsamJob
+
+    assert BalsamJob.objects.get(name="cli-child").history()[0][3] == f"spawned by {parent.cute_id}"
+
+
+def test_an_error_handler_log_begins_with_the_02_header(db):
+    from tests.integration.test_launcher import APPS, py_app
+
+    handler = f"{sys.executable} {APPS / 'handler.py'}"
+    py_app("fail", "fail.py", postprocess=handler)
+    job = api.add_job(name="handled", workflow="w", application="fail", post_error_handler=True)
+    run_launcher(db, "--consume-all")
+    lines = (Path(job.working_directory) / "postprocess.log").read_text().splitlines()
+    assert lines[:2] == [f"# postprocess: {handler}", "# Invoked to handle RUN_ERROR"]
+
+
+def _job_file(db, job):
+    path = Path(db) / "maker.ids"
+    path.write_text(f"{job.pk}\n")
+    return path
