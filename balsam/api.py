@@ -5,6 +5,7 @@ requests and hand them to the write client; they print nothing.
 """
 
 import functools
+import hashlib
 import json
 import os
 import shlex
@@ -251,6 +252,28 @@ def add_app(name, executable, description="", preprocess="", postprocess="", env
         environ_vars=environ_vars or {},
     )
     app.save()
+    return app
+
+
+QSUB_WORKFLOW = "qsub"
+
+
+def command_app(command):
+    """The application that runs ``command`` as it is, for ``balsam qsub``
+    (0.2's jobs with a command instead of an application): one per distinct
+    command line, named after its hash, made on first use."""
+    command = resolve_command(command)
+    if not command or not command.strip():
+        raise ValidationError("qsub needs the command to run")
+    name = "qsub-" + hashlib.sha256(command.encode()).hexdigest()[:12]
+    app = _queries().application(name)
+    if app is None:
+        try:
+            app = add_app(name, command, description="made by balsam qsub", check_paths=False)
+        except ValidationError:  # made meanwhile by another qsub of the same command
+            app = _queries().application(name)
+            if app is None:
+                raise
     return app
 
 

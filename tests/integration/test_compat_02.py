@@ -177,3 +177,41 @@ def _job_file(db, job):
     path = Path(db) / "maker.ids"
     path.write_text(f"{job.pk}\n")
     return path
+
+
+def test_long_options_accept_0_2_style_unique_prefixes(db, balsam_cmd):
+    app = balsam_cmd("app", "--name", "echo", "--exec", "/bin/echo", "--desc", "says things")
+    assert app.returncode == 0, app.stderr
+    assert db_rows(db, "SELECT executable, description FROM balsam_app WHERE name = 'echo'") == [("/bin/echo", "says things")]
+    job = balsam_cmd("job", "--name", "j", "--work", "w", "--app", "echo", "--wall-min", "5", "--num-n", "1",
+                     "--args", "--name", "--yes")  # an option's value is never expanded
+    assert job.returncode == 0, job.stderr
+    assert db_rows(db, "SELECT wall_time_minutes, args FROM balsam_job WHERE name = 'j'") == [(5.0, "--name")]
+    assert "Job j [" in balsam_cmd("ls", "--hist", "--name", "j").stdout
+    ran = subprocess.run([BALSAM, "launcher", "--consume", "--until-idle", "--max-ranks", "2"], capture_output=True,
+                         text=True, timeout=120, env={**os.environ, "BALSAM_DB_PATH": str(db)})
+    assert ran.returncode == 0, ran.stderr
+    assert db_rows(db, "SELECT state FROM balsam_job WHERE name = 'j'") == [("JOB_FINISHED",)]
+    ambiguous = balsam_cmd("job", "--n", "x")
+    assert ambiguous.returncode == 2
+    assert ambiguous.stderr == "Error: option --n is ambiguous: it could be --name, --node-packing-count, --num-nodes\n"
+
+
+def test_qsub_adds_a_job_that_runs_a_command_without_an_application(db, balsam_cmd):
+    added = balsam_cmd("qsub", "-n", "1", "-N", "1", "-t", "5", "--name", "hi", "--env", "WHO=world",
+                       "sh", "-c", "echo hello $WHO -n")  # options of the command are the command's
+    assert added.returncode == 0, added.stderr
+    assert "Added job [hi |" in added.stdout
+    (name, workflow, app, wall, retry), = db_rows(
+        db, "SELECT name, workflow, application, wall_time_minutes, auto_timeout_retry FROM balsam_job")
+    assert (name, workflow, wall, retry) == ("hi", "qsub", 5.0, 0)
+    assert db_rows(db, f"SELECT executable, preprocess, postprocess FROM balsam_app WHERE name = '{app}'") == [
+        ("sh -c 'echo hello $WHO -n'", "", "")]
+    again = balsam_cmd("qsub", "-t", "5", "sh", "-c", "echo hello $WHO -n")  # the same command: the same application
+    assert again.returncode == 0, again.stderr
+    assert db_rows(db, "SELECT COUNT(DISTINCT application), COUNT(*) FROM balsam_job") == [(1, 2)]
+    run_launcher(db, "--wf-filter", "qsub")
+    (workdir,), = db_rows(db, "SELECT workdir FROM balsam_job WHERE name = 'hi'")
+    assert (db / "data" / workdir / "hi.out").read_text().startswith("hello world -n")
+    missing = balsam_cmd("qsub", "echo", "hi")
+    assert missing.returncode == 2 and "Missing option '-t' / '--wall-minutes'" in missing.stderr

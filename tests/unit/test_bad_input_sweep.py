@@ -45,6 +45,11 @@ def _cases():
     cases += [["launcher", "--consume-all", option, value] for option in
               ("--num-workers", "--nodes-per-worker", "--max-ranks-per-node", "--time-limit-minutes",
                "--num-transition-processes", "--lease-expiry-sec") for value in ["nan", "-1", "1e400", "x"]]
+    for option in ("-n", "-N", "-t", "-d", "-j"):
+        cases += [["qsub", "-t", "5", option, value, "echo", "hi"] for value in BAD_NUMBERS]
+    cases += [["qsub", "-t", "5", command] for command in ["", "/no/such/x", "no-such-program-xyz"]]
+    cases += [["qsub", "-t", "5", "--env", "1A=2", "echo"], ["qsub", "echo", "hi"], ["qsub", "-t", "5"]]
+    cases += [JOB + ["--n", "3"], ["ls", "--h"], ["launcher", "--consume-all", "--n", "1"]]  # ambiguous
     return cases
 
 
