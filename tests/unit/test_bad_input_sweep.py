@@ -48,6 +48,11 @@ def _cases():
     cases += [["log", "--lines", value] for value in ["-1", "nan", "inf", "1e400", "1.5", "²", "", " ", "x" * 5000]]
     cases += [["log", "--launcher", value] for value in ["", " ", "zz", "x" * 5000]]
     cases += [["log", "--service", "--dbserver"], ["log", "--launcher", "h", "--watchdog"], ["log", "--cli", "--service"]]
+    for option in ("-n", "-N", "-t", "-d", "-j"):
+        cases += [["qsub", "-t", "5", option, value, "echo", "hi"] for value in BAD_NUMBERS]
+    cases += [["qsub", "-t", "5", command] for command in ["", "/no/such/x", "no-such-program-xyz"]]
+    cases += [["qsub", "-t", "5", "--env", "1A=2", "echo"], ["qsub", "echo", "hi"], ["qsub", "-t", "5"]]
+    cases += [JOB + ["--n", "3"], ["ls", "--h"], ["launcher", "--consume-all", "--n", "1"]]  # ambiguous
     return cases
 
 
