@@ -5,6 +5,7 @@ requests and hand them to the write client; they print nothing.
 """
 
 import functools
+import hashlib
 import json
 import os
 import shlex
@@ -215,16 +216,19 @@ def resolve_command(command):
     except ValueError as exc:
         raise ValidationError(f"cannot parse command {command!r}: {exc}") from None
     program = os.path.expanduser(tokens[0])
+    # Paths are made absolute (jobs run in their own directories, where a
+    # relative path would break) but symlinks are kept: a virtualenv's
+    # bin/python is a symlink whose target runs without the venv's packages.
     if program.endswith(".py"):
-        path = Path(program).resolve()
-        if not path.is_file():
+        if not Path(program).is_file():
             raise ValidationError(f"script {program!r} does not exist")
-        return shlex.join([sys.executable, str(path)] + tokens[1:])
+        return shlex.join([sys.executable, os.path.abspath(program)] + tokens[1:])
     if os.sep in program:
         if not Path(program).is_file():
             raise ValidationError(f"executable {program!r} does not exist")
-        # Jobs run in their own directories: a relative path would break there.
-        return shlex.join([str(Path(program).resolve())] + tokens[1:])
+        if program == tokens[0] and os.path.isabs(program):
+            return command  # as the user typed it
+        return shlex.join([os.path.abspath(program)] + tokens[1:])
     elif shutil.which(program) is None:
         raise ValidationError(f"executable {program!r} is not on PATH; give its full path")
     return command
@@ -248,6 +252,28 @@ def add_app(name, executable, description="", preprocess="", postprocess="", env
         environ_vars=environ_vars or {},
     )
     app.save()
+    return app
+
+
+QSUB_WORKFLOW = "qsub"
+
+
+def command_app(command):
+    """The application that runs ``command`` as it is, for ``balsam qsub``
+    (0.2's jobs with a command instead of an application): one per distinct
+    command line, named after its hash, made on first use."""
+    command = resolve_command(command)
+    if not command or not command.strip():
+        raise ValidationError("qsub needs the command to run")
+    name = "qsub-" + hashlib.sha256(command.encode()).hexdigest()[:12]
+    app = _queries().application(name)
+    if app is None:
+        try:
+            app = add_app(name, command, description="made by balsam qsub", check_paths=False)
+        except ValidationError:  # made meanwhile by another qsub of the same command
+            app = _queries().application(name)
+            if app is None:
+                raise
     return app
 
 
@@ -289,9 +315,10 @@ def _job_fields(fields):
     return fields, [get_job(p, by_name=False).pk for p in parents or ()]
 
 
-def new_job(**fields):
+def new_job(creation_note=None, **fields):
     """An unsaved BalsamJob, its fields already checked (the write checks them
-    again): a bad value is reported before the job is shown or confirmed."""
+    again): a bad value is reported before the job is shown or confirmed.
+    ``creation_note`` becomes the first line of its history when it is saved."""
     from balsam.core.operations.validation import JOB_CREATE_FIELDS, clean_fields
 
     fields, parents = _job_fields(fields)
@@ -299,14 +326,15 @@ def new_job(**fields):
     job = _models().BalsamJob.build(**fields)  # create fields are plain columns: names are attnames
     if parents:
         job._pending_parents = parents
+    job._creation_note = creation_note
     return job
 
 
-def add_job(save=True, **fields):
+def add_job(save=True, creation_note=None, **fields):
     if not save:
-        return new_job(**fields)
+        return new_job(creation_note, **fields)
     fields, parents = _job_fields(fields)
-    return _models().BalsamJob.insert(fields, parents)
+    return _models().BalsamJob.insert(fields, parents, creation_note)
 
 
 def add_jobs(rows, progress=None):
@@ -344,7 +372,7 @@ def spawn_child(parent, clone=False, **fields):
     base.update(fields)
     parent_ids = _queries().parent_ids(parent.pk) + [parent.pk]
     base["parents"] = [str(p) for p in dict.fromkeys(parent_ids)]
-    return add_job(**base)
+    return add_job(creation_note=f"spawned by {parent.cute_id}", **base)
 
 
 def kill(job, recursive=True):

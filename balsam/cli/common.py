@@ -5,7 +5,7 @@ import math
 
 import click
 
-from balsam import api, logs
+from balsam import api, config, logs
 
 
 def attach(ctx, admin=False):
@@ -14,6 +14,14 @@ def attach(ctx, admin=False):
     selection = api.attach(root.obj.get("db_path") if root.obj else None, admin=admin)
     logs.configure(selection.path, "cli")
     return selection
+
+
+def db_dir(ctx):
+    """The selected DB directory, checked to be one (one line if it is not),
+    for commands that work on its files: no Django, no DB connection, no
+    writes (it neither initialises the repository default nor opens cli.log)."""
+    root = ctx.find_root()
+    return config.require_db(config.select_db(root.obj.get("db_path") if root.obj else None))
 
 
 def check_range(option, value, low, high):

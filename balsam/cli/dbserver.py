@@ -5,13 +5,13 @@ import datetime
 import click
 
 from balsam import config
+from balsam.cli.common import db_dir
 
 
 def _db_path(ctx, path):
     if path:
         return config.require_db(config.DBSelection(config.absolute_path(path), "--path"))
-    root = ctx.find_root()
-    return config.require_db(config.select_db(root.obj.get("db_path") if root.obj else None))
+    return db_dir(ctx)
 
 
 @click.command()

@@ -1,6 +1,7 @@
 """Commands that add, link, change, kill and remove jobs."""
 
 import os
+import shlex
 import sys
 
 import click
@@ -24,7 +25,7 @@ def job_options(func):
         click.option("--threads-per-rank", type=int, default=1, show_default=True, help="Threads per rank (sets OMP_NUM_THREADS)."),
         click.option("--threads-per-core", type=int, default=1, show_default=True, help="Hardware threads per core."),
         click.option("--node-packing-count", type=int, default=1, show_default=True, help="How many of these jobs may share one node (serial mode)."),
-        click.option("--wall-time-minutes", type=float, default=0, show_default=True, help="Run time limit in minutes (0: none)."),
+        click.option("--wall-time-minutes", "--wall-minutes", "wall_time_minutes", type=float, default=0, show_default=True, help="Run time limit in minutes (0: none; --wall-minutes is 0.2's name)."),
         click.option("--input-files", default="*", show_default=True, help="Glob patterns of parents' files linked into the job directory."),
         click.option("--url-in", default="", help="URL or path staged into the job directory before it runs."),
         click.option("--url-out", default="", help="URL or path the stage-out files are sent to."),
@@ -68,10 +69,10 @@ def _job_fields(opts):
     }
 
 
-def _add_job(opts, parents=()):
+def _add_job(opts, parents=(), creation_note=None):
     fields = _job_fields(opts)
     fields["application"] = api.get_app(fields["application"]).name
-    job = api.new_job(parents=list(parents), **fields)
+    job = api.new_job(creation_note, parents=list(parents), **fields)
     api.require_writable("add a job")
     click.echo(job_block(job))
     if not confirm("Confirm adding job to DB", opts["yes"]):
@@ -101,7 +102,7 @@ def mkchild(ctx, **opts):
     if not parent_id:
         raise BalsamError("mkchild only works inside a job run by Balsam (BALSAM_JOB_ID is not set)")
     parent = api.get_job(parent_id, by_name=False)
-    child = _add_job(opts, parents=[parent.pk])
+    child = _add_job(opts, parents=[parent.pk], creation_note=f"spawned by {parent.cute_id}")
     click.echo(f"Created link {parent.cute_id} --> {child.cute_id}")
 
 
@@ -221,4 +222,30 @@ def rm(ctx, kind, name, ref, everything, force):
         click.echo(f"Deleted {removed} application(s)")
 
 
-COMMANDS = [job, mkchild, dep, kill, make_dummies, modify, rm]
+@click.command(context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True})
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.option("-n", "--nodes", "num_nodes", type=int, default=1, show_default=True, help="Nodes the job needs.")
+@click.option("-N", "--ranks-per-node", type=int, default=1, show_default=True, help="MPI ranks per node.")
+@click.option("--name", default="job", show_default=True, help="Job name.")
+@click.option("-t", "--wall-minutes", "wall_time_minutes", type=float, required=True, help="Run time limit in minutes.")
+@click.option("-d", "--threads-per-rank", type=int, default=1, show_default=True, help="Threads per rank.")
+@click.option("-j", "--threads-per-core", type=int, default=1, show_default=True, help="Hardware threads per core.")
+@click.option("--env", multiple=True, metavar="VAR=VALUE", help="Environment variable for the job (repeatable).")
+@click.pass_context
+def qsub(ctx, command, env, **fields):
+    """Add a job that runs COMMAND as it is, without defining an application first (as in Balsam 0.2).
+
+    Options go before the command; everything from COMMAND on is the command line. The job is in
+    workflow "qsub", has no pre- or postprocess and is not retried after a timeout.
+    """
+    attach(ctx)
+    # Every value is checked before the command's application is made.
+    job = api.new_job(workflow=api.QSUB_WORKFLOW, environ_vars=api.parse_env(env), auto_timeout_retry=False, **fields)
+    api.require_writable("add a job")
+    job.application = api.command_app(shlex.join(command)).name
+    job.save()
+    click.echo(job_block(job))
+    click.echo(f"Added job {job.cute_id} to the DB")
+
+
+COMMANDS = [job, mkchild, dep, kill, make_dummies, modify, qsub, rm]

@@ -58,7 +58,7 @@ def launcher(ctx, consume_all, wf_filter, job_file, job_mode, num_workers, nodes
     if num_workers:
         nodes = nodes[: num_workers * nodes_per_worker]
     settings = load_settings()
-    logs.configure(selection.path, f"launcher-{socket.gethostname()}-{os.getpid()}")
+    logs.configure(selection.path, logs.launcher_log_name(socket.gethostname(), os.getpid()))
     progress = Progress(sys.stderr, sys.stderr.isatty(), summary_stream=sys.stdout)
     # Inside a launch the service submitted: run only the jobs tied to it.
     launch_id = os.environ.get("BALSAM_QUEUED_LAUNCH_ID")

@@ -6,14 +6,16 @@ import sys
 
 import click
 
+from balsam.cli.prefixes import PrefixGroup
 from balsam.config import SQLITE_NAME
 from balsam.exceptions import BalsamError, DBDamaged
 
 logger = logging.getLogger("balsam.cli")
 
 
-class BalsamGroup(click.Group):
-    """Turns every error into one line on stderr and a non-zero exit.
+class BalsamGroup(PrefixGroup):
+    """Turns every error into one line on stderr and a non-zero exit; long
+    options may be abbreviated to any unique prefix, as in Balsam 0.2.
 
     Tracebacks only with ``BALSAM_TRACEBACK=1``. Both the console script and
     click's test runner go through ``main`` here.
@@ -75,9 +77,9 @@ def cli(ctx, db_path):
 
 
 def _register():
-    from balsam.cli import apps, db, dbserver, jobs, launcher, ls, service, web
+    from balsam.cli import apps, db, dbserver, jobs, launcher, log, ls, service, web
 
-    for module in (db, dbserver, apps, jobs, ls, launcher, service, web):
+    for module in (db, dbserver, apps, jobs, ls, launcher, service, log, web):
         for command in module.COMMANDS:
             cli.add_command(command)
     cli.add_command(jobs.kill, name="killjob")

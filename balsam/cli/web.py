@@ -2,6 +2,8 @@
 
 import click
 
+from balsam.cli.prefixes import PrefixGroup
+
 HOST_HELP = ("Address to listen on (default 127.0.0.1: this machine only; reach it through an SSH tunnel). "
              "0.0.0.0 listens on every address; a login is still required.")
 
@@ -29,7 +31,7 @@ def _password(password_file, name):
     return click.prompt(f"Password for {name}", hide_input=True, confirmation_prompt=True)
 
 
-@click.group(invoke_without_command=True)
+@click.group(cls=PrefixGroup, invoke_without_command=True)
 @click.option("--host", default="127.0.0.1", show_default=True, help=HOST_HELP)
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
               help="TCP port (0: any free port, printed at start).")

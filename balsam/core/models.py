@@ -429,14 +429,17 @@ class BalsamJob(TrackedModel):
         return result
 
     def history(self):
-        """(time, from_state, to_state, message) for every change, oldest first."""
-        created = [(self.created_at, "", states.CREATED, "created")]
-        events = self.events.order_by("id").values_list("timestamp", "from_state", "to_state", "message")
-        return created + list(events)
+        """(time, from_state, to_state, message) for every change, oldest first;
+        the first is the creation ("created", or the note the job was made
+        with, e.g. "spawned by [parent | id]")."""
+        events = list(self.events.order_by("id").values_list("timestamp", "from_state", "to_state", "message"))
+        if events and events[0][1] == "":
+            return events
+        return [(self.created_at, "", states.CREATED, "created")] + events
 
     # ---- creation -------------------------------------------------------------
     @classmethod
-    def insert(cls, fields, parents=()):
+    def insert(cls, fields, parents=(), note=None):
         """Insert one job from the fields the caller set and return it saved.
 
         The lean path behind ``dag.add_job``: only the given fields travel
@@ -445,6 +448,8 @@ class BalsamJob(TrackedModel):
         row = fields_to_wire(fields)
         if parents:
             row["parents"] = [str(p) for p in parents]
+        if note:
+            row["note"] = note
         info = write_client.get().create("jobs", [row])[0]
         job = cls.build(**{**fields, **cls._inserted_values(info)})
         job._state.adding = False
@@ -458,6 +463,9 @@ class BalsamJob(TrackedModel):
         parents = getattr(self, "_pending_parents", None)
         if parents:
             row["parents"] = [str(p) for p in parents]
+        note = getattr(self, "_creation_note", None)
+        if note:
+            row["note"] = note
         return row
 
     @classmethod

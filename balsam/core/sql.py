@@ -8,6 +8,7 @@ Every SQL string in Balsam names its tables through ``table()`` (the models'
 
 import functools
 import sqlite3
+import threading
 import time
 from contextlib import contextmanager
 
@@ -34,19 +35,59 @@ def write_transaction():
     the lock from the start just waits its turn (the busy timeout). Inside a
     caller's transaction this is a savepoint of it.
     """
-    if connection.in_atomic_block or connection.vendor != "sqlite":
-        with transaction.atomic():
-            yield
-        return
-    connection.ensure_connection()
-    previous = connection.transaction_mode
-    connection.transaction_mode = "IMMEDIATE"
+    _writing.depth = getattr(_writing, "depth", 0) + 1
     try:
-        with transaction.atomic():
+        if connection.in_atomic_block or connection.vendor != "sqlite":
+            with transaction.atomic():
+                yield
+            return
+        connection.ensure_connection()
+        previous = connection.transaction_mode
+        connection.transaction_mode = "IMMEDIATE"
+        try:
+            with transaction.atomic():
+                connection.transaction_mode = previous
+                yield
+        finally:
             connection.transaction_mode = previous
-            yield
     finally:
-        connection.transaction_mode = previous
+        _writing.depth -= 1
+
+
+_writing = threading.local()
+
+
+def needs_own_transaction():
+    """Whether a write started here would land inside someone else's open
+    transaction: a user's ``transaction.atomic()`` or one Django opens itself
+    (a related manager's ``add``/``remove``/``clear``). SQLite began that one
+    deferred; a read in it followed by a write fails with "database is locked"
+    when another process wrote in between, whatever the busy timeout. The
+    write path's own nesting (the dbserver's group) is not such a case."""
+    return connection.in_atomic_block and not getattr(_writing, "depth", 0)
+
+
+def in_own_transaction(function):
+    """``function()`` in a write transaction of its own, on a connection of
+    its own (a helper thread's), committed when it returns: as a write sent to
+    the dbserver would be. Returns its result or raises its exception."""
+    outcome = {}
+
+    def run():
+        try:
+            with write_transaction():
+                outcome["result"] = function()
+        except BaseException as exc:  # handed to the caller's thread
+            outcome["error"] = exc
+        finally:
+            connection.close()  # the thread's own connection
+
+    worker = threading.Thread(target=run, name="balsam-write")
+    worker.start()
+    worker.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
 
 
 def max_params():

@@ -80,14 +80,18 @@ class WriteClient(ABC):
             payload["lease_expiry_sec"] = lease_expiry_sec
         return self.request("heartbeat_leases", payload)
 
-    def apply_batch(self, moves, fields, release_owner, release_ids):
-        """Several moves ``(ids, state, message)``, field updates and lease releases in one request."""
-        return self.request("apply_batch", {
+    def apply_batch(self, moves, fields, release_owner, release_ids, notes=()):
+        """Several moves ``(ids, state, message)``, field updates, notes
+        ``(ids, message)`` and lease releases in one request."""
+        payload = {
             "moves": [[list(ids), state, message] for ids, state, message in moves],
             "fields": [[str(i), f] for i, f in fields],
             "release_owner": release_owner,
             "release_ids": list(release_ids),
-        })
+        }
+        if notes:
+            payload["notes"] = [[list(ids), message] for ids, message in notes]
+        return self.request("apply_batch", payload)
 
     def tie_jobs(self, launch_id, limit, scope=None):
         return self.request("tie_jobs", {"launch_id": launch_id, "limit": limit, "scope": scope or {}})

@@ -6,7 +6,7 @@ timeout makes them queue); the dbserver is faster under heavy concurrency.
 
 from balsam.config import require_write_access
 from balsam.core.operations import OPERATIONS
-from balsam.core.sql import write_transaction
+from balsam.core.sql import in_own_transaction, needs_own_transaction, write_transaction
 from balsam.dbclient.base import WriteClient
 from balsam.exceptions import ValidationError
 
@@ -34,5 +34,7 @@ class DirectClient(WriteClient):
         except KeyError:
             raise ValidationError(f"unknown write operation {op!r}") from None
         self._check_access()
+        if needs_own_transaction():
+            return in_own_transaction(lambda: operation(**payload))
         with write_transaction():
             return operation(**payload)

@@ -22,6 +22,7 @@ class Batch:
         self.rounds = defaultdict(int)
         self.fields = []
         self.releases = []
+        self.notes = []
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="balsam-batch")
         self._in_flight = None
         self._refused = []
@@ -32,6 +33,10 @@ class Batch:
 
     def set_fields(self, job_id, **fields):
         self.fields.append((job_id, fields))
+
+    def note(self, job_id, message):
+        """A line in the job's history that changes nothing else."""
+        self.notes.append(([str(job_id)], message))
 
     def release(self, job_id):
         self.releases.append(str(job_id))
@@ -44,11 +49,11 @@ class Batch:
         are released). ``wait``: return only once everything has landed."""
         if self._in_flight is not None and (wait or self._in_flight.done()):
             self.wait()
-        if self._in_flight is None and (self.moves or self.fields or self.releases):
+        if self._in_flight is None and (self.moves or self.fields or self.releases or self.notes):
             moves = [(ids, state, message) for (_, state, message), ids in sorted(self.moves.items())]
-            self._in_flight = self._writer.submit(self._write, moves, self.fields, self.releases)
+            self._in_flight = self._writer.submit(self._write, moves, self.fields, self.releases, self.notes)
             self.moves, self.rounds = defaultdict(list), defaultdict(int)
-            self.fields, self.releases = [], []
+            self.fields, self.releases, self.notes = [], [], []
         if wait:
             self.wait()
         refused, self._refused = self._refused, []
@@ -61,8 +66,8 @@ class Batch:
             future, self._in_flight = self._in_flight, None
             self._refused += future.result()  # a failed write raises here, in the loop
 
-    def _write(self, moves, fields, releases):
-        return list(self.client.apply_batch(moves, fields, self.owner, releases)["refused"])
+    def _write(self, moves, fields, releases, notes):
+        return list(self.client.apply_batch(moves, fields, self.owner, releases, notes)["refused"])
 
     def close(self):
         # The writer thread has a DB connection of its own (direct mode): close

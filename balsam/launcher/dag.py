@@ -39,7 +39,9 @@ if JOB_ID:
 
 def add_job(save=True, **fields):
     """Create a job (saved unless ``save=False``). Unknown field names raise."""
-    return api.add_job(save=save, **fields)
+    # Made by a running job: its history says by which, as in Balsam 0.2.
+    note = f"created by {current_job.cute_id}" if current_job is not None else None
+    return api.add_job(save=save, creation_note=note, **fields)
 
 
 def add_dependency(parent, child):

@@ -33,6 +33,21 @@ def launcher_scope(job_mode, num_nodes, workflow=None, job_ids=None, queued_laun
     return scope
 
 
+def misfit(job_mode, node_count, num_nodes, ranks_per_node):
+    """Why a job cannot run under a launcher of this mode and size (the rule
+    ``launcher_scope`` claims by), or None. Checked again when a script has
+    changed the job after it was claimed."""
+    if job_mode == "serial":
+        if num_nodes != 1 or ranks_per_node != 1:
+            return (f"a serial launcher runs only jobs with num_nodes = 1 and ranks_per_node = 1, and this job now has "
+                    f"num_nodes = {num_nodes}, ranks_per_node = {ranks_per_node}; a launcher with --job-mode mpi "
+                    "will run it")
+    elif num_nodes > node_count:
+        return (f"it now needs {num_nodes} nodes and this launcher has {node_count}; a launcher with at least "
+                f"{num_nodes} nodes will run it")
+    return None
+
+
 class JobSource:
     def __init__(self, client, owner, scope, lease_expiry_sec):
         self.client = client

@@ -22,7 +22,7 @@ from balsam.exceptions import BalsamError
 from balsam.launcher import mpi_commands, steps
 from balsam.launcher.batch import Batch
 from balsam.launcher.environment import base_environment, job_variables
-from balsam.launcher.job_source import JobSource, launcher_scope, lease_owner_name
+from balsam.launcher.job_source import JobSource, launcher_scope, lease_owner_name, misfit
 from balsam.launcher.processes import SpawnerDied
 from balsam.launcher.slots import MPISlots, SerialSlots
 from balsam.launcher.supervisor import Supervisor
@@ -226,6 +226,14 @@ class Launcher:
         if state in states.END_STATES:
             self._let_go(job.pk)
 
+    def _hand_back(self, job, why):
+        """A script changed the job so that it no longer fits this launcher:
+        leave it in its state for a launcher it fits, and say why in its history."""
+        self.held.pop(job.pk, None)
+        self.batch.note(job.pk, f"handed back by launcher {self.source.owner}: {why}")
+        self.batch.release(job.pk)
+        logger.warning("handed back job %s: %s", job.pk, why)
+
     def _let_go(self, pk):
         """A job of ours ended: forget it and give its lease back."""
         self.held.pop(pk, None)
@@ -250,6 +258,10 @@ class Launcher:
         placed = []
         for pk, job in fresh.items():
             job.state = self.held[pk].state
+            why = misfit(self.job_mode, len(self.nodes), job.num_nodes, job.ranks_per_node) if pk in stale else None
+            if why:
+                self._hand_back(job, why)
+                continue
             hosts = self.slots.take(job)
             if hosts is not None:
                 self.held[pk] = job

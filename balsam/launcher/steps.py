@@ -119,7 +119,7 @@ def _run_error(job, app, ctx):
     post = _post(job, app)
     if job.post_error_handler and post:
         return ProcessSpec("postprocess", script_argv(post), "postprocess.log", handler="ERROR",
-                           header=f"# postprocess invoked to handle RUN_ERROR: {post}")
+                           header=f"# postprocess: {post}\n# Invoked to handle RUN_ERROR")
     return Move(states.FAILED, "run error and no error handler")
 
 
@@ -127,7 +127,7 @@ def _run_timeout(job, app, ctx):
     post = _post(job, app)
     if job.post_timeout_handler and post:
         return ProcessSpec("postprocess", script_argv(post), "postprocess.log", handler="TIMEOUT",
-                           header=f"# postprocess invoked to handle RUN_TIMEOUT: {post}")
+                           header=f"# postprocess: {post}\n# Invoked to handle RUN_TIMEOUT")
     if not job.auto_timeout_retry:
         return Move(states.FAILED, "timed out and auto_timeout_retry is off")
     if not ctx.overran:  # stopped by a launcher going away: the job did no wrong

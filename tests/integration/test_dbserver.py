@@ -371,19 +371,16 @@ def test_sigkill_every_second_loses_and_duplicates_nothing(dbserver, db, make_ap
     deadline = 20
     procs = _run_writers(db, tmp_path, 32, 10**6, env={"BALSAM_DBSERVER_DEADLINE_SEC": str(deadline)})
     wait_until(lambda: len(_names_in_db(db)) > 100, 120, "the writers to get going")
-    kills = 0
-    for _ in range(20):
+    kills, killed = 0, None
+    while kills < 20:  # each server serves about a second, however long its restart took on a busy machine
+        posted = wait_until(lambda: ServerInfo(db).read().get("server_pid") not in (None, killed)
+                            and ServerInfo(db).read()["server_pid"], 60, "the restarted server")
         time.sleep(1)
-        pid = ServerInfo(db).read().get("server_pid")
-        try:
-            os.kill(pid, signal.SIGKILL)
-            kills += 1
-        except (ProcessLookupError, TypeError):
-            pass
+        os.kill(posted, signal.SIGKILL)
+        killed, kills = posted, kills + 1
     (tmp_path / "stop").touch()
     ok, unavailable = _collect(procs, tmp_path, timeout=deadline + 120)
     names = _names_in_db(db)
-    assert kills >= 18
     assert len(names) == len(set(names)), "a job was inserted twice"
     assert set(ok) <= set(names), f"{len(set(ok) - set(names))} acknowledged inserts are missing"
     assert all(seconds >= deadline - 0.5 for seconds in unavailable), "a call failed before its deadline"

@@ -45,6 +45,14 @@ def _cases():
     cases += [["launcher", "--consume-all", option, value] for option in
               ("--num-workers", "--nodes-per-worker", "--max-ranks-per-node", "--time-limit-minutes",
                "--num-transition-processes", "--lease-expiry-sec") for value in ["nan", "-1", "1e400", "x"]]
+    cases += [["log", "--lines", value] for value in ["-1", "nan", "inf", "1e400", "1.5", "²", "", " ", "x" * 5000]]
+    cases += [["log", "--launcher", value] for value in ["", " ", "zz", "x" * 5000]]
+    cases += [["log", "--service", "--dbserver"], ["log", "--launcher", "h", "--watchdog"], ["log", "--cli", "--service"]]
+    for option in ("-n", "-N", "-t", "-d", "-j"):
+        cases += [["qsub", "-t", "5", option, value, "echo", "hi"] for value in BAD_NUMBERS]
+    cases += [["qsub", "-t", "5", command] for command in ["", "/no/such/x", "no-such-program-xyz"]]
+    cases += [["qsub", "-t", "5", "--env", "1A=2", "echo"], ["qsub", "echo", "hi"], ["qsub", "-t", "5"]]
+    cases += [JOB + ["--n", "3"], ["ls", "--h"], ["launcher", "--consume-all", "--n", "1"]]  # ambiguous
     return cases
 
 
@@ -52,8 +60,11 @@ CASES = _cases()
 
 
 @pytest.mark.parametrize("args", CASES, ids=[" ".join(a)[:80] for a in CASES])
-def test_bad_input_is_one_line_and_changes_nothing(cli, make_job, snapshot, args):
+def test_bad_input_is_one_line_and_changes_nothing(cli, db, make_job, snapshot, args):
     job = make_job(name="target")
+    if args[0] == "log":  # a log to find, so a bad --launcher is refused for itself
+        (db / "log").mkdir(exist_ok=True)
+        (db / "log" / "launcher-h-1.log").write_text("started\n")
     args = [job.short_id if a == "JOB" else a for a in args]
     before = snapshot()
     result = cli(*args)

@@ -12,7 +12,8 @@ from balsam.core import sql, states
 from balsam.core.json_values import job_id
 from balsam.core.models import BalsamJob, JobDependency, JobEvent
 from balsam.core.operations.applications import require_apps
-from balsam.core.operations.transitions import job_states, settle_children, transition_jobs
+from balsam.core.operations.transitions import (event_stamp, insert_events, job_states, settle_children,
+                                                 transition_jobs)
 from balsam.core.operations.validation import JOB_CREATE_FIELDS, JOB_UPDATE_FIELDS, TEXT_FIELDS, clean_fields
 from balsam.exceptions import ValidationError
 
@@ -47,6 +48,7 @@ def _assign_workdirs(jobs, check_db):
 
 
 _TIME_FIELDS = ("created_at", "state_changed_at")
+MAX_NOTE_CHARS = 1000
 
 
 @functools.lru_cache(maxsize=None)
@@ -93,10 +95,12 @@ def _insert_jobs(jobs, now):
 
 
 def _prepare_jobs(rows):
-    """Validate one request's rows (no DB access): ``(jobs, edges, app_names)``."""
+    """Validate one request's rows (no DB access): ``(jobs, edges, app_names,
+    notes)``. A row may carry a ``note``, the first line of the job's history
+    (0.2's "spawned by [parent]")."""
     if not isinstance(rows, list):
         raise ValidationError("rows must be a list")
-    jobs, edges, app_names = [], [], set()
+    jobs, edges, app_names, notes = [], [], set(), []
     for row in rows:
         if not isinstance(row, dict):
             raise ValidationError("each job must be an object of field: value pairs")
@@ -104,13 +108,18 @@ def _prepare_jobs(rows):
         parents = row.pop("parents", None) or []
         if not isinstance(parents, list):
             raise ValidationError("parents must be a list of job ids")
+        note = row.pop("note", None)
+        if note is not None and not (isinstance(note, str) and 0 < len(note) <= MAX_NOTE_CHARS):
+            raise ValidationError(f"a job's creation note must be text of 1 to {MAX_NOTE_CHARS} characters")
         job = clean_fields(BalsamJob, row, JOB_CREATE_FIELDS)
         job["job_id"] = job.get("job_id") or uuid.uuid4()
+        if note:
+            notes.append((job["job_id"], note))
         if job.get("application"):
             app_names.add(job["application"])
         jobs.append(job)
         edges.extend((job_id(p), job["job_id"]) for p in parents)
-    return jobs, edges, app_names
+    return jobs, edges, app_names, notes
 
 
 def _reject_existing_ids(ids):
@@ -126,11 +135,12 @@ def create_jobs_many(requests):
     Any error fails them all (the dbserver then applies them one by one).
     """
     now = timezone.now()
-    jobs, edges, app_names, sizes = [], [], set(), []
+    jobs, edges, app_names, notes, sizes = [], [], set(), [], []
     for rows in requests:
-        request_jobs, request_edges, request_apps = _prepare_jobs(rows)
+        request_jobs, request_edges, request_apps, request_notes = _prepare_jobs(rows)
         jobs.extend(request_jobs)
         edges.extend(request_edges)
+        notes.extend(request_notes)
         app_names |= request_apps
         sizes.append(len(request_jobs))
     require_apps(app_names)
@@ -147,6 +157,10 @@ def create_jobs_many(requests):
         _reject_existing_ids(ids)
         _assign_workdirs(jobs, check_db=True)
         _insert_jobs(jobs, now)
+    if notes:  # from no state to CREATED: the first line of the history, in place of "created"
+        stamp = event_stamp(now)
+        insert_events([(pk, stamp, "", states.CREATED, note) for pk, note in zip(sql.pk_params(p for p, _ in notes),
+                                                                                  (n for _, n in notes))])
     if edges:
         parent_states = job_states({p for p, _ in edges})
         JobDependency.objects._direct_bulk_create(

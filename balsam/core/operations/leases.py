@@ -10,7 +10,7 @@ from balsam.core import queries, sql, states
 from balsam.core.json_values import job_id
 from balsam.core.models import BalsamJob
 from balsam.core.operations.jobs import update_jobs_each
-from balsam.core.operations.transitions import record, transition_jobs
+from balsam.core.operations.transitions import note_jobs, record, transition_jobs
 from balsam.core.operations.validation import owner as valid_owner
 from balsam.core.operations.validation import positive_number, state_list
 from balsam.exceptions import ValidationError
@@ -92,11 +92,12 @@ def release_leases(owner, ids=None):
     return _owned(owner, ids)._direct_update(lease_owner="", lease_heartbeat=None, lease_expires_at=None)
 
 
-def apply_batch(moves=(), fields=(), release_owner=None, release_ids=()):
+def apply_batch(moves=(), fields=(), release_owner=None, release_ids=(), notes=()):
     """A launcher's writes of one loop pass in one transaction: per-job field
     updates, then each ``[ids, state, message]`` move (illegal moves refused,
-    not failed: a user may have killed the job meanwhile), then lease releases.
-    Returns the refused moves ``{id: stored state}``."""
+    not failed: a user may have killed the job meanwhile), each ``[ids,
+    message]`` note, then lease releases. Returns the refused moves
+    ``{id: stored state}``."""
     if fields:
         update_jobs_each([list(item) for item in fields])
     refused = {}
@@ -105,6 +106,10 @@ def apply_batch(moves=(), fields=(), release_owner=None, release_ids=()):
             raise ValidationError("moves must be a list of [job ids, state, message]")
         ids, state, message = move
         refused.update(transition_jobs(ids, state, message, strict=False)["refused"])
+    for note in notes:
+        if not (isinstance(note, list) and len(note) == 2):
+            raise ValidationError("notes must be a list of [job ids, message]")
+        note_jobs(*note)
     if release_owner is not None:
         release_leases(release_owner, list(release_ids) + list(refused))
     return {"refused": refused}

@@ -45,7 +45,7 @@ def record(moves, to_state, message, now):
         return
     # Raw SQL and executemany: Django's update and bulk_create cost several
     # times more per row, and every state change of every job comes here.
-    stamp = JobEvent._meta.get_field("timestamp").get_db_prep_save(now, connection)
+    stamp = event_stamp(now)
     pks = sql.pk_params(moves)
     for chunk in sql.chunks(pks):
         sql.raw_executemany(
@@ -53,11 +53,31 @@ def record(moves, to_state, message, now):
             f"WHERE job_id IN ({sql.marks(len(chunk))})",
             [[to_state, stamp] + chunk],
         )
+    insert_events([(pk, stamp, from_state, to_state, message) for pk, from_state in zip(pks, moves.values())])
+
+
+def insert_events(rows):
+    """``(job pk param, timestamp param, from_state, to_state, message)`` rows
+    into the event table: the one statement that writes history."""
     sql.raw_executemany(
         f"INSERT INTO {sql.table(JobEvent)} (job_id, timestamp, from_state, to_state, message) "
         f"VALUES (%s, %s, %s, %s, %s)",
-        [(pk, stamp, from_state, to_state, message) for pk, from_state in zip(pks, moves.values())],
+        rows,
     )
+
+
+def event_stamp(now):
+    return JobEvent._meta.get_field("timestamp").get_db_prep_save(now, connection)
+
+
+def note_jobs(ids, message):
+    """A line in each job's history that changes nothing: an event from its
+    state to the same state (e.g. why a launcher handed the job back)."""
+    if not isinstance(message, str) or not message:
+        raise ValidationError("a note must be non-empty text")
+    current = job_states([job_id(i) for i in ids])
+    stamp = event_stamp(timezone.now())
+    insert_events([(pk, stamp, state, state, message) for pk, (state, _) in zip(sql.pk_params(current), current.values())])
 
 
 def transition_jobs(ids, state, message="", strict=True):
