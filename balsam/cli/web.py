@@ -46,8 +46,7 @@ def web(ctx, host, port, path):
     from balsam.web.server import WebServer
 
     server = WebServer(db_path, host=host, port=port)
-    click.echo(server.banner())
-    stopped_by = server.run()
+    stopped_by = server.run(announce=click.echo)
     click.echo(f"balsam web stopped ({stopped_by})")
 
 

@@ -174,15 +174,22 @@ class WebServer:
         lines.append("Stop with Ctrl-C (or SIGTERM).")
         return "\n".join(lines)
 
-    def run(self):
-        """Serve until SIGINT or SIGTERM; returns the signal's name."""
+    def run(self, announce=None):
+        """Serve until SIGINT or SIGTERM; returns the signal's name.
+        ``announce(banner)`` is called once the signals are handled (a signal
+        right after the banner stops the server cleanly)."""
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         logger.info("serving %s on %s", self.db_path, self.url)
         try:
-            self._server.run()  # ends by shutting its threads down when _Stop is raised
+            if announce:
+                announce(self.banner())
+            self._server.run()  # returns when _Stop is raised in its loop
+        except _Stop:
+            pass  # the signal came before the loop started
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            self._server.task_dispatcher.shutdown()  # lets requests in progress finish (5 s at most)
             self._close_sockets()
         logger.info("stopped by %s", self.stopped_by)
         return self.stopped_by
