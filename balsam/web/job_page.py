@@ -1,20 +1,18 @@
 """The read-only parts of a job's admin page: its history, its parents and
-children as links, and the tail of its output file. Every read is bounded, so
+children as links, and the tail of its output file (``core.outputs``: the
+last lines within the file's last 64 KiB). Every read is bounded, so
 a job with a long history or a huge output renders as fast as any other."""
 
-import os
 from pathlib import Path
 
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from balsam.core import queries
+from balsam.core import outputs, queries
 from balsam.core.models import BalsamJob, JobEvent
-from balsam.launcher.steps import run_output_name
 
 EVENTS_SHOWN = 200
 RELATIVES_SHOWN = 50
-TAIL_BYTES = 64 * 1024
 TAIL_LINES = 40
 
 
@@ -59,30 +57,14 @@ def history(job):
 def output_path(job):
     """Where the launcher writes the job's run output (stdout and stderr)."""
     directory = job.working_directory
-    return Path(directory) / run_output_name(job.name) if directory else None
-
-
-def read_tail(path, max_bytes=TAIL_BYTES, max_lines=TAIL_LINES):
-    """The last ``max_lines`` lines within the last ``max_bytes`` of ``path``,
-    or None if it cannot be read."""
-    try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            f.seek(max(0, size - max_bytes))
-            data = f.read(max_bytes)
-    except OSError:
-        return None
-    lines = data.decode(errors="replace").splitlines()
-    if size > max_bytes and lines:
-        lines = lines[1:]  # the first line was cut
-    return "\n".join(lines[-max_lines:])
+    return Path(directory) / outputs.run_output_name(job.name) if directory else None
 
 
 def output_tail(job):
     path = output_path(job)
     if path is None:
         return "no working directory"
-    text = read_tail(path)
-    if text is None:
+    if not path.is_file():
         return format_html("no output yet (<code>{}</code>)", str(path))
+    text = "\n".join(outputs.tail_lines(path, TAIL_LINES))
     return format_html('<div><code>{}</code></div><pre class="balsam-output">{}</pre>', str(path), text or "(empty)")

@@ -7,6 +7,7 @@ renders once in full; then a small script fetches ``dashboard.json`` every few
 seconds, swaps the sections' HTML and reloads the plots with a new query.
 """
 
+import dataclasses
 import datetime
 from urllib.parse import urlencode
 
@@ -62,10 +63,14 @@ def _stamp(value):
     return value.isoformat() if isinstance(value, datetime.datetime) else value
 
 
-def _plain(item, url=None):
-    values = {name: _stamp(value) for name, value in vars(item).items()}
-    if url:
-        values["url"] = url
+def _plain(item):
+    return {name: _stamp(value) for name, value in dataclasses.asdict(item).items()}
+
+
+def _failure(failure):
+    values = _plain(failure)
+    values["output_tail"] = "\n".join(failure.output_tail)
+    values["url"] = reverse("admin:balsam_balsamjob_change", args=[failure.job_id])
     return values
 
 
@@ -86,7 +91,7 @@ def dashboard_data(filters):
         "total": sum(counts.values()),
         "states": ordered,
         "workflows": [{**_plain(p), "percent_finished": round(p.percent_finished, 1)} for p in progress],
-        "failures": [_plain(f, reverse("admin:balsam_balsamjob_change", args=[f.job_id])) for f in failures],
+        "failures": [_failure(f) for f in failures],
         "launchers": [_plain(x) for x in analytics.launchers(limit=LAUNCHERS_SHOWN)],
         "launches": [_plain(x) for x in analytics.launches(limit=LAUNCHES_SHOWN)],
         "plots": {name: f"{reverse('balsam_web:plot', args=[name, 'png'])}?{plot_query}" for name in PLOTS},
