@@ -25,7 +25,7 @@ from balsam.exceptions import BalsamError
 
 REFRESH_SEC = 5
 WINDOWS = (("1h", "last hour"), ("1d", "last day"), ("all", "all time"))
-DEFAULT_WINDOW = "1d"
+DEFAULT_WINDOW = "1h"
 PLOTS = {"throughput": analytics.throughput, "utilization": analytics.utilization}
 PLOT_TYPES = {"png": "image/png", "svg": "image/svg+xml"}
 WORKFLOWS_SHOWN = 50

@@ -64,7 +64,7 @@ def test_the_page_shows_counts_progress_failures_and_plots(client, jobs):
     assert re.search(r'data-workflow="wf_b">.*?<progress max="100" value="0.0"', text, re.S)
     assert f'href="/admin/balsam/balsamjob/{b[0].pk.hex}/change/"' in text
     assert "run error and no error handler" in text and "Segmentation fault" in text
-    assert 'id="balsam-plot-throughput" src="/plots/throughput.png?since=1d&amp;t=' in text
+    assert 'id="balsam-plot-throughput" src="/plots/throughput.png?since=1h&amp;t=' in text
     assert '<script src="/static/balsam_web/dashboard.js" defer></script>' in text
     assert not re.search(r'(src|href)="(https?:)?//', text)  # nothing loaded from elsewhere
 
