@@ -50,7 +50,8 @@ class Filters:
             self.message = f"{' '.join(str(exc).split())}: showing nothing"
         if self.valid and self.workflow is not None and not analytics.workflow_exists(self.workflow):
             self.valid = False
-            self.message = f"no workflow named {self.workflow!r}: showing nothing"
+            shown = self.workflow if len(self.workflow) <= 60 else self.workflow[:60] + "..."
+            self.message = f"no workflow named {shown!r}: showing nothing"
 
     def query(self, **extra):
         params = {"since": self.since_text}

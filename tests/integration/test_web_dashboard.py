@@ -100,6 +100,7 @@ def test_the_workflow_and_window_filters(client, jobs):
     ("?wf=no_such_wf", "no workflow named 'no_such_wf': showing nothing"),
     ("?since=yesterday", "expected a time window like 30m, 2h, 1d or all, not 'yesterday'"),
     ("?since=-1h", "not '-1h'"),
+    ("?wf=" + "x" * 5000, "no workflow named '" + "x" * 60 + "...': showing nothing"),
 ])
 def test_bad_filters_show_nothing_with_a_message(client, jobs, query, message):
     figures = data(client, query)
