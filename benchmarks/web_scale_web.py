@@ -12,8 +12,11 @@ configuration, the admin, matplotlib), so "first" is the first request a
 freshly started server answers.
 
 - dashboard, first full load: ``GET /`` plus both plot images. Target < 1 s.
-- dashboard refresh: ``GET /dashboard.json`` plus both plot images (what the
-  page's script asks every 5 s). Target < 1 s.
+- dashboard refresh: ``GET /dashboard.json`` plus both plot images when their
+  data changed (what the page's script asks every 5 s on a busy DB; the server
+  keeps no drawn plot between the timed runs), and the JSON alone (a quiet DB:
+  the plots' addresses did not change, the browser fetches nothing more).
+  Target < 1 s.
 - admin job list filtered by state, for the commonest and a rare state of the
   DB. Target < 1 s.
 - without a target: the job list unfiltered, one job's page, the dashboard for
@@ -33,7 +36,9 @@ subprocess (Django is configured once per process) and returns
 """
 
 import argparse
+import html
 import json
+import re
 import secrets
 import statistics
 import subprocess
@@ -55,6 +60,7 @@ def measure_web(db_path, repeat=3):
 
 
 def _timed(client, *urls):
+    """Seconds to answer ``urls`` one after the other."""
     start = time.perf_counter()
     for url in urls:
         response = client.get(url)
@@ -87,11 +93,41 @@ def _rows(db_path, repeat):
     client = Client(HTTP_HOST="localhost")
     client.force_login(user)
 
-    plots = ["/plots/throughput.png", "/plots/utilization.png"]
-    rows = [("dashboard, first full load (page + 2 plots)", _timed(client, "/", *plots), TARGET)]
-    rows.append(("dashboard, full load again", _median(client, repeat, "/", *plots), TARGET))
-    rows.append(("dashboard refresh (json + 2 plots)", _median(client, repeat, "/dashboard.json", *plots), TARGET))
-    rows.append(("  of which dashboard.json", _median(client, repeat, "/dashboard.json"), None))
+    from balsam.web import views
+
+    def changed():
+        views._rendered.clear()  # as when the plots' data changed since the last refresh: both are drawn
+
+    def get(url):
+        response = client.get(url)
+        if response.status_code != 200:
+            raise RuntimeError(f"GET {url}: HTTP {response.status_code}")
+        return response.getvalue() if hasattr(response, "streaming_content") else response.content
+
+    def full_load():
+        """The page, then the two plots it names (as a browser does)."""
+        changed()
+        start = time.perf_counter()
+        page = get("/").decode()
+        for url in re.findall(r'id="balsam-plot-\w+" src="([^"]+)"', page):
+            get(html.unescape(url))
+        return time.perf_counter() - start
+
+    def refresh(query=""):
+        """What the page's script asks when the plots' data changed."""
+        changed()
+        start = time.perf_counter()
+        for url in json.loads(get(f"/dashboard.json{query}"))["plots"].values():
+            if url:
+                get(url)
+        return time.perf_counter() - start
+
+    rows = [("dashboard, first full load (page + 2 plots)", full_load(), TARGET)]
+    rows.append(("dashboard, full load again", statistics.median(full_load() for _ in range(repeat)), TARGET))
+    rows.append(("dashboard refresh, plots changed (json + 2 plots)",
+                 statistics.median(refresh() for _ in range(repeat)), TARGET))
+    rows.append(("dashboard refresh, plots unchanged (json only)", _median(client, repeat, "/dashboard.json"),
+                 TARGET))
     counts = {s: n for s, n in analytics.state_counts().items() if n}
     if counts:
         common = max(counts, key=counts.get)
@@ -104,8 +140,8 @@ def _rows(db_path, repeat):
     workflows = analytics.workflows()
     if workflows:
         wf = workflows[0]
-        rows.append((f"dashboard refresh, workflow {wf!r}",
-                     _median(client, repeat, f"/dashboard.json?wf={wf}", *(f"{p}?wf={wf}" for p in plots)), None))
+        rows.append((f"dashboard refresh, workflow {wf!r}, plots changed",
+                     statistics.median(refresh(f"?wf={wf}") for _ in range(repeat)), None))
     from balsam.core.models import BalsamJob
 
     job = BalsamJob.objects.order_by().values_list("pk", flat=True).first()

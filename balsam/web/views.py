@@ -9,6 +9,9 @@ seconds, swaps the sections' HTML and reloads the plots with a new query.
 
 import dataclasses
 import datetime
+import hashlib
+import threading
+from collections import OrderedDict
 from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required
@@ -16,6 +19,7 @@ from django.http import HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import render
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils.cache import add_never_cache_headers, patch_cache_control
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
@@ -43,10 +47,11 @@ class Filters:
         self.since_text = (query.get("since") or DEFAULT_WINDOW).strip()
         self.message = None
         self.valid = True
+        self.bad_window = False
         try:
             self.since = analytics.parse_since(self.since_text)
         except BalsamError as exc:
-            self.since, self.valid = None, False
+            self.since, self.valid, self.bad_window = None, False, True
             self.message = f"{' '.join(str(exc).split())}: showing nothing"
         if self.valid and self.workflow is not None and not analytics.workflow_exists(self.workflow):
             self.valid = False
@@ -83,7 +88,6 @@ def dashboard_data(filters):
     progress = [] if empty else analytics.workflow_progress(filters.workflow)[:WORKFLOWS_SHOWN]
     failures = [] if empty else analytics.failures(filters.workflow, filters.since, limit=FAILURES_SHOWN)
     now = datetime.datetime.now(datetime.timezone.utc)
-    plot_query = filters.query(t=f"{now.timestamp():.0f}")
     return {
         "generated_at": now.isoformat(),
         "workflow": filters.workflow,
@@ -95,7 +99,7 @@ def dashboard_data(filters):
         "failures": [_failure(f) for f in failures],
         "launchers": [_plain(x) for x in analytics.launchers(limit=LAUNCHERS_SHOWN)],
         "launches": [_plain(x) for x in analytics.launches(limit=LAUNCHES_SHOWN)],
-        "plots": {name: f"{reverse('balsam_web:plot', args=[name, 'png'])}?{plot_query}" for name in PLOTS},
+        "plots": {name: _plot_url(name, filters) for name in PLOTS},
     }
 
 
@@ -130,18 +134,63 @@ def dashboard_json(request):
     return JsonResponse(data)
 
 
+# Rendering a plot costs far more than computing its series (matplotlib
+# draws it: 0.1-0.3 s). A plot's address carries a digest of its series, so
+# the page reloads an image only when its data changed (times are bucket
+# starts: a quiet DB keeps its plots), the browser may keep it, and the
+# server renders each version once.
+RENDERED_KEPT = 16
+_rendered = OrderedDict()
+_rendered_lock = threading.Lock()
+
+
+def series_version(series):
+    text = repr((series.title, series.unit, series.bucket_seconds, series.times, series.values, series.capacity))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _plot_series(name, filters):
+    return PLOTS[name](filters.workflow, filters.since)  # an unknown workflow: an empty series
+
+
+def _plot_url(name, filters, fmt="png"):
+    """The plot's address, or None for a malformed window (no plot)."""
+    if filters.bad_window:
+        return None
+    version = series_version(_plot_series(name, filters))
+    return f"{reverse('balsam_web:plot', args=[name, fmt])}?{filters.query(v=version)}"
+
+
+def _render(name, fmt, series):
+    key = (name, fmt, series_version(series))
+    with _rendered_lock:
+        if key in _rendered:
+            _rendered.move_to_end(key)
+            return _rendered[key]
+    image = plots.render(series, fmt)
+    with _rendered_lock:
+        _rendered[key] = image
+        while len(_rendered) > RENDERED_KEPT:
+            _rendered.popitem(last=False)
+    return image
+
+
 @require_safe
 @login_required
-@never_cache
 def plot(request, name, fmt):
     if name not in PLOTS or fmt not in PLOT_TYPES:
         return HttpResponseBadRequest(f"unknown plot {name}.{fmt}; plots: "
                                       + ", ".join(f"{n}.png, {n}.svg" for n in PLOTS), content_type="text/plain")
     filters = Filters(request.GET)
-    if not filters.valid and filters.workflow is None:  # a bad time window
+    if filters.bad_window:
         return HttpResponseBadRequest(filters.message, content_type="text/plain")
-    series = PLOTS[name](filters.workflow, filters.since)
-    return HttpResponse(plots.render(series, fmt), content_type=PLOT_TYPES[fmt])
+    series = _plot_series(name, filters)
+    response = HttpResponse(_render(name, fmt, series), content_type=PLOT_TYPES[fmt])
+    if request.GET.get("v") == series_version(series):
+        patch_cache_control(response, private=True, max_age=3600)  # this address always shows these data
+    else:
+        add_never_cache_headers(response)
+    return response
 
 
 @require_safe

@@ -64,7 +64,7 @@ def test_the_page_shows_counts_progress_failures_and_plots(client, jobs):
     assert re.search(r'data-workflow="wf_b">.*?<progress max="100" value="0.0"', text, re.S)
     assert f'href="/admin/balsam/balsamjob/{b[0].pk.hex}/change/"' in text
     assert "run error and no error handler" in text and "Segmentation fault" in text
-    assert 'id="balsam-plot-throughput" src="/plots/throughput.png?since=1h&amp;t=' in text
+    assert 'id="balsam-plot-throughput" src="/plots/throughput.png?since=1h&amp;v=' in text
     assert '<script src="/static/balsam_web/dashboard.js" defer></script>' in text
     assert not re.search(r'(src|href)="(https?:)?//', text)  # nothing loaded from elsewhere
 
@@ -109,6 +109,8 @@ def test_bad_filters_show_nothing_with_a_message(client, jobs, query, message):
         figures["failures"] == []
     page = client.get(f"/{query}")
     assert page.status_code == 200 and message.replace("'", "&#x27;") in page.content.decode()
+    if "since" in query:
+        assert figures["plots"] == {"throughput": None, "utilization": None}
 
 
 def test_plots_are_images(client, jobs):
@@ -125,6 +127,20 @@ def test_plots_are_images(client, jobs):
         response = client.get(url)
         assert response.status_code == status, url
         assert b"Traceback" not in response.content
+
+
+def test_a_plot_is_fetched_again_only_when_its_data_changed(client, make_job):
+    waiting = [make_job(name=f"w{i}", workflow="quiet") for i in range(2)]  # no job has run yet
+    first = data(client, "?since=1d")["plots"]
+    assert data(client, "?since=1d")["plots"] == first  # nothing happened: the same addresses
+    image = client.get(first["throughput"])
+    assert image.status_code == 200 and "max-age=3600" in image["Cache-Control"]
+    assert client.get(first["throughput"]).content == image.content
+    advance(waiting[0], *FINISH)
+    second = data(client, "?since=1d")["plots"]
+    assert second["throughput"] != first["throughput"] and second["utilization"] != first["utilization"]
+    stale = client.get(first["throughput"])  # an old address shows the current data, not to be kept
+    assert stale.status_code == 200 and "max-age=0" in stale["Cache-Control"]
 
 
 def test_launchers_and_launches_are_listed(client, jobs):

@@ -1,6 +1,7 @@
 // The dashboard's live refresh: every few seconds, fetch dashboard.json with
-// the page's filters, swap each section's HTML and reload the two plots with a
-// new query (so the browser does not show a cached image). No libraries.
+// the page's filters, swap each section's HTML, and point each plot at its new
+// address: the address carries a digest of the plot's data, so an image is
+// fetched again only when its data changed. No libraries.
 (function () {
   "use strict";
   var root = document.getElementById("balsam-dashboard");
@@ -24,7 +25,10 @@
     });
     Object.keys(data.plots || {}).forEach(function (name) {
       var img = document.getElementById("balsam-plot-" + name);
-      if (img) { img.src = data.plots[name]; }
+      var url = data.plots[name];
+      if (!img) { return; }
+      img.hidden = !url;
+      if (url && img.getAttribute("src") !== url) { img.src = url; }
     });
     message.hidden = !data.message;
     message.textContent = data.message || "";
