@@ -53,6 +53,11 @@ def _cases():
     cases += [["qsub", "-t", "5", command] for command in ["", "/no/such/x", "no-such-program-xyz"]]
     cases += [["qsub", "-t", "5", "--env", "1A=2", "echo"], ["qsub", "echo", "hi"], ["qsub", "-t", "5"]]
     cases += [JOB + ["--n", "3"], ["ls", "--h"], ["launcher", "--consume-all", "--n", "1"]]  # ambiguous
+    cases += [["web", "--port", value] for value in BAD_NUMBERS + ["65536", "8000.5"]]
+    cases += [["web", "--host", value] for value in ["", " "]]
+    cases += [["web", "adduser", name, "--password-file", "/no/such/file"] for name in ["", " ", "a b", "x" * 5000]]
+    cases += [["web", "adduser", "alice", "--password-file", value] for value in ["", "/no/such/file", "/"]]
+    cases += [["web", "passwd", name, "--password-file", "/no/such/file"] for name in ["", "nobody", "x" * 5000]]
     return cases
 
 
