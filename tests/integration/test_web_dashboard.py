@@ -138,7 +138,7 @@ def test_a_plot_is_fetched_again_only_when_its_data_changed(client, make_job):
     assert client.get(first["throughput"]).content == image.content
     advance(waiting[0], *FINISH)
     second = data(client, "?since=1d")["plots"]
-    assert second["throughput"] != first["throughput"] and second["utilization"] != first["utilization"]
+    assert second["throughput"] != first["throughput"]  # (its run lasted milliseconds: utilization may not move)
     stale = client.get(first["throughput"])  # an old address shows the current data, not to be kept
     assert stale.status_code == 200 and "max-age=0" in stale["Cache-Control"]
 
