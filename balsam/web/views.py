@@ -34,8 +34,8 @@ PLOTS = {"throughput": analytics.throughput, "utilization": analytics.utilizatio
 PLOT_TYPES = {"png": "image/png", "svg": "image/svg+xml"}
 WORKFLOWS_SHOWN = 50
 FAILURES_SHOWN = 20
-LAUNCHERS_SHOWN = 20
-LAUNCHES_SHOWN = 20
+LAUNCHERS_SHOWN = 10
+LAUNCHES_SHOWN = 10
 SECTIONS = ("states", "workflows", "failures", "launchers", "launches")
 
 

@@ -160,3 +160,10 @@ def test_launchers_and_launches_are_listed(client, jobs):
 def test_only_get_is_served(client):
     for url in ("/", "/dashboard.json", "/plots/throughput.png"):
         assert client.post(url).status_code in (403, 405), url
+
+
+def test_numbers_and_times_are_shown_for_people():
+    from balsam.web.templatetags.balsam_web import count, when
+
+    assert count(1000000) == "1,000,000" and count(7) == "7" and count(None) is None
+    assert when("2026-11-29T23:32:00.123456+00:00") == "2026-11-29 23:32:00" and when(None) == "—"
