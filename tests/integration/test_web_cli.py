@@ -221,3 +221,36 @@ def test_help_does_not_load_the_web_package(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "Usage: balsam web" in result.stdout and "adduser" in result.stdout
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_kill_from_the_served_pages_goes_through_a_live_dbserver(db, dbserver, web_process, balsam_cmd, password_file,
+                                                                   make_job):
+    import http.cookiejar
+    import re
+    import urllib.parse
+
+    job = make_job(name="victim")
+    assert balsam_cmd("web", "adduser", "alice", "--password-file", password_file(PASSWORD)).returncode == 0
+    server = web_process()
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+
+    def form_token(path):
+        with opener.open(server.url(path), timeout=30) as response:
+            return re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', response.read().decode()).group(1)
+
+    def post(path, fields):
+        data = urllib.parse.urlencode(fields, doseq=True).encode()
+        with opener.open(server.url(path), data=data, timeout=30) as response:
+            return response.read().decode()
+
+    post("/admin/login/", {"csrfmiddlewaretoken": form_token("/admin/login/"), "username": "alice",
+                           "password": PASSWORD, "next": "/"})
+    jobs_page = "/admin/balsam/balsamjob/"
+    text = post(jobs_page, {"csrfmiddlewaretoken": form_token(jobs_page), "action": "kill_selected",
+                            "_selected_action": [str(job.pk)]})
+    assert "Killed 1" in text
+    assert db_rows(db, f"SELECT state FROM balsam_job WHERE job_id = '{job.pk.hex}'") == [("USER_KILLED",)]
+    # The dbserver applied it: its record of applied requests has the kill.
+    assert db_rows(db, "SELECT COUNT(*) FROM balsam_applied_request WHERE result LIKE '%killed%'")[0][0] >= 1
+    assert server.stop()[0] == 0
