@@ -5,7 +5,7 @@ whole job table on every page; these take their choices from cheap reads
 instead (the workflow index, the small application table).
 """
 
-from django.contrib import admin
+from django.contrib import admin, messages
 
 from balsam import api
 
@@ -26,6 +26,10 @@ class _ExactFilter(admin.SimpleListFilter):
         value = self.value()
         if value is None:
             return queryset
+        if value not in self.choices_from_db():
+            shown = value if len(value) <= 60 else value[:60] + "..."
+            messages.warning(request, f"no {self.title} named {shown!r}: no jobs shown")
+            return queryset.none()
         return queryset.filter(**{self.field: value})
 
 

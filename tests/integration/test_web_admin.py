@@ -3,6 +3,7 @@ DB directory: login, the job list and page, edits, deletes and the job
 actions -- every write through the write path, once directly and once
 through a live dbserver (the `writer` fixture)."""
 
+import html
 import json
 import re
 from pathlib import Path
@@ -45,7 +46,7 @@ def events(db, job):
 
 
 def messages_in(response):
-    return [" ".join(m.split()) for m in re.findall(r'<li class="(?:success|warning|error|info)">(.*?)</li>',
+    return [html.unescape(" ".join(m.split())) for m in re.findall(r'<li class="(?:success|warning|error|info)">(.*?)</li>',
                                                     page(response), re.S)]
 
 
@@ -142,8 +143,10 @@ def test_job_list_has_columns_filters_and_search(admin_client, make_job, make_ap
                                    (f"q={job.job_id}", "visible_job", "other_job")):
         text = page(admin_client.get(f"{JOBS}?{query}"))
         assert present in text and absent not in text, query
-    text = page(admin_client.get(f"{JOBS}?workflow=no-such-wf"))
+    response = admin_client.get(f"{JOBS}?workflow=no-such-wf")
+    text = page(response)
     assert "visible_job" not in text and "other_job" not in text and "0 jobs" in text
+    assert messages_in(response) == ["No workflow named 'no-such-wf': no jobs shown"]
 
 
 def test_job_page_shows_history_relatives_and_output_tail(db, admin_client, make_job):
