@@ -1,10 +1,12 @@
-"""``balsam init`` and ``balsam which``."""
+"""``balsam init``, ``balsam which`` and ``balsam db ...`` (looking after a DB)."""
 
+import json
 import shlex
 
 import click
 
 from balsam.cli.common import attach
+from balsam.cli.prefixes import PrefixGroup
 
 
 @click.command()
@@ -51,4 +53,97 @@ def which(ctx):
     click.echo(f"Jobs:        {total}" + (f"  ({summary})" if summary else ""))
 
 
-COMMANDS = [init, which]
+@click.group(cls=PrefixGroup)
+def db():
+    """Look after the DB: stats, check (and repair), backup, restore."""
+
+
+def _size(n):
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1024
+
+
+@db.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
+@click.pass_context
+def stats(ctx, as_json):
+    """What the DB holds and how big it is: jobs by state and workflow, events, files, pages, recent activity."""
+    selection = attach(ctx)
+    from balsam.maintenance.stats import db_stats  # Django models: only once attached
+
+    found = db_stats(selection.path)
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+        return
+    pages = found["pages"]
+    lines = [
+        f"DB:            {found['db_file']}",
+        f"File:          {_size(found['db_bytes'])}  (WAL {_size(found['wal_bytes'])})",
+    ]
+    if pages:
+        lines.append(f"Pages:         {pages['used_pages']:,} in use of {pages['pages']:,} ({pages['used_percent']}%), "
+                     f"{pages['free_pages']:,} free ({_size(pages['free_bytes'])} reclaimable), "
+                     f"{pages['page_size']:,} B each")
+    lines += [
+        f"Jobs:          {found['jobs']:,}" + (f"  (oldest {found['oldest_job']}, newest {found['newest_job']})"
+                                                 if found["jobs"] else ""),
+        f"Events:        {found['events']:,}  ({found['state_changes_last_hour']:,} in the last hour)",
+        f"Dependencies:  {found['dependencies']:,}",
+        f"Applications:  {found['applications']:,}",
+        f"Launches:      {found['launches']:,}",
+        f"Applied ids:   {found['applied_requests']:,}",
+    ]
+    if found["jobs_by_state"]:
+        width = max(len(s) for s in found["jobs_by_state"])
+        lines += ["", "Jobs by state:"] + [f"  {s.ljust(width)}  {n:>12,}" for s, n in found["jobs_by_state"].items()]
+    if found["jobs_by_workflow"]:
+        width = max(len(w or "(none)") for w in found["jobs_by_workflow"])
+        lines += ["", "Jobs by workflow:"]
+        for wf, item in found["jobs_by_workflow"].items():
+            summary = ", ".join(f"{n:,} {s}" for s, n in item["by_state"].items())
+            lines.append(f"  {(wf or '(none)').ljust(width)}  {item['jobs']:>12,}  ({summary})")
+    click.echo("\n".join(lines))
+
+
+@db.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
+@click.option("--repair", is_flag=True, help="Fix what is safe to fix (lapsed leases, children of dead parents, "
+              "old applied-request ids) through the write path; never touches files.")
+@click.pass_context
+def check(ctx, as_json, repair):
+    """Check the DB: SQLite's integrity and foreign keys, then Balsam's invariants. Exit 0 when healthy,
+    1 with one line per problem otherwise."""
+    from balsam import api
+    from balsam.config import load_settings
+
+    selection = attach(ctx)
+    from balsam.maintenance import check as checks  # Django models: only once attached
+
+    lease_expiry = load_settings().launcher_lease_expiry_sec
+    report = checks.check(selection.path, lease_expiry)
+    repaired, after = [], report
+    if repair and any(p.repairable for p in report.problems):
+        api.require_writable("repair it")
+        repaired = checks.repair(report, lease_expiry)
+        after = checks.check(selection.path, lease_expiry)
+    if as_json:
+        result = report.as_dict()
+        if repair:
+            result.update(repaired=repaired, after_repair=after.as_dict())
+        click.echo(json.dumps(result, indent=2))
+    else:
+        for problem in report.problems:
+            click.echo(problem.line())
+        for line in repaired:
+            click.echo(f"repaired: {line}")
+        if repaired:
+            for problem in after.problems:
+                click.echo(f"left: {problem.line()}")
+        for note in report.notes:
+            click.echo(f"note: {note}", err=True)
+    ctx.exit(0 if after.healthy else 1)
+
+
+COMMANDS = [init, which, db]

@@ -104,3 +104,10 @@ class WriteClient(ABC):
 
     def release(self, owner, ids=None):
         return self.request("release_leases", {"owner": owner, "ids": ids})
+
+    # -- clean-up (balsam db check --repair) ---------------------------------------
+    def settle_orphaned_waiters(self):
+        return self.request("settle_orphaned_waiters", {})
+
+    def prune_applied_requests(self, retention_sec):
+        return self.request("prune_applied_requests", {"retention_sec": retention_sec})

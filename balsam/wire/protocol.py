@@ -52,6 +52,8 @@ WRITE_OPS = frozenset(
         "tie_jobs",
         "end_launch",
         "renew_db_identity",
+        "settle_orphaned_waiters",
+        "prune_applied_requests",
     }
 )
 SERVER_OPS = frozenset({"ping", "status"})

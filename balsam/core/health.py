@@ -1,0 +1,204 @@
+"""The reads behind ``balsam db stats`` and ``balsam db check`` (and the
+clean-up operations that repair what ``check`` finds): sizes, counts, and the
+queries that look for jobs breaking Balsam's own invariants.
+
+Read only. Each query is written to stay fast on a million jobs: counts come
+from indexes, "the last hour" is found by a binary search on the event ids
+(appended in time order by the single writer), and the invariant checks walk
+an index once each.
+"""
+
+import datetime
+import os
+
+from django.db import connection
+from django.db.models import Max, Min
+
+from balsam.core import sql, states
+from balsam.core.json_values import job_id
+from balsam.core.models import AppliedRequest, ApplicationDefinition, BalsamJob, JobDependency, JobEvent, QueuedLaunch
+
+# States a job reaches only after its application ran (its directory exists from then on).
+RAN_STATES = frozenset(
+    {states.RUNNING, states.RUN_DONE, states.POSTPROCESSED, states.JOB_FINISHED, states.RUN_ERROR, states.RUN_TIMEOUT}
+)
+
+
+def stamp(moment):
+    """A datetime as the backend stores it, for raw comparisons."""
+    return connection.ops.adapt_datetimefield_value(moment)
+
+
+def _pk(value):
+    return value if not isinstance(value, str) else job_id(value)
+
+
+def row_counts():
+    """{table role: rows} for the jobs, events, edges, applications, launches and applied requests."""
+    counts = {}
+    for label, model in (("jobs", BalsamJob), ("events", JobEvent), ("dependencies", JobDependency),
+                         ("applications", ApplicationDefinition), ("launches", QueuedLaunch),
+                         ("applied_requests", AppliedRequest)):
+        # COUNT(*) lets SQLite count the smallest index instead of the table.
+        counts[label] = sql.raw_fetchall(f"SELECT COUNT(*) FROM {sql.table(model)}", [])[0][0]
+    return counts
+
+
+def job_time_range():
+    """(oldest, newest) job creation times, or (None, None) without jobs."""
+    found = BalsamJob.objects.order_by().aggregate(oldest=Min("created_at"), newest=Max("created_at"))
+    return found["oldest"], found["newest"]
+
+
+def events_since(moment):
+    """How many events were written at or after ``moment``. Events are
+    appended by one writer at a time with the time of their transaction, so
+    their times grow with their ids: a binary search on the id finds the first
+    one, then the count is a range of the primary key."""
+    bounds = JobEvent.objects.order_by().aggregate(low=Min("id"), high=Max("id"))
+    low, high = bounds["low"], bounds["high"]
+    if high is None:
+        return 0
+    events = JobEvent.objects.order_by()
+    if events.filter(id=high, timestamp__lt=moment).exists():
+        return 0
+    while low < high:  # the first id whose event is at or after moment (ids may have gaps)
+        middle = (low + high) // 2
+        probe = events.filter(id__gte=middle).order_by("id").values_list("id", "timestamp").first()
+        if probe[1] < moment:
+            low = probe[0] + 1
+        else:
+            high = probe[0] if probe[0] > middle else middle
+    return events.filter(id__gte=low).count()
+
+
+def page_usage():
+    """SQLite's page size, pages in the file and pages on the free list."""
+    if connection.vendor != "sqlite":
+        return None
+    page_size, page_count, free = (sql.raw_fetchall(f"PRAGMA {name}", [])[0][0]
+                                   for name in ("page_size", "page_count", "freelist_count"))
+    return {"page_size": page_size, "pages": page_count, "free_pages": free}
+
+
+def file_sizes():
+    """Bytes of the DB file and of its write-ahead log (0 when there is none)."""
+    name = connection.settings_dict["NAME"]
+
+    def size(path):
+        try:
+            return os.stat(path).st_size
+        except OSError:
+            return 0
+
+    return {"db_file": str(name), "db_bytes": size(name), "wal_bytes": size(f"{name}-wal")}
+
+
+# ---------------------------------------------------------------------------
+# Balsam's invariants
+# ---------------------------------------------------------------------------
+def foreign_key_problems(most):
+    """Rows whose foreign key names a missing row: ``[(table, rowid, parent table)]``."""
+    if connection.vendor != "sqlite":
+        return [], 0
+    rows = sql.raw_fetchall("PRAGMA foreign_key_check", [])
+    return [(table, rowid, parent) for table, rowid, parent, _ in rows[:most]], len(rows)
+
+
+def state_event_mismatches(most):
+    """Jobs whose state is not the ``to_state`` of their newest event (a job
+    without events must be CREATED). Returns (up to ``most`` of ``(id, name,
+    state, last event's state)``, how many in all)."""
+    job, event = sql.table(BalsamJob), sql.table(JobEvent)
+    newest = f"SELECT job_id, MAX(id) AS last_id FROM {event} GROUP BY job_id"
+    query = (
+        f"SELECT j.job_id, j.name, j.state, e.to_state FROM {job} j "
+        f"JOIN ({newest}) n ON n.job_id = j.job_id JOIN {event} e ON e.id = n.last_id "
+        f"WHERE e.to_state <> j.state "
+        f"UNION ALL "
+        f"SELECT j.job_id, j.name, j.state, NULL FROM {job} j WHERE j.state <> %s "
+        f"AND NOT EXISTS (SELECT 1 FROM {event} e WHERE e.job_id = j.job_id)"
+    )
+    rows = sql.raw_fetchall(query, [states.CREATED])
+    return [(_pk(pk), name, state, last) for pk, name, state, last in rows[:most]], len(rows)
+
+
+def waiting_on_dead_parents(most=None):
+    """Jobs still waiting (and waiting for their parents) on a parent that can
+    never finish: ``[(child id, child name, parent id, parent state)]``, and how many children."""
+    job, edge = sql.table(BalsamJob), sql.table(JobDependency)
+    waiting, dead = sorted(states.WAITING_STATES), sorted(states.KILLING_STATES)
+    query = (
+        f"SELECT c.job_id, c.name, p.job_id, p.state FROM {edge} d "
+        f"JOIN {job} c ON c.job_id = d.child_id JOIN {job} p ON p.job_id = d.parent_id "
+        f"WHERE c.state IN ({sql.marks(len(waiting))}) AND c.wait_for_parents "
+        f"AND p.state IN ({sql.marks(len(dead))}) ORDER BY c.job_id"
+    )
+    rows = sql.raw_fetchall(query, waiting + dead)
+    found, seen = [], set()
+    for child, name, parent, parent_state in rows:
+        if child in seen:
+            continue
+        seen.add(child)
+        found.append((_pk(child), name, _pk(parent), parent_state))
+    return (found if most is None else found[:most]), len(found)
+
+
+def lapsed_running(now, lease_expiry_sec, most):
+    """RUNNING jobs whose lease lapsed (their launcher stopped heartbeating),
+    or that nobody holds for longer than ``lease_expiry_sec``: what
+    ``recover_expired_leases`` would recover. ``[(id, name, owner, expired at)]``, count."""
+    cutoff = now - datetime.timedelta(seconds=lease_expiry_sec)
+    job = sql.table(BalsamJob)
+    query = (
+        f"SELECT job_id, name, lease_owner, lease_expires_at FROM {job} WHERE state = %s AND ("
+        f"(lease_owner <> '' AND (lease_expires_at < %s OR (lease_expires_at IS NULL AND "
+        f"(lease_heartbeat IS NULL OR lease_heartbeat < %s)))) "
+        f"OR (lease_owner = '' AND state_changed_at < %s))"
+    )
+    rows = sql.raw_fetchall(query, [states.RUNNING, stamp(now), stamp(cutoff), stamp(cutoff)])
+    return [(_pk(pk), name, owner, expires) for pk, name, owner, expires in rows[:most]], len(rows)
+
+
+def ran_jobs_dirs():
+    """``(id, name, workdir, user_workdir)`` of every job in a state reached only by running."""
+    ran = sorted(RAN_STATES)
+    return (
+        (_pk(pk), name, workdir, user_workdir)
+        for pk, name, workdir, user_workdir in BalsamJob.objects.order_by()
+        .filter(state__in=ran)
+        .values_list("pk", "name", "workdir", "user_workdir")
+        .iterator(chunk_size=10_000)
+    )
+
+
+def known_workdirs(paths):
+    """The ``paths`` (relative to ``data/``) that are some job's working directory."""
+    found = set()
+    for chunk in sql.chunks(paths):
+        found.update(BalsamJob.objects.order_by().filter(workdir__in=chunk).values_list("workdir", flat=True))
+    return found
+
+
+def workflow_dir_in_use(name):
+    """Whether some job's working directory lies in ``data/<name>/``. A range
+    on the unique workdir index ('/' sorts just before '0')."""
+    return BalsamJob.objects.order_by().filter(workdir__gte=f"{name}/", workdir__lt=f"{name}0").exists()
+
+
+def dangling_edges(most):
+    """Dependency rows naming a job that does not exist: ``[(edge id, child, parent)]``, count."""
+    job, edge = sql.table(BalsamJob), sql.table(JobDependency)
+    query = (
+        f"SELECT d.id, d.child_id, d.parent_id FROM {edge} d "
+        f"WHERE NOT EXISTS (SELECT 1 FROM {job} j WHERE j.job_id = d.child_id) "
+        f"OR NOT EXISTS (SELECT 1 FROM {job} j WHERE j.job_id = d.parent_id)"
+    )
+    rows = sql.raw_fetchall(query, [])
+    return rows[:most], len(rows)
+
+
+def applied_requests_before(cutoff):
+    """How many applied-request ids are older than ``cutoff``."""
+    return AppliedRequest.objects.filter(applied_at__lt=cutoff).count()
+
