@@ -22,7 +22,10 @@ def init(path, db_type):
     """Create a Balsam DB directory at PATH, or refresh the schema of an existing one (keeps all data)."""
     from balsam.dbdir import init_db
 
-    db_path, created = init_db(path, db_type)
+    def backed_up(copy, size):
+        click.echo(f"Backed up the DB before migrating it: {copy}  ({_size(size)})")
+
+    db_path, created = init_db(path, db_type, on_backup=backed_up)
     if created:
         click.echo(f"Created Balsam DB at {db_path}")
     else:
@@ -144,6 +147,36 @@ def check(ctx, as_json, repair):
         for note in report.notes:
             click.echo(f"note: {note}", err=True)
     ctx.exit(0 if after.healthy else 1)
+
+
+@db.command()
+@click.option("--to", "target", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Where to write the copy (default: backups/<UTC time>.sqlite3 in the DB directory).")
+@click.pass_context
+def backup(ctx, target):
+    """Copy the DB while it is in use (writers keep going), verify the copy and print its path and size."""
+    selection = attach(ctx)
+    from balsam.maintenance import backup as backups  # Django models: only once attached
+
+    path, size = backups.backup(selection.path, target)
+    click.echo(f"Backed up to {path}  ({_size(size)}, integrity ok)")
+
+
+@db.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.pass_context
+def restore(ctx, file):
+    """Put the backup FILE in place of the DB; refused while a dbserver, service or launcher is active.
+    The current file is kept as db.sqlite3.before-restore-<UTC time>."""
+    from balsam import api
+
+    selection = attach(ctx)
+    api.require_writable("restore it")
+    from balsam.maintenance import backup as backups  # Django models: only once attached
+
+    kept = backups.restore(selection.path, file)
+    click.echo(f"Restored {selection.path} from {file}")
+    click.echo(f"The previous DB file is kept as {kept}")
 
 
 COMMANDS = [init, which, db]

@@ -202,3 +202,13 @@ def applied_requests_before(cutoff):
     """How many applied-request ids are older than ``cutoff``."""
     return AppliedRequest.objects.filter(applied_at__lt=cutoff).count()
 
+
+
+def live_lease_owners(now):
+    """Launchers holding a lease that has not lapsed: ``{owner: jobs held}``
+    (what says a launcher is at work on the DB)."""
+    job = sql.table(BalsamJob)
+    rows = sql.raw_fetchall(
+        f"SELECT lease_owner, COUNT(*) FROM {job} WHERE lease_owner <> '' AND lease_expires_at >= %s "
+        f"GROUP BY lease_owner", [stamp(now)])
+    return dict(rows)
