@@ -12,6 +12,7 @@ import datetime
 import os
 
 from django.db import connection
+from django.utils.dateparse import parse_datetime
 from django.db.models import Max, Min
 
 from balsam.core import sql, states
@@ -45,18 +46,36 @@ def row_counts():
 
 
 def job_time_range():
-    """(oldest, newest) job creation times, or (None, None) without jobs."""
-    found = BalsamJob.objects.order_by().aggregate(oldest=Min("created_at"), newest=Max("created_at"))
-    return found["oldest"], found["newest"]
+    """(oldest, newest) job creation times, or (None, None) without jobs. The
+    first and last rows of the table: jobs get their creation time from the
+    transaction that inserts them, one writer at a time, so the table's row
+    order is their creation order (MIN/MAX of the column would read every row)."""
+    jobs = BalsamJob.objects.order_by()
+    if connection.vendor != "sqlite":
+        found = jobs.aggregate(oldest=Min("created_at"), newest=Max("created_at"))
+        return found["oldest"], found["newest"]
+
+    def end(direction):
+        rows = sql.raw_fetchall(f"SELECT created_at FROM {sql.table(BalsamJob)} ORDER BY rowid {direction} LIMIT 1", [])
+        if not rows:
+            return None
+        value = rows[0][0]  # Django's SQLite connection converts declared datetime columns itself
+        value = parse_datetime(value) if isinstance(value, str) else value
+        return value.replace(tzinfo=datetime.timezone.utc)
+
+    return end("ASC"), end("DESC")
 
 
 def events_since(moment):
     """How many events were written at or after ``moment``. Events are
     appended by one writer at a time with the time of their transaction, so
     their times grow with their ids: a binary search on the id finds the first
-    one, then the count is a range of the primary key."""
-    bounds = JobEvent.objects.order_by().aggregate(low=Min("id"), high=Max("id"))
-    low, high = bounds["low"], bounds["high"]
+    one, and the ids handed out since then are the count (ids are never reused;
+    counting the rows instead would read every one of them, and would miss the
+    events of jobs removed since, which still happened)."""
+    # Two queries: SQLite answers a lone MIN or MAX from the key, not both at once.
+    low = JobEvent.objects.order_by().aggregate(low=Min("id"))["low"]
+    high = high_id = JobEvent.objects.order_by().aggregate(high=Max("id"))["high"]
     if high is None:
         return 0
     events = JobEvent.objects.order_by()
@@ -69,7 +88,7 @@ def events_since(moment):
             low = probe[0] + 1
         else:
             high = probe[0] if probe[0] > middle else middle
-    return events.filter(id__gte=low).count()
+    return high_id - low + 1
 
 
 def page_usage():
