@@ -112,10 +112,12 @@ def stats(ctx, as_json):
 
 @db.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
+@click.option("--full", is_flag=True, help="SQLite's integrity_check and foreign_key_check (every index against "
+              "its table; slower) instead of its quick_check.")
 @click.option("--repair", is_flag=True, help="Fix what is safe to fix (lapsed leases, children of dead parents, "
               "old applied-request ids) through the write path; never touches files.")
 @click.pass_context
-def check(ctx, as_json, repair):
+def check(ctx, as_json, full, repair):
     """Check the DB: SQLite's integrity and foreign keys, then Balsam's invariants. Exit 0 when healthy,
     1 with one line per problem otherwise."""
     from balsam import api
@@ -125,12 +127,12 @@ def check(ctx, as_json, repair):
     from balsam.maintenance import check as checks  # Django models: only once attached
 
     lease_expiry = load_settings().launcher_lease_expiry_sec
-    report = checks.check(selection.path, lease_expiry)
+    report = checks.check(selection.path, lease_expiry, full)
     repaired, after = [], report
     if repair and any(p.repairable for p in report.problems):
         api.require_writable("repair it")
         repaired = checks.repair(report, lease_expiry)
-        after = checks.check(selection.path, lease_expiry)
+        after = checks.check(selection.path, lease_expiry, full)
     if as_json:
         result = report.as_dict()
         if repair:

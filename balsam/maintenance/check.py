@@ -16,6 +16,7 @@ from django.db import DatabaseError
 from django.utils import timezone
 
 from balsam.core import health, sql, write_client
+from balsam.core.json_values import job_id
 from balsam.wire.protocol import APPLIED_ID_RETENTION_SEC
 
 MAX_SHOWN = 20  # lines per kind of problem; the rest are counted
@@ -65,32 +66,37 @@ def _capped(kind, shown, total, what, repairable=False):
 # ---------------------------------------------------------------------------
 # the checks
 # ---------------------------------------------------------------------------
-def _integrity(notes):
-    found = sql.quick_check(INTEGRITY_CHECK_SEC, pragma="integrity_check", most=MAX_SHOWN)
+def _integrity(notes, full):
+    pragma = "integrity_check" if full else "quick_check"
+    found = sql.quick_check(INTEGRITY_CHECK_SEC, pragma=pragma, most=MAX_SHOWN)
     if found is None:
-        notes.append(f"integrity_check did not finish within {INTEGRITY_CHECK_SEC} s; the file was checked in part")
+        notes.append(f"{pragma} did not finish within {INTEGRITY_CHECK_SEC} s; the file was checked in part")
         return []
     return [Problem("integrity", text) for text in found]
 
 
 def _foreign_keys():
-    from balsam.core.models import JobDependency
+    from balsam.core.models import JobDependency, JobEvent
 
-    edges = JobDependency._meta.db_table  # reported with job ids by _edges
+    # Reported by Balsam's own checks (_edges, _states), with job ids.
+    own = {JobDependency._meta.db_table, JobEvent._meta.db_table}
     shown, total = health.foreign_key_problems(10 * MAX_SHOWN)
-    lines = [f"{table} row {rowid} names a missing row of {parent}" for table, rowid, parent in shown if table != edges]
+    lines = [f"{table} row {rowid} names a missing row of {parent}" for table, rowid, parent in shown if table not in own]
     return _capped("foreign-key", lines[:MAX_SHOWN], len(lines) + total - len(shown), "rows")
 
 
 def _states():
-    shown, total = health.state_event_mismatches(MAX_SHOWN)
+    shown, total, orphan_events = health.state_event_mismatches(MAX_SHOWN)
+    problems = []
+    if orphan_events:
+        problems.append(Problem("foreign-key", f"events name {orphan_events} job id(s) that do not exist"))
     lines = [
         f"job {_label(name, pk)} is {state} but "
         + (f"its last event moved it to {last}" if last else "it has no event (a job without history is CREATED)")
         + f" (see: balsam show {pk.hex[:8]})"
         for pk, name, state, last in shown
     ]
-    return _capped("state", lines, total, "jobs whose state disagrees with their history")
+    return problems + _capped("state", lines, total, "jobs whose state disagrees with their history")
 
 
 def _waiting():
@@ -118,13 +124,30 @@ def _leases(now, lease_expiry_sec):
 def _job_dirs(db_path):
     """Jobs that ran without a directory, and directories of no job under data/."""
     data = Path(db_path) / "data"
+    prefix = str(data) + os.sep
     missing, missing_count = [], 0
-    for pk, name, workdir, user_workdir in health.ran_jobs_dirs():
-        path = Path(user_workdir).expanduser() if user_workdir else data / workdir
-        if not path.is_dir():
-            missing_count += 1
-            if len(missing) < MAX_SHOWN:
-                missing.append(f"job {_label(name, pk)} ran but its directory {path} is missing")
+    folders = {}  # workflow folder -> exists: a job's directory cannot exist without it
+
+    def exists(workdir):
+        folder, sep, _ = workdir.rpartition("/")
+        if sep:
+            if folder not in folders:
+                folders[folder] = os.path.isdir(prefix + folder)
+            if not folders[folder]:
+                return False
+        return os.path.isdir(prefix + workdir)
+
+    for batch in health.ran_jobs_dirs():
+        for pk, name, workdir, user_workdir in batch:
+            if user_workdir:
+                found = os.path.isdir(os.path.expanduser(user_workdir))
+            else:
+                found = exists(workdir)
+            if not found:
+                missing_count += 1
+                if len(missing) < MAX_SHOWN:
+                    path = os.path.expanduser(user_workdir) if user_workdir else prefix + workdir
+                    missing.append(f"job {_label(name, job_id(pk))} ran but its directory {path} is missing")
     problems = _capped("directory", missing, missing_count, "jobs that ran without a directory")
     orphans = _orphan_dirs(data)
     lines = [f"{path} belongs to no job (left alone: remove it yourself if it is not needed)" for path in orphans]
@@ -167,16 +190,19 @@ def _applied(now):
                              "(--repair: prune them)", True)]
 
 
-def check(db_path, lease_expiry_sec):
-    """Run every check on the attached DB; a damaged file stops after SQLite's own checks."""
+def check(db_path, lease_expiry_sec, full=False):
+    """Run every check on the attached DB; a damaged file stops after SQLite's
+    own checks. ``full``: SQLite's ``integrity_check`` (every index against its
+    table) and ``foreign_key_check`` instead of ``quick_check`` alone (the
+    events' and edges' references are checked by Balsam's own checks either way)."""
     notes = []
     try:
-        problems = _integrity(notes)
+        problems = _integrity(notes, full)
         if problems:
             notes.append("Balsam's own checks skipped: the file is damaged (see docs/db-maintenance.md: restore a backup)")
             return Report(problems, notes)
         now = timezone.now()
-        problems = (_foreign_keys() + _states() + _waiting() + _leases(now, lease_expiry_sec) + _edges()
+        problems = ((_foreign_keys() if full else []) + _states() + _waiting() + _leases(now, lease_expiry_sec) + _edges()
                     + _applied(now) + _job_dirs(db_path))
     except DatabaseError as exc:  # a file damaged in a way integrity_check did not get to
         return Report([Problem("integrity", str(exc))], notes)

@@ -56,8 +56,9 @@ def test_healthy_db_prints_nothing_and_exits_0(db, make_job, balsam_cmd):
 
     api.add_dependency(parent, child)
     advance(child.pk, "AWAITING_PARENTS")
-    result = balsam_cmd("db", "check")
-    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+    for full in ([], ["--full"]):
+        result = balsam_cmd("db", "check", *full)
+        assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
     report = json.loads(balsam_cmd("db", "check", "--json").stdout)
     assert report["healthy"] is True and report["problems"] == []
 
@@ -143,6 +144,8 @@ def test_what_cannot_be_repaired_is_reported_and_left_alone(db, make_job, balsam
     stray_top.mkdir()
     a = make_job(name="a")
     raw(db, "INSERT INTO balsam_job_dependency (child_id, parent_id) VALUES (?, ?)", [a.pk.hex, "f" * 32])
+    raw(db, "INSERT INTO balsam_job_event (job_id, timestamp, from_state, to_state, message) "
+            "VALUES (?, '2026-01-01 00:00:00', '', 'CREATED', 'of a job long gone')", ["e" * 32])
 
     found = balsam_cmd("db", "check", "--repair")
     assert found.returncode == 1
@@ -153,10 +156,12 @@ def test_what_cannot_be_repaired_is_reported_and_left_alone(db, make_job, balsam
     assert f"orphan-directory: {stray} belongs to no job (left alone: remove it yourself if it is not needed)" in out
     assert any(line.startswith(f"orphan-directory: {stray_top} ") for line in out)
     assert any(line.startswith("dependency: ") and "f" * 32 in line for line in out), out
+    assert "foreign-key: events name 1 job id(s) that do not exist" in out
     assert not any(line.startswith("repaired:") for line in out)
     assert (stray / "result.txt").read_text() == "keep me" and stray_top.is_dir()
     report = json.loads(balsam_cmd("db", "check", "--json").stdout)
-    assert {p["kind"] for p in report["problems"]} == {"state", "directory", "orphan-directory", "dependency"}
+    assert {p["kind"] for p in report["problems"]} == {"state", "directory", "orphan-directory", "dependency",
+                                                       "foreign-key"}
     assert not any(p["repairable"] for p in report["problems"])
 
 
@@ -170,9 +175,10 @@ def test_a_byte_corrupted_copy_fails_the_integrity_check(db, make_job, balsam_cm
     for offset in range(10 * 4096, 30 * 4096, 4096):  # garbage over some pages, header intact
         data[offset + 8: offset + 1000] = bytes(range(256)) * 3 + bytes(224)
     (copy / "db.sqlite3").write_bytes(bytes(data))
-    found = balsam_cmd("--db", copy, "db", "check")
-    assert found.returncode == 1
-    out = lines(found.stdout)
-    assert out and all(line.startswith("integrity: ") for line in out), found.stdout + found.stderr
-    assert "Traceback" not in found.stderr
+    for full in ([], ["--full"]):
+        found = balsam_cmd("--db", copy, "db", "check", *full)
+        assert found.returncode == 1
+        out = lines(found.stdout)
+        assert out and all(line.startswith("integrity: ") for line in out), found.stdout + found.stderr
+        assert "Traceback" not in found.stderr
     assert balsam_cmd("db", "check").returncode == 0  # the original is untouched
