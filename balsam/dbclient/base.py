@@ -111,3 +111,7 @@ class WriteClient(ABC):
 
     def prune_applied_requests(self, retention_sec):
         return self.request("prune_applied_requests", {"retention_sec": retention_sec})
+
+    def apply_restart_rules(self, lease_expiry_sec):
+        """``core.states.RESTART_RULES`` (a dbserver's or a first launcher's start)."""
+        return self.request("apply_restart_rules", {"lease_expiry_sec": lease_expiry_sec})

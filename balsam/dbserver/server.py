@@ -359,6 +359,18 @@ def _damage():
     return None
 
 
+def _apply_restart_rules(lease_expiry_sec):
+    """``core.states.RESTART_RULES`` on every (re)start, before serving,
+    through the write path (this process's direct client); the counters and
+    what was done go to the log. A failure is logged and the server serves anyway."""
+    from balsam.core import write_client
+
+    try:
+        write_client.get().apply_restart_rules(lease_expiry_sec)
+    except Exception:
+        logger.exception("the restart rules could not be applied")
+
+
 def main(argv=None):
     args = parse_process_args("Balsam dbserver (started by the watchdog)", argv)
 
@@ -390,6 +402,7 @@ def main(argv=None):
         logger.error(message)
         print(f"dbserver: {message}", file=sys.stderr)
         return 2
+    _apply_restart_rules(settings.launcher_lease_expiry_sec)
     try:
         server.bind()
     except (zmq.ZMQError, OSError) as exc:

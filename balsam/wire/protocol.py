@@ -54,6 +54,7 @@ WRITE_OPS = frozenset(
         "renew_db_identity",
         "settle_orphaned_waiters",
         "prune_applied_requests",
+        "apply_restart_rules",
     }
 )
 SERVER_OPS = frozenset({"ping", "status"})

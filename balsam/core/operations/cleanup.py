@@ -1,15 +1,20 @@
-"""Clean-up writes for ``balsam db check --repair``: what a check finds and
-can fix without deciding anything for the user. (Recovering lapsed leases is
-``leases.recover_expired_leases``.)"""
+"""Clean-up writes: the repairs of ``balsam db check --repair`` (what a
+check finds and can fix without deciding anything for the user; recovering
+lapsed leases is ``leases.recover_expired_leases``), and the restart rules a
+dbserver (or the first launcher without one) applies when it starts."""
 
 import datetime
+import logging
 
 from django.utils import timezone
 
-from balsam.core import health
-from balsam.core.models import AppliedRequest
-from balsam.core.operations.transitions import settle_children
+from balsam.core import health, queries, states
+from balsam.core.models import AppliedRequest, BalsamJob
+from balsam.core.operations.leases import lapsed
+from balsam.core.operations.transitions import record, settle_children
 from balsam.core.operations.validation import positive_number
+
+logger = logging.getLogger(__name__)
 
 
 def settle_orphaned_waiters():
@@ -31,7 +36,41 @@ def prune_applied_requests(retention_sec):
     return AppliedRequest.objects.prune(timezone.now() - datetime.timedelta(seconds=retention_sec))
 
 
+def apply_restart_rules(lease_expiry_sec):
+    """``states.RESTART_RULES``, applied: count the jobs per state in one
+    pass, then for each action the states it covers. Returns the counters and
+    what was done: ``{"counts", "recovered", "released", "settled"}``."""
+    positive_number("lease_expiry_sec", lease_expiry_sec)
+    now = timezone.now()
+    counts = queries.state_counts()
+    expired = BalsamJob.objects.exclude(lease_owner="").filter(lapsed(now, lease_expiry_sec))
+    recovered = []
+    recover = states.restart_states(states.RECOVER_LAPSED)
+    if recover:
+        cutoff = now - datetime.timedelta(seconds=lease_expiry_sec)
+        held = dict(expired.filter(state__in=recover).values_list("pk", "lease_owner"))
+        # A job in such a state that nobody holds can only have lost its launcher.
+        unheld = BalsamJob.objects.filter(lease_owner="", state__in=recover, state_changed_at__lt=cutoff)
+        held.update((pk, "(none)") for pk in unheld.values_list("pk", flat=True))
+        from_states = dict(BalsamJob.objects.filter(pk__in=list(held)).values_list("pk", "state")) if held else {}
+        for owner in sorted(set(held.values())):
+            moves = {pk: from_states[pk] for pk, o in held.items() if o == owner}
+            record(moves, states.RESTART_READY, f"restart: launcher {owner} stopped heartbeating", now)
+        recovered = [str(pk) for pk in held]
+    releasing = recover + states.restart_states(states.RELEASE_LAPSED) + states.restart_states(states.SETTLE_IF_PARENT_DEAD)
+    released = expired.filter(state__in=releasing)._direct_update(
+        lease_owner="", lease_heartbeat=None, lease_expires_at=None)
+    settled = []
+    if states.restart_states(states.SETTLE_IF_PARENT_DEAD):
+        settled = settle_orphaned_waiters()
+    logger.info("restart rules: %s; recovered %d, released %d lapsed lease(s), settled %d",
+                ", ".join(f"{s} {counts[s]}" for s in states.ALL_STATES if counts.get(s)) or "no jobs",
+                len(recovered), released, len(settled))
+    return {"counts": counts, "recovered": recovered, "released": released, "settled": settled}
+
+
 OPERATIONS = {
+    "apply_restart_rules": apply_restart_rules,
     "settle_orphaned_waiters": settle_orphaned_waiters,
     "prune_applied_requests": prune_applied_requests,
 }
