@@ -9,8 +9,10 @@ writer the reader), so launchers and the dbserver keep committing while the
 pages are copied, and the copy is the DB as of the moment the read began. (A
 copy in many small steps from a connection that does not write would restart
 each time another connection commits, and might never finish on a busy DB.)
-The copy is written under a temporary name, checked with ``integrity_check``
-and only then renamed to its final name.
+The copy is written under a temporary name, checked with SQLite's
+``quick_check`` (every page and record read back; ``integrity_check``, which
+also compares each index with its table, costs ~8 times more and finds
+nothing a page copy can have changed) and only then renamed to its final name.
 """
 
 import datetime
@@ -54,12 +56,13 @@ def _connect(path, timeout=30):
     return sqlite3.connect(str(path), timeout=timeout, isolation_level=None)
 
 
-def integrity_problems(path, most=10):
-    """``PRAGMA integrity_check`` of the file at ``path``: [] when sound."""
+def integrity_problems(path, most=10, full=False):
+    """SQLite's ``quick_check`` (``full``: ``integrity_check``) of the file at ``path``: [] when sound."""
+    pragma = "integrity_check" if full else "quick_check"
     try:
         con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
-            rows = con.execute(f"PRAGMA integrity_check({int(most)})").fetchall()
+            rows = con.execute(f"PRAGMA {pragma}({int(most)})").fetchall()
         finally:
             con.close()
     except sqlite3.DatabaseError as exc:

@@ -223,15 +223,38 @@ def lapsed_running(now, lease_expiry_sec, most):
     return [(_pk(pk), name, owner, expires) for pk, name, owner, expires in rows[:most]], len(rows)
 
 
-def ran_jobs_dirs():
-    """``(id text, name, workdir, user_workdir)`` of every job in a state
-    reached only by running, in batches (lists) of up to 200,000 rows."""
+def ran_jobs_by_folder():
+    """{folder under data/ ('' for jobs without a workflow): jobs that ran in
+    it}, for jobs in a state reached only by running that have no
+    ``user_workdir``. One scan in SQLite: no Python row per job."""
     ran = sorted(RAN_STATES)
     job = sql.table(BalsamJob)
-    for low, high in _key_ranges(job, "rowid"):
-        yield sql.raw_fetchall(
-            f"SELECT job_id, name, workdir, user_workdir FROM {job} WHERE rowid >= %s AND rowid < %s "
-            f"AND state IN ({sql.marks(len(ran))})", [low, high] + ran)
+    return dict(sql.raw_fetchall(
+        f"SELECT substr(workdir, 1, instr(workdir, '/') - 1) AS folder, COUNT(*) FROM {job} "
+        f"WHERE state IN ({sql.marks(len(ran))}) AND user_workdir = '' GROUP BY folder", ran))
+
+
+def ran_jobs_in_folder(folder, limit=-1):
+    """``(id text, name, workdir)`` of the jobs that ran in ``data/<folder>/``
+    (``''``: directly in ``data/``), without a ``user_workdir``."""
+    ran = sorted(RAN_STATES)
+    job = sql.table(BalsamJob)
+    if folder:  # a range of the unique workdir index ('/' sorts just before '0')
+        where, params = "workdir >= %s AND workdir < %s", [f"{folder}/", f"{folder}0"]
+    else:
+        where, params = "instr(workdir, '/') = 0", []
+    return sql.raw_fetchall(
+        f"SELECT job_id, name, workdir FROM {job} WHERE {where} AND state IN ({sql.marks(len(ran))}) "
+        f"AND user_workdir = '' LIMIT %s", params + ran + [limit])
+
+
+def ran_jobs_elsewhere():
+    """``(id text, name, user_workdir)`` of the jobs that ran in a directory of the user's choosing."""
+    ran = sorted(RAN_STATES)
+    job = sql.table(BalsamJob)
+    return sql.raw_fetchall(
+        f"SELECT job_id, name, user_workdir FROM {job} WHERE state IN ({sql.marks(len(ran))}) AND user_workdir <> ''",
+        ran)
 
 
 def known_workdirs(paths):

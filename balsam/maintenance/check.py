@@ -124,30 +124,28 @@ def _leases(now, lease_expiry_sec):
 def _job_dirs(db_path):
     """Jobs that ran without a directory, and directories of no job under data/."""
     data = Path(db_path) / "data"
-    prefix = str(data) + os.sep
     missing, missing_count = [], 0
-    folders = {}  # workflow folder -> exists: a job's directory cannot exist without it
 
-    def exists(workdir):
-        folder, sep, _ = workdir.rpartition("/")
-        if sep:
-            if folder not in folders:
-                folders[folder] = os.path.isdir(prefix + folder)
-            if not folders[folder]:
-                return False
-        return os.path.isdir(prefix + workdir)
+    def note(pk, name, path):
+        nonlocal missing_count
+        missing_count += 1
+        if len(missing) < MAX_SHOWN:
+            missing.append(f"job {_label(name, job_id(pk))} ran but its directory {path} is missing")
 
-    for batch in health.ran_jobs_dirs():
-        for pk, name, workdir, user_workdir in batch:
-            if user_workdir:
-                found = os.path.isdir(os.path.expanduser(user_workdir))
-            else:
-                found = exists(workdir)
-            if not found:
-                missing_count += 1
-                if len(missing) < MAX_SHOWN:
-                    path = os.path.expanduser(user_workdir) if user_workdir else prefix + workdir
-                    missing.append(f"job {_label(name, job_id(pk))} ran but its directory {path} is missing")
+    for folder, count in sorted(health.ran_jobs_by_folder().items()):
+        if folder and not (data / folder).is_dir():  # none of its jobs' directories can exist: no stat each
+            shown = health.ran_jobs_in_folder(folder, MAX_SHOWN - len(missing))
+            for pk, name, workdir in shown:
+                note(pk, name, data / workdir)
+            missing_count += count - len(shown)
+            continue
+        for pk, name, workdir in health.ran_jobs_in_folder(folder):
+            if not os.path.isdir(os.path.join(data, workdir)):
+                note(pk, name, data / workdir)
+    for pk, name, user_workdir in health.ran_jobs_elsewhere():
+        path = os.path.expanduser(user_workdir)
+        if not os.path.isdir(path):
+            note(pk, name, path)
     problems = _capped("directory", missing, missing_count, "jobs that ran without a directory")
     orphans = _orphan_dirs(data)
     lines = [f"{path} belongs to no job (left alone: remove it yourself if it is not needed)" for path in orphans]

@@ -137,6 +137,15 @@ def test_what_cannot_be_repaired_is_reported_and_left_alone(db, make_job, balsam
     raw(db, "UPDATE balsam_job SET state = 'RUN_DONE' WHERE job_id = ?", [lied.pk.hex])
     gone = finished_job(make_job, "gone")
     shutil.rmtree(gone.working_directory)
+    lost = [finished_job(make_job, f"lost{n}") for n in range(2)]  # their whole workflow folder is gone
+    from balsam.core.models import BalsamJob as Job
+
+    Job.objects.filter(pk__in=[j.pk for j in lost]).update(workflow="lostwf")  # a field update, not a move
+    for job in lost:
+        raw(db, "UPDATE balsam_job SET workdir = ? WHERE job_id = ?", [f"lostwf/{job.workdir.split('/')[1]}",
+                                                                       job.pk.hex])
+    elsewhere = make_job(name="elsewhere", user_workdir=str(db.parent / "nowhere"))
+    advance(elsewhere.pk, *FINISH)
     stray = db / "data" / "wf" / "ghost_0123abcd"
     stray.mkdir(parents=True)
     (stray / "result.txt").write_text("keep me")
@@ -152,7 +161,10 @@ def test_what_cannot_be_repaired_is_reported_and_left_alone(db, make_job, balsam
     out = lines(found.stdout)
     assert any(line.startswith(f"state: job [lied | {lied.pk.hex[:8]}] is RUN_DONE but its last event moved it to "
                                "JOB_FINISHED") for line in out), out
-    assert any(line.startswith(f"directory: job [gone | {gone.pk.hex[:8]}] ran but its directory") for line in out)
+    for job in [gone, elsewhere] + lost:
+        assert any(line.startswith(f"directory: job [{job.name} | {job.pk.hex[:8]}] ran but its directory")
+                   for line in out), (job.name, out)
+    assert sum(line.startswith("directory: ") for line in out) == 4
     assert f"orphan-directory: {stray} belongs to no job (left alone: remove it yourself if it is not needed)" in out
     assert any(line.startswith(f"orphan-directory: {stray_top} ") for line in out)
     assert any(line.startswith("dependency: ") and "f" * 32 in line for line in out), out
