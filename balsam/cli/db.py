@@ -181,4 +181,43 @@ def restore(ctx, file):
     click.echo(f"The previous DB file is kept as {kept}")
 
 
+@db.command()
+@click.option("--events-older-than", "age", metavar="AGE",
+              help="Remove events older than AGE (e.g. 30d, 12h, 2w) of jobs in an end state, keeping each job's newest.")
+@click.option("--finished-workflows", is_flag=True,
+              help="Remove every workflow whose jobs have all ended, with their rows (their files stay).")
+@click.option("--dry-run", is_flag=True, help="Say what would be removed; change nothing.")
+@click.pass_context
+def compact(ctx, age, finished_workflows, dry_run):
+    """Prune what you choose (and applied-request ids past retention), then shrink the file; prints the gain."""
+    from balsam import api
+
+    selection = attach(ctx)
+    from balsam.maintenance import compact as compaction  # Django models: only once attached
+
+    older = compaction.parse_age(age) if age is not None else None
+    if not dry_run:
+        api.require_writable("compact it")
+    done = compaction.compact(selection.path, older, finished_workflows, dry_run)
+    workflows = done["workflows"]
+    wf_jobs = sum(workflows.values())
+    if dry_run:
+        click.echo("Would remove: " + ", ".join([
+            f"{done['events']:,} events" + (f" older than {done['before']:%Y-%m-%d %H:%M} UTC" if done["before"] else ""),
+            f"{len(workflows)} finished workflow(s) ({wf_jobs:,} jobs)",
+            f"{done['applied_requests']:,} applied-request ids"]))
+        for name, jobs in sorted(workflows.items()):
+            click.echo(f"  workflow {name or '(none)'}: {jobs:,} jobs")
+        click.echo(f"DB now {done['size_before']:,} bytes (nothing changed: --dry-run)")
+        return
+    removed = done["removed"]
+    click.echo(f"Removed: {removed['events']:,} events, {removed['jobs']:,} jobs of {len(workflows)} finished "
+               f"workflow(s), {removed['applied_requests']:,} applied-request ids")
+    if done.get("not_vacuumed"):
+        click.echo("Not shrunk: the DB is in use by " + "; ".join(done["not_vacuumed"])
+                   + " (the freed pages are reused by new rows; run again when it is idle to shrink the file)")
+    before, after = done["size_before"], done["size_after"]
+    click.echo(f"{before} -> {after} bytes (gain={before / after if after else 1:.2f}x)")
+
+
 COMMANDS = [init, which, db]

@@ -297,3 +297,38 @@ def live_lease_owners(now):
         f"SELECT lease_owner, COUNT(*) FROM {job} WHERE lease_owner <> '' AND lease_expires_at >= %s "
         f"GROUP BY lease_owner", [stamp(now)])
     return dict(rows)
+
+
+def _events_to_prune_sql(count):
+    """Events older than a time (first parameter) of jobs that can no longer
+    change (END states), except each job's newest: what ``db compact``
+    removes. Oldest first; ``count``: a COUNT instead of ids (then LIMIT is ignored)."""
+    job, event = sql.table(BalsamJob), sql.table(JobEvent)
+    end = sorted(states.END_STATES)
+    select = "COUNT(*)" if count else "e.id"
+    return (
+        f"SELECT {select} FROM {event} e JOIN {job} j ON j.job_id = e.job_id "
+        f"WHERE e.timestamp < %s AND j.state IN ({sql.marks(len(end))}) "
+        f"AND e.id < (SELECT MAX(n.id) FROM {event} n WHERE n.job_id = e.job_id)"
+        + ("" if count else " ORDER BY e.id LIMIT %s")
+    ), end
+
+
+def prunable_events(before):
+    """How many events ``db compact --events-older-than`` would remove."""
+    query, end = _events_to_prune_sql(count=True)
+    return sql.raw_fetchall(query, [stamp(before)] + end)[0][0]
+
+
+def finished_workflows():
+    """``{workflow: jobs}`` of the workflows whose every job is in an END state."""
+    end = sorted(states.END_STATES)
+    job = sql.table(BalsamJob)
+    return dict(sql.raw_fetchall(
+        f"SELECT workflow, COUNT(*) FROM {job} GROUP BY workflow "
+        f"HAVING SUM(CASE WHEN state IN ({sql.marks(len(end))}) THEN 0 ELSE 1 END) = 0", end))
+
+
+def workflow_job_ids(workflow):
+    """The ids (text) of a workflow's jobs."""
+    return [str(pk) for pk in BalsamJob.objects.order_by().filter(workflow=workflow).values_list("pk", flat=True)]

@@ -214,3 +214,14 @@ def check_sound(seconds):
     if problems:
         raise DBDamaged.of(connection.settings_dict["NAME"], "; ".join(problems[:3]))
     return problems is not None
+
+
+def vacuum():
+    """SQLite's ``VACUUM``: rewrite the file without its free pages. Not a
+    change of any row, and it cannot run inside a transaction, so it is no
+    write operation: ``db compact`` calls it only when nothing else uses the
+    DB (it holds the write lock for as long as it takes)."""
+    if connection.vendor != "sqlite":
+        return
+    connection.ensure_connection()
+    connection.connection.execute("VACUUM")

@@ -55,6 +55,8 @@ WRITE_OPS = frozenset(
         "settle_orphaned_waiters",
         "prune_applied_requests",
         "apply_restart_rules",
+        "prune_events",
+        "delete_finished_jobs",
     }
 )
 SERVER_OPS = frozenset({"ping", "status"})

@@ -7,12 +7,16 @@ import datetime
 import logging
 
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
-from balsam.core import health, queries, states
-from balsam.core.models import AppliedRequest, BalsamJob
+from balsam.core import health, queries, sql, states
+from balsam.core.json_values import job_id
+from balsam.core.models import AppliedRequest, BalsamJob, JobEvent
+from balsam.core.operations.jobs import delete_jobs
 from balsam.core.operations.leases import lapsed
-from balsam.core.operations.transitions import record, settle_children
+from balsam.core.operations.transitions import job_states, record, settle_children
 from balsam.core.operations.validation import positive_number
+from balsam.exceptions import ValidationError
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +38,35 @@ def prune_applied_requests(retention_sec):
     does this every minute; a DB written without one keeps its ids). Returns how many."""
     positive_number("retention_sec", retention_sec)
     return AppliedRequest.objects.prune(timezone.now() - datetime.timedelta(seconds=retention_sec))
+
+
+def prune_events(before, limit=20_000):
+    """Remove up to ``limit`` of the events older than ``before`` (ISO time)
+    of jobs in an END state, oldest first, keeping each job's newest event (so
+    its state still agrees with its history). Returns how many; the caller
+    repeats until 0, one short transaction each."""
+    moment = _moment(before)
+    positive_number("limit", limit)
+    query, end = health._events_to_prune_sql(count=False)
+    ids = [row[0] for row in sql.raw_fetchall(query, [health.stamp(moment)] + end + [int(limit)])]
+    for chunk in sql.chunks(ids):
+        sql.raw_executemany(f"DELETE FROM {sql.table(JobEvent)} WHERE id IN ({sql.marks(len(chunk))})", [chunk])
+    return len(ids)
+
+
+def delete_finished_jobs(ids):
+    """Remove the jobs among ``ids`` that are (still) in an END state, with
+    their events and edges; a job a user retried meanwhile stays. Returns how many."""
+    finished = [str(pk) for pk, state in job_states([job_id(i) for i in ids]).items()
+                if state[0] in states.END_STATES]
+    return delete_jobs(finished)
+
+
+def _moment(text):
+    moment = parse_datetime(text) if isinstance(text, str) else None
+    if moment is None:
+        raise ValidationError(f"not a time: {text!r}")
+    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.timezone.utc)
 
 
 def apply_restart_rules(lease_expiry_sec):
@@ -71,6 +104,8 @@ def apply_restart_rules(lease_expiry_sec):
 
 OPERATIONS = {
     "apply_restart_rules": apply_restart_rules,
+    "prune_events": prune_events,
+    "delete_finished_jobs": delete_finished_jobs,
     "settle_orphaned_waiters": settle_orphaned_waiters,
     "prune_applied_requests": prune_applied_requests,
 }
