@@ -194,3 +194,15 @@ def test_a_byte_corrupted_copy_fails_the_integrity_check(db, make_job, balsam_cm
         assert out and all(line.startswith("integrity: ") for line in out), found.stdout + found.stderr
         assert "Traceback" not in found.stderr
     assert balsam_cmd("db", "check").returncode == 0  # the original is untouched
+
+
+def test_one_job_as_json_has_every_field(db, make_job, balsam_cmd):
+    """Inspection (#14 item 7): `balsam ls --id ID --verbose --json` is every field of the job, like a store's `get`."""
+    from balsam.core.models import BalsamJob
+
+    job = make_job(name="one", args="--x 1")
+    result = balsam_cmd("ls", "--id", job.pk.hex[:8], "--verbose", "--json", check=True)
+    (found,) = json.loads(result.stdout)
+    fields = {f.name for f in BalsamJob._meta.concrete_fields}
+    assert fields <= set(found) and found["job_id"] == str(job.pk) and found["args"] == "--x 1"
+    assert found["working_directory"] == job.working_directory and found["parents"] == []
