@@ -299,7 +299,7 @@ def live_lease_owners(now):
     return dict(rows)
 
 
-def _events_to_prune_sql(count):
+def events_to_prune_sql(count):
     """Events older than a time (first parameter) of jobs that can no longer
     change (END states), except each job's newest: what ``db compact``
     removes. Oldest first; ``count``: a COUNT instead of ids (then LIMIT is ignored)."""
@@ -316,7 +316,7 @@ def _events_to_prune_sql(count):
 
 def prunable_events(before):
     """How many events ``db compact --events-older-than`` would remove."""
-    query, end = _events_to_prune_sql(count=True)
+    query, end = events_to_prune_sql(count=True)
     return sql.raw_fetchall(query, [stamp(before)] + end)[0][0]
 
 

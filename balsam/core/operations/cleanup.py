@@ -47,7 +47,7 @@ def prune_events(before, limit=20_000):
     repeats until 0, one short transaction each."""
     moment = _moment(before)
     positive_number("limit", limit)
-    query, end = health._events_to_prune_sql(count=False)
+    query, end = health.events_to_prune_sql(count=False)
     ids = [row[0] for row in sql.raw_fetchall(query, [health.stamp(moment)] + end + [int(limit)])]
     for chunk in sql.chunks(ids):
         sql.raw_executemany(f"DELETE FROM {sql.table(JobEvent)} WHERE id IN ({sql.marks(len(chunk))})", [chunk])
