@@ -34,6 +34,11 @@ launcher_script_timeout_sec = 300
 # How many times a job that ran past its own wall time is rerun before it fails.
 launcher_max_timeout_retries = 5
 
+# Scheduled backups: every this many minutes a running dbserver copies the DB to
+# <DB>/backups/<UTC time>.sqlite3 (0: none), keeping the newest backup_keep of them (count).
+backup_interval_minutes = 0
+backup_keep = 7
+
 # The batch scheduler the service submits launches to: local, slurm, pbs or cobalt
 # (a DB's service.json may name another).
 scheduler = "local"

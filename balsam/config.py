@@ -34,8 +34,11 @@ class Settings:
     launcher_script_timeout_sec: float = 300
     launcher_max_timeout_retries: int = 5
     scheduler: str = "local"
+    backup_interval_minutes: float = 0
+    backup_keep: int = 7
 
 
+MAX_BACKUP_INTERVAL_MINUTES = 366 * 24 * 60
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -91,6 +94,10 @@ def load_settings(environ=None):
                  "launcher_lease_expiry_sec", "launcher_script_timeout_sec"):
         if getattr(settings, name) <= 0:
             raise ConfigError(f"{name} must be positive")
+    if not (0 <= settings.backup_interval_minutes <= MAX_BACKUP_INTERVAL_MINUTES):
+        raise ConfigError(f"backup_interval_minutes must be from 0 (no scheduled backups) to {MAX_BACKUP_INTERVAL_MINUTES}")
+    if settings.backup_keep < 1:
+        raise ConfigError("backup_keep must be 1 or more")
     if settings.launcher_max_timeout_retries < 0:
         raise ConfigError("launcher_max_timeout_retries must be 0 or more")
     if settings.dbserver_deadline_sec > MAX_DBSERVER_DEADLINE_SEC:

@@ -27,14 +27,16 @@ def check_init_target(path):
         )
 
 
-def init_db(path, db_type="sqlite3"):
+def init_db(path, db_type="sqlite3", on_backup=None):
     """Create (or refresh the schema of) the Balsam DB at ``path``; keeps every row.
+    An existing DB that lacks migrations is backed up first (``backups/``);
+    ``on_backup(path, bytes)`` is told of the copy.
 
     Returns ``(path, created)``.
     """
     from django.core.management import call_command
 
-    from balsam.django_config import activate
+    from balsam.django_config import activate, unapplied_migrations
 
     path = absolute_path(path)
     if db_type not in DB_TYPES:
@@ -71,6 +73,12 @@ def init_db(path, db_type="sqlite3"):
         from balsam.core.sql import check_sound
 
         check_sound(INIT_CHECK_SEC)  # a damaged file is refused before the migration touches it
+        if unapplied_migrations():
+            from balsam import backups
+
+            copy, size = backups.take(path)
+            if on_backup:
+                on_backup(copy, size)
     call_command("migrate", interactive=False, verbosity=0)
     if copy_of:
         from balsam.core import write_client

@@ -16,13 +16,17 @@ scratch DB created with ``balsam init``.  stdout and stderr go to pipes that
 2. Read-only commands against a large DB (default 1,000,000 jobs):
    ``balsam ls --by-states``, ``balsam ls --state RUN_ERROR`` (target < 1 s each),
    and, without a target, ``balsam which`` and
-   ``balsam ls --wf dummy --state RUN_ERROR``.  Each command runs once untimed
+   ``balsam ls --wf dummy --state RUN_ERROR``; ``balsam db stats`` (target < 2 s),
+   ``balsam db check`` (< 10 s; it exits 1 there: the jobs never ran, so their
+   directories are missing) and ``balsam db backup --to FILE`` (< 10 s, the copy
+   and its integrity check).  Each command runs once untimed
    (warm page cache), then ``--repeat`` timed runs; median and best reported.
 
    The large DB is built with a few ``balsam make_dummies`` calls, then a spread
    of states is applied with one direct sqlite3 UPDATE on ``balsam_job.state``
    (1% RUN_ERROR, 60% JOB_FINISHED, ...; benchmark setup only, it bypasses the
-   state machine).  The DB is cached in ``--workdir`` keyed by job count, so
+   state machine), and a history that agrees with it: a creation event per job
+   and one event to its state for the others (1.75 M events).  The DB is cached in ``--workdir`` keyed by job count, so
    reruns skip the build; ``--rebuild`` forces a new one.
 
 How to run
@@ -63,18 +67,21 @@ STATE_SPREAD = [
     ("FAILED", 73, 73),  # 1%
     ("USER_KILLED", 74, 74),  # 1%
 ]
-SPREAD_VERSION = 1  # bump when STATE_SPREAD changes, invalidates cached DBs
+SPREAD_VERSION = 2  # bump when STATE_SPREAD or the events change, invalidates cached DBs
+DB_STATS_TARGET_SECONDS = 2.0
+DB_CHECK_TARGET_SECONDS = 10.0
+DB_BACKUP_TARGET_SECONDS = 10.0
 
 
 # ---------------------------------------------------------------------------
 # running balsam
 # ---------------------------------------------------------------------------
-def run_balsam(db_path, *args, timeout=3600):
+def run_balsam(db_path, *args, timeout=3600, ok_codes=(0,)):
     """Run one ``balsam`` process against ``db_path``; return (seconds, CompletedProcess)."""
     start = time.perf_counter()
     proc = subprocess.run([BALSAM, *args], env=env_for(db_path), capture_output=True, text=True, timeout=timeout)
     elapsed = time.perf_counter() - start
-    if proc.returncode != 0:
+    if proc.returncode not in ok_codes:
         raise RuntimeError(f"balsam {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr.strip()}")
     return elapsed, proc
 
@@ -166,6 +173,13 @@ def spread_states_sql():
 
 def apply_state_spread(db_path):
     sql(db_path, spread_states_sql())
+    # A history that agrees with the states (what `db check` reads): a creation
+    # event for every job and one event to its state for the others.
+    sql(db_path, "INSERT INTO balsam_job_event (job_id, timestamp, from_state, to_state, message) "
+                 "SELECT job_id, created_at, '', 'CREATED', 'created' FROM balsam_job ORDER BY rowid")
+    sql(db_path, "INSERT INTO balsam_job_event (job_id, timestamp, from_state, to_state, message) "
+                 "SELECT job_id, state_changed_at, 'CREATED', state, 'benchmark spread' FROM balsam_job "
+                 "WHERE state <> 'CREATED' ORDER BY rowid")
 
 
 def build_marker(jobs):
@@ -199,10 +213,10 @@ def state_counts(db_path):
     return dict(sql(db_path, "SELECT state, count(*) FROM balsam_job GROUP BY state"))
 
 
-def bench_read(db_path, jobs, args, repeat, target_s=None):
+def bench_read(db_path, jobs, args, repeat, target_s=None, ok_codes=(0,)):
     """Time ``balsam *args`` on the large DB: one untimed warm-up, then ``repeat`` runs."""
-    _, proc = run_balsam(db_path, *args)
-    times = [run_balsam(db_path, *args)[0] for _ in range(repeat)]
+    _, proc = run_balsam(db_path, *args, ok_codes=ok_codes)
+    times = [run_balsam(db_path, *args, ok_codes=ok_codes)[0] for _ in range(repeat)]
     log(f"  balsam {' '.join(args)}: median {statistics.median(times):.3f} s, {len(proc.stdout.splitlines()):,} output lines")
     return result_row(
         "balsam " + " ".join(args),
@@ -211,6 +225,22 @@ def bench_read(db_path, jobs, args, repeat, target_s=None):
         target=f"< {target_s:g} s" if target_s else None,
         passed=None if target_s is None else statistics.median(times) < target_s,
     )
+
+
+def bench_backup(db_path, jobs, workdir, repeat):
+    """Time ``balsam db backup --to FILE`` (copy + integrity_check of the copy) on the large DB."""
+    target = workdir / "backup_bench.sqlite3"
+    times = []
+    for _ in range(repeat + 1):  # the first run warms the page cache, untimed
+        target.unlink(missing_ok=True)
+        elapsed, _ = run_balsam(db_path, "db", "backup", "--to", str(target))
+        times.append(elapsed)
+    size = target.stat().st_size
+    target.unlink(missing_ok=True)
+    times = times[1:]
+    log(f"  balsam db backup: median {statistics.median(times):.3f} s for {size / 2**20:,.0f} MiB")
+    return result_row("balsam db backup --to FILE", f"{jobs:,}", times, target=f"< {DB_BACKUP_TARGET_SECONDS:g} s",
+                      passed=statistics.median(times) < DB_BACKUP_TARGET_SECONDS)
 
 
 def bench_large(workdir, jobs, repeat, rebuild):
@@ -223,6 +253,10 @@ def bench_large(workdir, jobs, repeat, rebuild):
         bench_read(db, total, ["ls", "--state", "RUN_ERROR"], repeat, LS_TARGET_SECONDS),
         bench_read(db, total, ["which"], repeat),
         bench_read(db, total, ["ls", "--wf", "dummy", "--state", "RUN_ERROR"], repeat),
+        bench_read(db, total, ["db", "stats"], repeat, DB_STATS_TARGET_SECONDS),
+        # The benchmark's jobs never ran: `db check` reports their missing directories (exit 1).
+        bench_read(db, total, ["db", "check"], repeat, DB_CHECK_TARGET_SECONDS, ok_codes=(0, 1)),
+        bench_backup(db, total, workdir, repeat),
     ]
 
 

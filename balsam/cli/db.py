@@ -1,10 +1,12 @@
-"""``balsam init`` and ``balsam which``."""
+"""``balsam init``, ``balsam which`` and ``balsam db ...`` (looking after a DB)."""
 
+import json
 import shlex
 
 import click
 
 from balsam.cli.common import attach
+from balsam.cli.prefixes import PrefixGroup
 
 
 @click.command()
@@ -20,7 +22,10 @@ def init(path, db_type):
     """Create a Balsam DB directory at PATH, or refresh the schema of an existing one (keeps all data)."""
     from balsam.dbdir import init_db
 
-    db_path, created = init_db(path, db_type)
+    def backed_up(copy, size):
+        click.echo(f"Backed up the DB before migrating it: {copy}  ({_size(size)})")
+
+    db_path, created = init_db(path, db_type, on_backup=backed_up)
     if created:
         click.echo(f"Created Balsam DB at {db_path}")
     else:
@@ -51,4 +56,168 @@ def which(ctx):
     click.echo(f"Jobs:        {total}" + (f"  ({summary})" if summary else ""))
 
 
-COMMANDS = [init, which]
+@click.group(cls=PrefixGroup)
+def db():
+    """Look after the DB: stats, check (and repair), backup, restore."""
+
+
+def _size(n):
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1024
+
+
+@db.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
+@click.pass_context
+def stats(ctx, as_json):
+    """What the DB holds and how big it is: jobs by state and workflow, events, files, pages, recent activity."""
+    selection = attach(ctx)
+    from balsam.maintenance.stats import db_stats  # Django models: only once attached
+
+    found = db_stats(selection.path)
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+        return
+    pages = found["pages"]
+    lines = [
+        f"DB:            {found['db_file']}",
+        f"File:          {_size(found['db_bytes'])}  (WAL {_size(found['wal_bytes'])})",
+    ]
+    if pages:
+        lines.append(f"Pages:         {pages['used_pages']:,} in use of {pages['pages']:,} ({pages['used_percent']}%), "
+                     f"{pages['free_pages']:,} free ({_size(pages['free_bytes'])} reclaimable), "
+                     f"{pages['page_size']:,} B each")
+    lines += [
+        f"Jobs:          {found['jobs']:,}" + (f"  (oldest {found['oldest_job']}, newest {found['newest_job']})"
+                                                 if found["jobs"] else ""),
+        f"Events:        {found['events']:,}  ({found['state_changes_last_hour']:,} in the last hour)",
+        f"Dependencies:  {found['dependencies']:,}",
+        f"Applications:  {found['applications']:,}",
+        f"Launches:      {found['launches']:,}",
+        f"Applied ids:   {found['applied_requests']:,}",
+    ]
+    if found["jobs_by_state"]:
+        width = max(len(s) for s in found["jobs_by_state"])
+        lines += ["", "Jobs by state:"] + [f"  {s.ljust(width)}  {n:>12,}" for s, n in found["jobs_by_state"].items()]
+    if found["jobs_by_workflow"]:
+        width = max(len(w or "(none)") for w in found["jobs_by_workflow"])
+        lines += ["", "Jobs by workflow:"]
+        for wf, item in found["jobs_by_workflow"].items():
+            summary = ", ".join(f"{n:,} {s}" for s, n in item["by_state"].items())
+            lines.append(f"  {(wf or '(none)').ljust(width)}  {item['jobs']:>12,}  ({summary})")
+    click.echo("\n".join(lines))
+
+
+@db.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
+@click.option("--full", is_flag=True, help="SQLite's integrity_check and foreign_key_check (every index against "
+              "its table; slower) instead of its quick_check.")
+@click.option("--repair", is_flag=True, help="Fix what is safe to fix (lapsed leases, children of dead parents, "
+              "old applied-request ids) through the write path; never touches files.")
+@click.pass_context
+def check(ctx, as_json, full, repair):
+    """Check the DB: SQLite's integrity and foreign keys, then Balsam's invariants. Exit 0 when healthy,
+    1 with one line per problem otherwise."""
+    from balsam import api
+    from balsam.config import load_settings
+
+    selection = attach(ctx)
+    from balsam.maintenance import check as checks  # Django models: only once attached
+
+    lease_expiry = load_settings().launcher_lease_expiry_sec
+    report = checks.check(selection.path, lease_expiry, full)
+    repaired, after = [], report
+    if repair and any(p.repairable for p in report.problems):
+        api.require_writable("repair it")
+        repaired = checks.repair(report, lease_expiry)
+        after = checks.check(selection.path, lease_expiry, full)
+    if as_json:
+        result = report.as_dict()
+        if repair:
+            result.update(repaired=repaired, after_repair=after.as_dict())
+        click.echo(json.dumps(result, indent=2))
+    else:
+        for problem in report.problems:
+            click.echo(problem.line())
+        for line in repaired:
+            click.echo(f"repaired: {line}")
+        if repaired:
+            for problem in after.problems:
+                click.echo(f"left: {problem.line()}")
+        for note in report.notes:
+            click.echo(f"note: {note}", err=True)
+    ctx.exit(0 if after.healthy else 1)
+
+
+@db.command()
+@click.option("--to", "target", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Where to write the copy (default: backups/<UTC time>.sqlite3 in the DB directory).")
+@click.pass_context
+def backup(ctx, target):
+    """Copy the DB while it is in use (writers keep going), verify the copy and print its path and size."""
+    selection = attach(ctx)
+    from balsam.maintenance import backup as backups  # Django models: only once attached
+
+    path, size = backups.backup(selection.path, target)
+    click.echo(f"Backed up to {path}  ({_size(size)}, integrity ok)")
+
+
+@db.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.pass_context
+def restore(ctx, file):
+    """Put the backup FILE in place of the DB; refused while a dbserver, service or launcher is active.
+    The current file is kept as db.sqlite3.before-restore-<UTC time>."""
+    from balsam import api
+
+    selection = attach(ctx)
+    api.require_writable("restore it")
+    from balsam.maintenance import backup as backups  # Django models: only once attached
+
+    kept = backups.restore(selection.path, file)
+    click.echo(f"Restored {selection.path} from {file}")
+    click.echo(f"The previous DB file is kept as {kept}")
+
+
+@db.command()
+@click.option("--events-older-than", "age", metavar="AGE",
+              help="Remove events older than AGE (e.g. 30d, 12h, 2w) of jobs in an end state, keeping each job's newest.")
+@click.option("--finished-workflows", is_flag=True,
+              help="Remove every workflow whose jobs have all ended, with their rows (their files stay).")
+@click.option("--dry-run", is_flag=True, help="Say what would be removed; change nothing.")
+@click.pass_context
+def compact(ctx, age, finished_workflows, dry_run):
+    """Prune what you choose (and applied-request ids past retention), then shrink the file; prints the gain."""
+    from balsam import api
+
+    selection = attach(ctx)
+    from balsam.maintenance import compact as compaction  # Django models: only once attached
+
+    older = compaction.parse_age(age) if age is not None else None
+    if not dry_run:
+        api.require_writable("compact it")
+    done = compaction.compact(selection.path, older, finished_workflows, dry_run)
+    workflows = done["workflows"]
+    wf_jobs = sum(workflows.values())
+    if dry_run:
+        click.echo("Would remove: " + ", ".join([
+            f"{done['events']:,} events" + (f" older than {done['before']:%Y-%m-%d %H:%M} UTC" if done["before"] else ""),
+            f"{len(workflows)} finished workflow(s) ({wf_jobs:,} jobs)",
+            f"{done['applied_requests']:,} applied-request ids"]))
+        for name, jobs in sorted(workflows.items()):
+            click.echo(f"  workflow {name or '(none)'}: {jobs:,} jobs")
+        click.echo(f"DB now {done['size_before']:,} bytes (nothing changed: --dry-run)")
+        return
+    removed = done["removed"]
+    click.echo(f"Removed: {removed['events']:,} events, {removed['jobs']:,} jobs of {len(workflows)} finished "
+               f"workflow(s), {removed['applied_requests']:,} applied-request ids")
+    if done.get("not_vacuumed"):
+        click.echo("Not shrunk: the DB is in use by " + "; ".join(done["not_vacuumed"])
+                   + " (the freed pages are reused by new rows; run again when it is idle to shrink the file)")
+    before, after = done["size_before"], done["size_after"]
+    click.echo(f"{before} -> {after} bytes (gain={before / after if after else 1:.2f}x)")
+
+
+COMMANDS = [init, which, db]

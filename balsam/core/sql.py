@@ -178,10 +178,13 @@ def _native_sql(sql, vendor):
     return sql.replace("%s", "?") if vendor == "sqlite" else sql
 
 
-def quick_check(seconds):
-    """SQLite's ``PRAGMA quick_check``, given at most ``seconds`` (it reads the
-    whole file): ``[]`` when the file is sound, the problems found otherwise,
-    ``None`` when time ran out first. Other backends: ``[]``."""
+def quick_check(seconds, pragma="quick_check", most=10):
+    """SQLite's ``PRAGMA quick_check`` (or ``integrity_check``, which also
+    compares every index with its table), given at most ``seconds`` (it reads
+    the whole file): ``[]`` when the file is sound, up to ``most`` problems
+    found otherwise, ``None`` when time ran out first. Other backends: ``[]``."""
+    if pragma not in ("quick_check", "integrity_check"):
+        raise ValueError(f"not an integrity pragma: {pragma}")
     if connection.vendor != "sqlite":
         return []
     deadline = time.monotonic() + seconds
@@ -190,7 +193,7 @@ def quick_check(seconds):
         raw = connection.connection
         raw.set_progress_handler(lambda: time.monotonic() > deadline, 10_000)
         try:
-            rows = raw.execute("PRAGMA quick_check(10)").fetchall()
+            rows = raw.execute(f"PRAGMA {pragma}({int(most)})").fetchall()
         finally:
             raw.set_progress_handler(None, 0)
     except sqlite3.OperationalError as exc:
@@ -211,3 +214,14 @@ def check_sound(seconds):
     if problems:
         raise DBDamaged.of(connection.settings_dict["NAME"], "; ".join(problems[:3]))
     return problems is not None
+
+
+def vacuum():
+    """SQLite's ``VACUUM``: rewrite the file without its free pages. Not a
+    change of any row, and it cannot run inside a transaction, so it is no
+    write operation: ``db compact`` calls it only when nothing else uses the
+    DB (it holds the write lock for as long as it takes)."""
+    if connection.vendor != "sqlite":
+        return
+    connection.ensure_connection()
+    connection.connection.execute("VACUUM")

@@ -153,6 +153,61 @@ def after_parents(state, wait_for_parents, parent_states):
     return None
 
 
+# ---------------------------------------------------------------------------
+# Restart rules: what happens to each state when a dbserver (or, without one,
+# the first launcher) starts on a DB -- like a job store's clean-up at a node's
+# restart. Applied by the write operation ``apply_restart_rules``, after it
+# counted the jobs per state in one pass. "Lapsed": a lease past its expiry
+# (its launcher stopped heartbeating); a live lease is never touched.
+# ---------------------------------------------------------------------------
+NO_ACTION = "none"
+RELEASE_LAPSED = "release-lapsed-lease"
+RECOVER_LAPSED = "recover-lapsed-lease"
+SETTLE_IF_PARENT_DEAD = "settle-if-parent-dead"
+
+RESTART_ACTIONS = {
+    NO_ACTION: "No action.",
+    RELEASE_LAPSED: "A lapsed lease is released; the job stays in its state (the next launcher with work for it "
+                    "picks it up).",
+    RECOVER_LAPSED: f"A lapsed lease (or none for longer than the lease expiry) is released and the job moves to "
+                    f"{RESTART_READY} with the event \"restart: launcher ... stopped heartbeating\".",
+    SETTLE_IF_PARENT_DEAD: f"A job waiting on a parent that can never finish becomes {PARENT_KILLED}, with its event; "
+                           f"a lapsed lease is released.",
+}
+
+RESTART_RULES = {
+    CREATED: SETTLE_IF_PARENT_DEAD,
+    AWAITING_PARENTS: SETTLE_IF_PARENT_DEAD,
+    READY: RELEASE_LAPSED,
+    STAGED_IN: RELEASE_LAPSED,
+    PREPROCESSED: RELEASE_LAPSED,
+    RUNNING: RECOVER_LAPSED,
+    RUN_DONE: RELEASE_LAPSED,
+    POSTPROCESSED: RELEASE_LAPSED,
+    JOB_FINISHED: RELEASE_LAPSED,
+    RUN_TIMEOUT: RELEASE_LAPSED,
+    RUN_ERROR: RELEASE_LAPSED,
+    RESTART_READY: RELEASE_LAPSED,
+    FAILED: RELEASE_LAPSED,
+    USER_KILLED: RELEASE_LAPSED,
+    PARENT_KILLED: RELEASE_LAPSED,
+}
+if set(RESTART_RULES) != set(ALL_STATES) or not set(RESTART_RULES.values()) <= set(RESTART_ACTIONS):
+    raise RuntimeError("RESTART_RULES must give every state one known action")
+
+
+def restart_states(action):
+    """The states the restart rules give ``action``."""
+    return sorted(s for s, a in RESTART_RULES.items() if a == action)
+
+
+def restart_rules_table():
+    """The restart rules as a Markdown table (docs/states.md embeds this text; a test checks it)."""
+    lines = ["| State | At a restart |", "|-------|--------------|"]
+    lines += [f"| `{state}` | {RESTART_ACTIONS[RESTART_RULES[state]]} |" for state in ALL_STATES]
+    return "\n".join(lines)
+
+
 def mermaid_diagram():
     """The transition table as a Mermaid state diagram (the docs embed this text)."""
     lines = ["stateDiagram-v2", f"    [*] --> {CREATED}"]

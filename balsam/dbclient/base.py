@@ -104,3 +104,21 @@ class WriteClient(ABC):
 
     def release(self, owner, ids=None):
         return self.request("release_leases", {"owner": owner, "ids": ids})
+
+    # -- clean-up (balsam db check --repair) ---------------------------------------
+    def settle_orphaned_waiters(self):
+        return self.request("settle_orphaned_waiters", {})
+
+    def prune_applied_requests(self, retention_sec):
+        return self.request("prune_applied_requests", {"retention_sec": retention_sec})
+
+    def apply_restart_rules(self, lease_expiry_sec):
+        """``core.states.RESTART_RULES`` (a dbserver's or a first launcher's start)."""
+        return self.request("apply_restart_rules", {"lease_expiry_sec": lease_expiry_sec})
+
+    # -- compaction (balsam db compact) ----------------------------------------------
+    def prune_events(self, before, limit=20_000):
+        return self.request("prune_events", {"before": before, "limit": limit})
+
+    def delete_finished_jobs(self, ids):
+        return self.request("delete_finished_jobs", {"ids": [str(i) for i in ids]})

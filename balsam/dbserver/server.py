@@ -16,6 +16,7 @@ import secrets
 import signal
 import socket
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -66,12 +67,13 @@ class Stats:
 
 
 class WriteServer:
-    def __init__(self, db_path, host, group_commit=True):
+    def __init__(self, db_path, host, group_commit=True, backup_interval_sec=0, backup_keep=7):
         self.db_path = db_path
         self.host = host
         self.group_commit = group_commit
         self.stats = Stats()
         self.stopping = False
+        self.backups = ScheduledBackups(db_path, backup_interval_sec, backup_keep)
         self._last_prune = 0.0
         self._parent = os.getppid()
         self._last_batch = 0
@@ -139,6 +141,7 @@ class WriteServer:
         logger.info("serving %s at %s (group commit %s)", self.db_path, self.address, self.group_commit)
 
     def close(self):
+        self.backups.wait()
         if self.peers is not None:
             self.peers.close()
         self.socket.close(linger=1000)
@@ -164,6 +167,7 @@ class WriteServer:
                 logger.warning("the watchdog (pid %s) is gone; exiting", self._parent)
                 break
             self._maybe_prune()
+            self.backups.maybe_start()
 
     def _gather(self, batch):
         """Add to ``batch`` until it is as large as the last one, for at most GATHER_MS."""
@@ -263,6 +267,45 @@ class WriteServer:
             logger.info("pruned %d applied-request ids", pruned)
 
 
+class ScheduledBackups:
+    """Every ``interval_sec``, a verified copy of the DB in ``<DB>/backups``
+    (``balsam.backups.take``), then all but the newest ``keep`` time-named
+    copies removed. The copy runs on a thread of its own with a connection of
+    its own: one read transaction, which in WAL mode never blocks the writer,
+    so the loop keeps committing while the pages are copied."""
+
+    def __init__(self, db_path, interval_sec, keep):
+        self.db_path = db_path
+        self.interval_sec = interval_sec
+        self.keep = keep
+        self._next = time.monotonic() + interval_sec
+        self._thread = None
+
+    def maybe_start(self):
+        if not self.interval_sec or time.monotonic() < self._next:
+            return
+        if self._thread is not None and self._thread.is_alive():
+            return  # a copy slower than the interval: the next starts when it is done
+        self._next = time.monotonic() + self.interval_sec
+        self._thread = threading.Thread(target=self._take, name="balsam-backup", daemon=True)
+        self._thread.start()
+
+    def _take(self):
+        from balsam import backups
+
+        try:
+            path, size = backups.take(self.db_path)
+            removed = backups.prune(self.db_path, self.keep)
+        except Exception:  # housekeeping must never take the writer down
+            logger.exception("scheduled backup failed")
+            return
+        logger.info("scheduled backup %s (%d bytes); removed %d old one(s)", path, size, len(removed))
+
+    def wait(self, timeout=60):
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+
 class _KeyCheck:
     """CURVE credential check: only the DB's client key may connect."""
 
@@ -316,25 +359,32 @@ def _damage():
     return None
 
 
-def _unapplied_migrations():
-    from django.db import connection
-    from django.db.migrations.executor import MigrationExecutor
+def _apply_restart_rules(lease_expiry_sec):
+    """``core.states.RESTART_RULES`` on every (re)start, before serving,
+    through the write path (this process's direct client); the counters and
+    what was done go to the log. A failure is logged and the server serves anyway."""
+    from balsam.core import write_client
 
-    loader = MigrationExecutor(connection).loader
-    return sorted(f"{app}.{name}" for app, name in loader.graph.nodes if (app, name) not in loader.applied_migrations)
+    try:
+        write_client.get().apply_restart_rules(lease_expiry_sec)
+    except Exception:
+        logger.exception("the restart rules could not be applied")
 
 
 def main(argv=None):
     args = parse_process_args("Balsam dbserver (started by the watchdog)", argv)
 
     from balsam import logs
-    from balsam.django_config import activate
+    from balsam.config import load_settings
+    from balsam.django_config import activate, unapplied_migrations
 
     _raise_open_file_limit()
     activate(args.path, write_mode="direct")
     logs.configure(args.path, "dbserver")
     _tune_writer_connection()
-    server = WriteServer(args.path, args.host, group_commit=not args.no_group_commit)
+    settings = load_settings()
+    server = WriteServer(args.path, args.host, group_commit=not args.no_group_commit,
+                         backup_interval_sec=settings.backup_interval_minutes * 60, backup_keep=settings.backup_keep)
 
     def stop(signum, frame):
         server.stopping = True
@@ -346,12 +396,13 @@ def main(argv=None):
         logger.error(problems)
         print(f"dbserver: {problems}", file=sys.stderr)
         return 2
-    unapplied = _unapplied_migrations()
+    unapplied = unapplied_migrations()
     if unapplied:
         message = f"the DB schema is out of date ({', '.join(unapplied)} not applied); run: balsam init {args.path}"
         logger.error(message)
         print(f"dbserver: {message}", file=sys.stderr)
         return 2
+    _apply_restart_rules(settings.launcher_lease_expiry_sec)
     try:
         server.bind()
     except (zmq.ZMQError, OSError) as exc:

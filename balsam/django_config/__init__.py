@@ -62,3 +62,12 @@ def _switch_database(db_path):
     settings.DATABASES["default"].update(new)
     settings.BALSAM_DB_PATH = str(db_path)
     _install_write_client(db_path)
+
+
+def unapplied_migrations():
+    """The migrations the attached DB lacks (``app.name``), sorted."""
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    loader = MigrationExecutor(connection).loader
+    return sorted(f"{app}.{name}" for app, name in loader.graph.nodes if (app, name) not in loader.applied_migrations)

@@ -69,6 +69,19 @@ class JobSource:
         """Free the jobs of launchers whose leases lapsed; True if there were any."""
         return bool(self.client.recover_expired(self.lease_expiry_sec))
 
+    def start(self):
+        """At the launcher's start: the restart rules (``states.RESTART_RULES``)
+        when this is the first launcher on a DB no dbserver serves (a dbserver
+        applies them when it starts), else the usual recovery of dead peers' jobs."""
+        from django.utils import timezone
+
+        from balsam.core import health
+
+        if self.client.mode == "direct" and not health.live_lease_owners(timezone.now()):
+            done = self.client.apply_restart_rules(self.lease_expiry_sec)
+            return bool(done["recovered"])
+        return self.recover()
+
     def keep_leases(self):
         """Heartbeat our leases and recover dead launchers' jobs, each on its
         period; True if jobs were recovered."""

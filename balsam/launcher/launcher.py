@@ -86,7 +86,7 @@ class Launcher:
     def run(self):
         logger.info("launcher %s starting: mode %s, %d node(s), scope %s", self.source.owner, self.job_mode,
                     len(self.nodes), self.scope)
-        self.source.recover()
+        self.source.start()
         self.processes.start()
         sleep = 0.0
         try:

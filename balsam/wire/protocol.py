@@ -52,6 +52,11 @@ WRITE_OPS = frozenset(
         "tie_jobs",
         "end_launch",
         "renew_db_identity",
+        "settle_orphaned_waiters",
+        "prune_applied_requests",
+        "apply_restart_rules",
+        "prune_events",
+        "delete_finished_jobs",
     }
 )
 SERVER_OPS = frozenset({"ping", "status"})

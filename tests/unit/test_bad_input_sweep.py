@@ -52,6 +52,10 @@ def _cases():
         cases += [["qsub", "-t", "5", option, value, "echo", "hi"] for value in BAD_NUMBERS]
     cases += [["qsub", "-t", "5", command] for command in ["", "/no/such/x", "no-such-program-xyz"]]
     cases += [["qsub", "-t", "5", "--env", "1A=2", "echo"], ["qsub", "echo", "hi"], ["qsub", "-t", "5"]]
+    cases += [["db", "compact", "--events-older-than", value] for value in ["nan", "-1d", "", "1e400d", "5y"]]
+    cases += [["db", "restore", value] for value in ["", "/no/such/file.sqlite3", "/"]]
+    cases += [["db", "backup", "--to", value] for value in ["/", "/proc/no/such/dir/x.sqlite3"]]
+    cases += [["doctor", value] for value in ["zz", "0" * 40]]
     cases += [JOB + ["--n", "3"], ["ls", "--h"], ["launcher", "--consume-all", "--n", "1"]]  # ambiguous
     cases += [["web", "--port", value] for value in BAD_NUMBERS + ["65536", "8000.5"]]
     cases += [["web", "--host", value] for value in ["", " "]]

@@ -16,7 +16,7 @@ from balsam.core.operations.validation import positive_number, state_list
 from balsam.exceptions import ValidationError
 
 
-def _lapsed(now, lease_expiry_sec):
+def lapsed(now, lease_expiry_sec):
     """Leases past the expiry time their holder set. A lease without one
     (set by hand, say) lapses ``lease_expiry_sec`` after its last heartbeat."""
     cutoff = now - datetime.timedelta(seconds=lease_expiry_sec)
@@ -41,7 +41,7 @@ def claim_jobs(owner, states, limit=1, lease_expiry_sec=180, scope=None):
     positive_number("limit", limit, allow_zero=True)
     positive_number("lease_expiry_sec", lease_expiry_sec)
     now = timezone.now()
-    qs = queries.scope_from(scope).filter(models.Q(lease_owner="") | _lapsed(now, lease_expiry_sec), state__in=wanted)
+    qs = queries.scope_from(scope).filter(models.Q(lease_owner="") | lapsed(now, lease_expiry_sec), state__in=wanted)
     ids = list(qs.order_by("created_at").values_list("pk", flat=True)[: int(limit)])
     for chunk in sql.chunks(ids):
         BalsamJob.objects.filter(pk__in=chunk)._direct_update(
@@ -57,7 +57,7 @@ def recover_expired_leases(lease_expiry_sec):
     positive_number("lease_expiry_sec", lease_expiry_sec)
     now = timezone.now()
     cutoff = now - datetime.timedelta(seconds=lease_expiry_sec)
-    expired = BalsamJob.objects.exclude(lease_owner="").filter(_lapsed(now, lease_expiry_sec))
+    expired = BalsamJob.objects.exclude(lease_owner="").filter(lapsed(now, lease_expiry_sec))
     running = {pk: owner for pk, owner in expired.filter(state=states.RUNNING).values_list("pk", "lease_owner")}
     # A RUNNING job nobody holds can only have lost its launcher (a safety net).
     orphans = BalsamJob.objects.filter(lease_owner="", state=states.RUNNING, state_changed_at__lt=cutoff)
