@@ -96,7 +96,7 @@ def _rows(db_path, repeat):
     from balsam.web import views
 
     def changed():
-        views._rendered.clear()  # as when the plots' data changed since the last refresh: both are drawn
+        views._images.clear()  # as when the plots' data changed since the last refresh: both are drawn
 
     def get(url):
         response = client.get(url)
@@ -126,6 +126,9 @@ def _rows(db_path, repeat):
     rows.append(("dashboard, full load again", statistics.median(full_load() for _ in range(repeat)), TARGET))
     rows.append(("dashboard refresh, plots changed (json + 2 plots)",
                  statistics.median(refresh() for _ in range(repeat)), TARGET))
+    for window in ("1d", "all"):
+        rows.append((f"dashboard refresh, window {window}, plots changed",
+                     statistics.median(refresh(f"?since={window}") for _ in range(repeat)), TARGET))
     rows.append(("dashboard refresh, plots unchanged (json only)", _median(client, repeat, "/dashboard.json"),
                  TARGET))
     counts = {s: n for s, n in analytics.state_counts().items() if n}

@@ -138,10 +138,35 @@ def dashboard_json(request):
 # draws it: 0.1-0.3 s). A plot's address carries a digest of its series, so
 # the page reloads an image only when its data changed (times are bucket
 # starts: a quiet DB keeps its plots), the browser may keep it, and the
-# server renders each version once.
-RENDERED_KEPT = 16
-_rendered = OrderedDict()
-_rendered_lock = threading.Lock()
+# server draws each version once. The series the page or dashboard.json just
+# computed for an address is kept for the image request that follows.
+class _Kept:
+    """The last ``size`` values by key, shared by the server's threads."""
+
+    def __init__(self, size):
+        self.size, self.items, self.lock = size, OrderedDict(), threading.Lock()
+
+    def get(self, key):
+        with self.lock:
+            if key in self.items:
+                self.items.move_to_end(key)
+                return self.items[key]
+        return None
+
+    def put(self, key, value):
+        with self.lock:
+            self.items[key] = value
+            while len(self.items) > self.size:
+                self.items.popitem(last=False)
+        return value
+
+    def clear(self):
+        with self.lock:
+            self.items.clear()
+
+
+_series = _Kept(32)  # (plot, workflow, window, version) -> Series
+_images = _Kept(16)  # (plot, format, version) -> bytes
 
 
 def series_version(series):
@@ -157,22 +182,14 @@ def _plot_url(name, filters, fmt="png"):
     """The plot's address, or None for a malformed window (no plot)."""
     if filters.bad_window:
         return None
-    version = series_version(_plot_series(name, filters))
+    series = _plot_series(name, filters)
+    version = series_version(series)
+    _series.put((name, filters.workflow, filters.since_text, version), series)
     return f"{reverse('balsam_web:plot', args=[name, fmt])}?{filters.query(v=version)}"
 
 
-def _render(name, fmt, series):
-    key = (name, fmt, series_version(series))
-    with _rendered_lock:
-        if key in _rendered:
-            _rendered.move_to_end(key)
-            return _rendered[key]
-    image = plots.render(series, fmt)
-    with _rendered_lock:
-        _rendered[key] = image
-        while len(_rendered) > RENDERED_KEPT:
-            _rendered.popitem(last=False)
-    return image
+def _render(name, fmt, series, version):
+    return _images.get((name, fmt, version)) or _images.put((name, fmt, version), plots.render(series, fmt))
 
 
 @require_safe
@@ -184,9 +201,13 @@ def plot(request, name, fmt):
     filters = Filters(request.GET)
     if filters.bad_window:
         return HttpResponseBadRequest(filters.message, content_type="text/plain")
-    series = _plot_series(name, filters)
-    response = HttpResponse(_render(name, fmt, series), content_type=PLOT_TYPES[fmt])
-    if request.GET.get("v") == series_version(series):
+    asked = request.GET.get("v")
+    series = _series.get((name, filters.workflow, filters.since_text, asked)) if asked else None
+    if series is None:  # an address from an earlier page, or none: the current data
+        series = _plot_series(name, filters)
+    version = series_version(series)
+    response = HttpResponse(_render(name, fmt, series, version), content_type=PLOT_TYPES[fmt])
+    if asked == version:
         patch_cache_control(response, private=True, max_age=3600)  # this address always shows these data
     else:
         add_never_cache_headers(response)

@@ -11,7 +11,7 @@ from django.test import Client
 from balsam import analytics
 from balsam.core import write_client
 from balsam.core.models import BalsamJob
-from balsam.web import accounts
+from balsam.web import accounts, views
 
 PASSWORD = "correct-horse-42"
 FINISH = ("READY", "STAGED_IN", "PREPROCESSED", "RUNNING", "RUN_DONE", "POSTPROCESSED", "JOB_FINISHED")
@@ -139,8 +139,12 @@ def test_a_plot_is_fetched_again_only_when_its_data_changed(client, make_job):
     advance(waiting[0], *FINISH)
     second = data(client, "?since=1d")["plots"]
     assert second["throughput"] != first["throughput"]  # (its run lasted milliseconds: utilization may not move)
-    stale = client.get(first["throughput"])  # an old address shows the current data, not to be kept
+    # An address names its data: while the server keeps them, an old one shows them still.
+    assert client.get(first["throughput"]).content == image.content
+    views._series.clear()  # once they are gone, it shows the current data, not to be kept
+    stale = client.get(first["throughput"])
     assert stale.status_code == 200 and "max-age=0" in stale["Cache-Control"]
+    assert stale.content != image.content
 
 
 def test_launchers_and_launches_are_listed(client, jobs):
