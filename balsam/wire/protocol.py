@@ -52,6 +52,8 @@ WRITE_OPS = frozenset(
         "tie_jobs",
         "end_launch",
         "renew_db_identity",
+        "register_launcher",
+        "stop_launcher",
     }
 )
 SERVER_OPS = frozenset({"ping", "status"})
