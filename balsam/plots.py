@@ -61,10 +61,12 @@ def render(series, fmt="png"):
     """The plot of ``series`` (a Series or Bars) as PNG or SVG bytes."""
     if fmt not in FORMATS:
         raise ValidationError(f"plot format must be png or svg, not {fmt!r}")
+    import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    with _LOCK:
+    # A fixed salt for the SVG's element ids: the same data gives the same bytes.
+    with _LOCK, matplotlib.rc_context({"svg.hashsalt": "balsam"}):
         figure = Figure(figsize=(WIDTH_IN, HEIGHT_IN), dpi=DPI, layout="constrained")
         FigureCanvasAgg(figure)
         axes = figure.add_subplot()
@@ -73,7 +75,7 @@ def render(series, fmt="png"):
         else:
             _draw_series(axes, series)
         buffer = io.BytesIO()
-        # No creation date in the file: the same data gives the same image.
+        # No creation date in the file either.
         metadata = {"Date": None} if fmt == "svg" else {"Software": "balsam"}
         figure.savefig(buffer, format=fmt, metadata=metadata)
     return buffer.getvalue()
@@ -102,7 +104,7 @@ def _draw_series(axes, series):
         return
     # Steps over each bucket: one more edge closes the last one.
     edges = list(series.times) + [series.times[-1] + datetime.timedelta(seconds=series.bucket_seconds)]
-    axes.stairs(series.values, mdates.date2num(edges), baseline=None, linewidth=1.8, label=series.unit,
+    axes.stairs(series.values, mdates.date2num(edges), baseline=None, linewidth=1.8, label=series.title,
                 color="tab:blue")
     tops = [v for v in series.values if v is not None]
     if series.capacity is not None:

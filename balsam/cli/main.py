@@ -75,9 +75,9 @@ def cli(ctx, db_path):
 
 
 def _register():
-    from balsam.cli import apps, db, dbserver, jobs, launcher, ls, service
+    from balsam.cli import apps, db, dbserver, jobs, launcher, ls, report, service
 
-    for module in (db, dbserver, apps, jobs, ls, launcher, service):
+    for module in (db, dbserver, apps, jobs, ls, report, launcher, service):
         for command in module.COMMANDS:
             cli.add_command(command)
     cli.add_command(jobs.kill, name="killjob")

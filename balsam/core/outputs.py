@@ -23,11 +23,15 @@ def tail_lines(path, lines, max_bytes=TAIL_BYTES):
         with open(path, "rb") as f:
             size = f.seek(0, os.SEEK_END)
             start = max(0, size - max_bytes)
-            f.seek(start)
-            data = f.read(max_bytes)
+            # One byte more, before the start: was the first line read whole?
+            f.seek(max(0, start - 1))
+            data = f.read(max_bytes + 1)
     except OSError:
         return []
+    cut = False
+    if start:
+        cut, data = data[:1] != b"\n", data[1:]
     text = data.decode("utf-8", errors="replace").splitlines()
-    if start and text:
-        text = text[1:]  # the first line was cut by the bounded read
+    if cut and text:
+        text = text[1:]  # the bounded read began inside this line
     return text[-lines:]
