@@ -63,7 +63,7 @@ STATE_SPREAD = [
     ("FAILED", 73, 73),  # 1%
     ("USER_KILLED", 74, 74),  # 1%
 ]
-SPREAD_VERSION = 1  # bump when STATE_SPREAD changes, invalidates cached DBs
+SPREAD_VERSION = 2  # bump when STATE_SPREAD or the schema changes (2: migration 0008), invalidates cached DBs
 
 
 # ---------------------------------------------------------------------------
@@ -172,6 +172,19 @@ def build_marker(jobs):
     return {"jobs": jobs, "spread_version": SPREAD_VERSION}
 
 
+def build_jobs(db, jobs):
+    """A new DB at ``db`` holding ``jobs`` dummy jobs (CREATED, workflow
+    ``dummy``), added by ``balsam make_dummies`` calls of BUILD_CHUNK jobs."""
+    start = time.perf_counter()
+    init_db(db)
+    done = 0
+    while done < jobs:
+        n = min(BUILD_CHUNK, jobs - done)
+        elapsed, _ = run_balsam(db, "make_dummies", str(n))
+        done += n
+        log(f"  {done:>10,} / {jobs:,} jobs  (+{n:,} in {elapsed:.1f} s, {time.perf_counter() - start:.0f} s total)")
+
+
 def large_db(workdir, jobs, rebuild):
     """Return the path of a DB with ``jobs`` jobs and a spread of states, building it if needed."""
     db = workdir / f"db_{jobs}_jobs"
@@ -181,13 +194,7 @@ def large_db(workdir, jobs, rebuild):
         return db
     log(f"Building {jobs:,}-job DB at {db} ...")
     start = time.perf_counter()
-    init_db(db)
-    done = 0
-    while done < jobs:
-        n = min(BUILD_CHUNK, jobs - done)
-        elapsed, _ = run_balsam(db, "make_dummies", str(n))
-        done += n
-        log(f"  {done:>10,} / {jobs:,} jobs  (+{n:,} in {elapsed:.1f} s, {time.perf_counter() - start:.0f} s total)")
+    build_jobs(db, jobs)
     t0 = time.perf_counter()
     apply_state_spread(db)
     log(f"  state spread applied in {time.perf_counter() - t0:.1f} s; build took {time.perf_counter() - start:.0f} s")
