@@ -6,9 +6,9 @@ Reads only, no printing, no web code. The caller attaches Django first
 (``balsam.api.attach()``). Every time is timezone-aware UTC.
 
 Nothing here scans the job or event tables: counts come from
-``balsam_job_count`` and series from ``balsam_event_minute``, two small
+``balsam_job_count`` and series from ``balsam_state_minute``, two small
 tables SQL triggers keep (migration 0008, ``models.JobCount`` and
-``models.EventMinute``); failures and launchers are index lookups bounded by
+``models.StateMinute``); failures and launchers are index lookups bounded by
 ``limit``. See docs/development/decisions.md ("Analytics read aggregates kept
 by triggers") for the choices: buckets, rates, the time-weighted utilization,
 which states count as failures, when a launcher is alive.
@@ -25,7 +25,7 @@ from django.db.models import Count, Sum
 from django.utils import timezone
 
 from balsam.core import outputs, sql, states
-from balsam.core.models import BalsamJob, EventMinute, JobCount, JobEvent, LauncherRecord, QueuedLaunch
+from balsam.core.models import BalsamJob, JobCount, JobEvent, LauncherRecord, QueuedLaunch, StateMinute
 from balsam.exceptions import ValidationError
 
 # Bucket widths a series may use (seconds): the narrowest that keeps a window
@@ -181,12 +181,16 @@ def _now(now):
     return now if now is not None else timezone.now()
 
 
-def _first_minute(column, state, workflow):
-    """The earliest minute with a move into (or out of) ``state``, or None."""
-    qs = EventMinute.objects.filter(**{column: state})
-    if workflow is not None:
-        qs = qs.filter(workflow=workflow)
-    return qs.order_by("minute").values_list("minute", flat=True).first()
+def _workflow_clause(workflow):
+    return ("", []) if workflow is None else (" AND workflow = %s", [workflow])
+
+
+def _first_minute(state, workflow):
+    """The earliest minute in which a job entered ``state``, or None."""
+    where, params = _workflow_clause(workflow)
+    rows = sql.raw_fetchall(f"SELECT min(minute) FROM {sql.table(StateMinute)} "
+                            f"WHERE state = %s AND entered > 0{where}", [state] + params)
+    return rows[0][0] if rows else None
 
 
 def _window(since, now, first_minute):
@@ -211,14 +215,15 @@ def _title(what, workflow):
     return what if workflow is None else f"{what} (workflow {workflow})"
 
 
-def _minute_sums(column, state, first_minute, workflow):
-    """{minute: (jobs, rest seconds)} of moves into (``to_state``) or out of
-    (``from_state``) ``state`` from ``first_minute`` on."""
-    qs = EventMinute.objects.filter(**{column: state, "minute__gte": first_minute})
-    if workflow is not None:
-        qs = qs.filter(workflow=workflow)
-    rows = qs.order_by().values_list("minute").annotate(n=Sum("count"), s=Sum("rest_seconds"))
-    return {minute: (n, s) for minute, n, s in rows.values_list("minute", "n", "s")}
+def _minute_sums(state, first_minute, workflow):
+    """{minute: (jobs in, jobs out, their rest seconds in - out)} of ``state``
+    from ``first_minute`` on: one range of the table's primary key."""
+    where, params = _workflow_clause(workflow)
+    rows = sql.raw_fetchall(
+        f"SELECT minute, sum(entered), sum(exited), sum(entered_rest) - sum(exited_rest) "
+        f"FROM {sql.table(StateMinute)} WHERE state = %s AND minute >= %s{where} GROUP BY minute",
+        [state, first_minute] + params)
+    return {minute: (entered, exited, rest) for minute, entered, exited, rest in rows}
 
 
 def throughput(workflow=None, since=None, now=None):
@@ -226,15 +231,15 @@ def throughput(workflow=None, since=None, now=None):
     bucket (the last bucket over its elapsed part, at least a minute)."""
     now = _now(now)
     title = _title("Jobs finished per minute", workflow)
-    window = _window(since, now, _first_minute("to_state", states.JOB_FINISHED, workflow) if since is None else None)
+    window = _window(since, now, _first_minute(states.JOB_FINISHED, workflow) if since is None else None)
     if window is None:
         return Series(title, "jobs/min", BUCKETS[0], [], [])
     start, end, bucket = window
-    finished = _minute_sums("to_state", states.JOB_FINISHED, int(start // 60), workflow)
+    finished = _minute_sums(states.JOB_FINISHED, int(start // 60), workflow)
     times = _bucket_times(start, end, bucket)
     totals = [0] * len(times)
     end_minute = end // 60
-    for minute, (n, _) in finished.items():
+    for minute, (n, _, _) in finished.items():
         if minute <= end_minute:
             totals[int((minute * 60 - start) // bucket)] += n
     values = []
@@ -283,18 +288,12 @@ def utilization(workflow=None, since=None, now=None):
     same way (None where no launcher was seen)."""
     now = _now(now)
     title = _title("Jobs running", workflow)
-    window = _window(since, now, _first_minute("to_state", states.RUNNING, workflow) if since is None else None)
+    window = _window(since, now, _first_minute(states.RUNNING, workflow) if since is None else None)
     if window is None:
         return Series(title, "jobs", BUCKETS[0], [], [], [])
     start, end, bucket = window
-    first = int(start // 60)
-    into = _minute_sums("to_state", states.RUNNING, first, workflow)
-    out = _minute_sums("from_state", states.RUNNING, first, workflow)
-    deltas = {}
-    for minute in set(into) | set(out):
-        n_in, s_in = into.get(minute, (0, 0.0))
-        n_out, s_out = out.get(minute, (0, 0.0))
-        deltas[minute] = (n_in - n_out, s_in - s_out)
+    deltas = {minute: (entered - exited, rest)
+              for minute, (entered, exited, rest) in _minute_sums(states.RUNNING, int(start // 60), workflow).items()}
     # Counted back from now: the jobs running now, less those that started
     # since the window began, plus those that stopped since.
     n_start = _running_now(workflow) - sum(jobs for jobs, _ in deltas.values())

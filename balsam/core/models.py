@@ -707,45 +707,42 @@ class LauncherRecord(models.Model):
         raise BalsamError(LauncherQuerySet.refusal)
 
 
-class EventMinuteQuerySet(ReadOnlyQuerySet):
-    refusal = "the event aggregate is kept by SQL triggers on the job and event tables"
+class StateMinuteQuerySet(ReadOnlyQuerySet):
+    refusal = "the per-minute state aggregate is kept by SQL triggers on the job and event tables"
 
 
-class EventMinute(models.Model):
-    """How many jobs of a workflow moved ``from_state -> to_state`` in one
-    minute: the job event table summed per minute, kept by SQL triggers
-    (migration 0008) so that the analytics never scan the event table.
+class StateMinute(models.Model):
+    """How many jobs of a workflow entered and left each state in one minute:
+    the job event table summed per (state, minute, workflow), kept by SQL
+    triggers (migration 0008) so that the analytics never scan the event
+    table. An event counts once as an exit from its ``from_state`` and once
+    as an entry into its ``to_state``.
 
-    ``rest_seconds`` sums, over those events, the seconds from the event to
-    the end of its minute: with it a state's time-weighted job count over a
-    minute is exact (``balsam.analytics``). Two pseudo-moves keep the sums
-    true when jobs go without an event: a removed job counts as
-    ``state -> REMOVED`` at its removal, a job moved to another workflow as
-    ``state -> LEFT`` in the old one and ``JOINED -> state`` in the new one.
-    History stays here after its jobs are removed: it happened."""
+    The ``*_rest`` columns sum, over those events, the seconds from the event
+    to the end of its minute: with them a state's time-weighted job count
+    over a minute is exact (``balsam.analytics``). A removed job leaves its
+    state at its removal, and a job moved to another workflow leaves the old
+    one and enters the new one, so the number of jobs in a state can be
+    counted back from today's. History stays after its jobs are removed: it
+    happened. On SQLite a WITHOUT ROWID table: a state's minutes are one
+    range of its primary key."""
 
+    pk = models.CompositePrimaryKey("state", "minute", "workflow")
+    state = models.CharField(max_length=32)
     minute = models.IntegerField()  # minutes since the epoch (UTC)
     workflow = models.CharField(max_length=255)
-    from_state = models.CharField(max_length=32)
-    to_state = models.CharField(max_length=32)
-    count = models.IntegerField()
-    rest_seconds = models.FloatField()
+    entered = models.IntegerField()
+    exited = models.IntegerField()
+    entered_rest = models.FloatField()
+    exited_rest = models.FloatField()
 
-    objects = EventMinuteQuerySet.as_manager()
-
-    REMOVED, LEFT, JOINED = "REMOVED", "LEFT", "JOINED"
+    objects = StateMinuteQuerySet.as_manager()
 
     class Meta:
-        db_table = "balsam_event_minute"
-        constraints = [
-            # The triggers' upsert key; its order serves "moves into a state since minute m".
-            models.UniqueConstraint(fields=["to_state", "minute", "workflow", "from_state"],
-                                    name="balsam_event_minute_key"),
-        ]
-        indexes = [models.Index(fields=["from_state", "minute"], name="balsam_event_minute_from")]
+        db_table = "balsam_state_minute"
 
     def save(self, *args, **kwargs):
-        raise BalsamError(EventMinuteQuerySet.refusal)
+        raise BalsamError(StateMinuteQuerySet.refusal)
 
 
 class JobCountQuerySet(ReadOnlyQuerySet):

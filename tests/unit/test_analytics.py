@@ -15,7 +15,7 @@ from django.db import connection
 
 from balsam import analytics, api
 from balsam.core import write_client
-from balsam.core.models import BalsamJob, EventMinute, JobCount, LauncherRecord
+from balsam.core.models import BalsamJob, JobCount, LauncherRecord, StateMinute
 from balsam.core.outputs import run_output_name
 from balsam.exceptions import BalsamError, ValidationError
 
@@ -225,19 +225,25 @@ def test_the_aggregates_match_the_tables_after_writes_of_every_kind(db, make_job
     assert kept == table
     assert events == {"READY": 7, "USER_KILLED": 2, "STAGED_IN": 1}
     moves = {}
-    for from_state, to_state, n in EventMinute.objects.values_list("from_state", "to_state", "count"):
-        moves[from_state, to_state] = moves.get((from_state, to_state), 0) + n
-    # The removed job's READY event stays counted; the pseudo-moves record
-    # the removals and the two jobs (both READY) that changed workflow.
-    assert moves == {("CREATED", "READY"): 8, ("READY", "USER_KILLED"): 1, ("CREATED", "USER_KILLED"): 1,
-                     ("READY", "STAGED_IN"): 1, ("READY", "LEFT"): 2, ("JOINED", "READY"): 2,
-                     ("READY", "REMOVED"): 1, ("CREATED", "REMOVED"): 1}
+    for state, entered, exited in StateMinute.objects.values_list("state", "entered", "exited"):
+        moves[state] = (moves.get(state, (0, 0))[0] + entered, moves.get(state, (0, 0))[1] + exited)
+    # The removed jobs' moves stay counted, their removal is an exit, and the
+    # two READY jobs that changed workflow left one and entered another.
+    assert moves == {"CREATED": (0, 10), "READY": (10, 5), "USER_KILLED": (2, 0), "STAGED_IN": (1, 0)}
+    # So every workflow's count in every state is what entered less what left
+    # (plus, for CREATED, the jobs created: creation makes no event).
+    per_workflow = {}
+    for wf, state, entered, exited in StateMinute.objects.values_list("workflow", "state", "entered", "exited"):
+        per_workflow[wf, state] = per_workflow.get((wf, state), 0) + entered - exited
+    for wf in ("w0", "w1", "w2"):
+        per_workflow[wf, "CREATED"] = per_workflow.get((wf, "CREATED"), 0) + 4
+    assert {key: n for key, n in per_workflow.items() if n} == table
 
 
 def test_aggregate_tables_refuse_orm_writes(db, story):
-    for model in (EventMinute, JobCount, LauncherRecord):
+    for model in (StateMinute, JobCount, LauncherRecord):
         with pytest.raises(BalsamError):
-            model.objects.all().update(id=1)
+            model.objects.all().update(workflow="x")
         with pytest.raises(BalsamError):
             model.objects.all().delete()
 

@@ -59,13 +59,16 @@ def test_0008_fills_the_aggregates_from_existing_jobs_and_events_and_keeps_them(
     counts = {(w, s): n for w, s, n in new.get_model("balsam", "JobCount").objects.values_list("workflow", "state", "count")}
     assert counts == {("w1", "JOB_FINISHED"): 1, ("w1", "RUNNING"): 1, ("w2", "CREATED"): 1}
     minute = int(t0.timestamp()) // 60
-    rows = set(new.get_model("balsam", "EventMinute").objects.values_list(
-        "minute", "workflow", "from_state", "to_state", "count", "rest_seconds"))
-    assert rows == {(minute, "w1", "PREPROCESSED", "RUNNING", 2, (60 - 10.5) + (60 - 20.25)),
-                    (minute + 1, "w1", "RUNNING", "RUN_DONE", 1, 50.0),
-                    (minute + 1, "w1", "POSTPROCESSED", "JOB_FINISHED", 1, 45.0)}
-    assert _sqlite_names("trigger") == {"balsam_event_minute_add", "balsam_job_count_insert", "balsam_job_count_delete",
-                                        "balsam_job_count_update", "balsam_event_minute_workflow"}
+    rows = set(new.get_model("balsam", "StateMinute").objects.values_list(
+        "state", "minute", "workflow", "entered", "exited", "entered_rest", "exited_rest"))
+    assert rows == {("PREPROCESSED", minute, "w1", 0, 2, 0, (60 - 10.5) + (60 - 20.25)),
+                    ("RUNNING", minute, "w1", 2, 0, (60 - 10.5) + (60 - 20.25), 0),
+                    ("RUNNING", minute + 1, "w1", 0, 1, 0, 50.0), ("RUN_DONE", minute + 1, "w1", 1, 0, 50.0, 0),
+                    ("POSTPROCESSED", minute + 1, "w1", 0, 1, 0, 45.0),
+                    ("JOB_FINISHED", minute + 1, "w1", 1, 0, 45.0, 0)}
+    assert _sqlite_names("trigger") == {"balsam_state_minute_event", "balsam_job_count_insert", "balsam_job_count_delete",
+                                        "balsam_job_count_update", "balsam_state_minute_workflow"}
+    assert "WITHOUT ROWID" in _table_sql("balsam_state_minute")
     indexes = _sqlite_names("index", "balsam_job")
     assert "balsam_job_state_time" in indexes and "balsam_job_state_d5cb8193" not in indexes
     # From now on the triggers keep them.
@@ -81,3 +84,9 @@ def test_0008_fills_the_aggregates_from_existing_jobs_and_events_and_keeps_them(
 
 
 AFTER_AGGREGATES = ("balsam", "0008_launchers_and_aggregates")
+
+
+def _table_sql(name):
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = %s", [name])
+        return cursor.fetchone()[0]

@@ -1,16 +1,18 @@
-"""Launchers leave a record; job counts per state and job events per minute
-are kept in small tables by SQL triggers, so the analytics (``balsam report``,
-the dashboard) never scan the job or event tables (see ``models.JobCount``,
-``models.EventMinute``, docs/development/decisions.md).
+"""Launchers leave a record; job counts per state and the moves between
+states per minute are kept in small tables by SQL triggers, so the analytics
+(``balsam report``, the dashboard) never scan the job or event tables (see
+``models.JobCount``, ``models.StateMinute``, docs/development/decisions.md).
 
 The job table's single-column state index becomes (state, state_changed_at):
 the same lookups by state, and "the jobs in a state, latest first" without a
 sort. Dropped and created by name, because Django would rebuild the whole job
 table to drop an index it made from ``db_index``.
 
-The triggers and the backfill are SQLite's. PostgreSQL support is a later
-issue: it needs the same triggers in PL/pgSQL; until then, on another backend
-this migration makes the tables but neither fills nor keeps them.
+The per-minute table is a WITHOUT ROWID table on SQLite (made here with SQL;
+Django's model state has its composite primary key). The triggers and the
+backfill are SQLite's. PostgreSQL support is a later issue: it needs the same
+triggers in PL/pgSQL; until then, on another backend this migration makes the
+tables but neither fills nor keeps them.
 """
 
 from django.db import migrations, models
@@ -18,19 +20,29 @@ from django.db import migrations, models
 # The index Django made for BalsamJob.state(db_index=True) in 0001.
 OLD_STATE_INDEX = "balsam_job_state_d5cb8193"
 
+STATE_MINUTE_TABLE = (
+    "CREATE TABLE balsam_state_minute (state varchar(32) NOT NULL, minute integer NOT NULL, "
+    "workflow varchar(255) NOT NULL, entered integer NOT NULL, exited integer NOT NULL, "
+    "entered_rest real NOT NULL, exited_rest real NOT NULL, PRIMARY KEY (state, minute, workflow)) WITHOUT ROWID"
+)
+
 # A time stamp's minute since the epoch, and the seconds left from it to the
 # end of that minute (SQLite stores UTC text; %f is seconds with milliseconds).
 _MINUTE = "CAST(strftime('%s', {t}) AS INTEGER) / 60"
 _REST = "60.0 - CAST(strftime('%f', {t}) AS REAL)"
 
 
-def _add_minute(minute_of, workflow, from_state, to_state):
-    """One upsert into the event aggregate (count 1) at time ``minute_of``."""
+def _move(at, workflow, state, entering):
+    """One upsert into the per-minute table: a job of ``workflow`` entered (or
+    left) ``state`` at time ``at`` (SQL expressions)."""
+    rest = _REST.format(t=at)
+    counts, rests = ("1, 0", f"{rest}, 0.0") if entering else ("0, 1", f"0.0, {rest}")
     return (
-        "INSERT INTO balsam_event_minute (minute, workflow, from_state, to_state, count, rest_seconds) "
-        f"VALUES ({_MINUTE.format(t=minute_of)}, {workflow}, {from_state}, {to_state}, 1, {_REST.format(t=minute_of)}) "
-        "ON CONFLICT (to_state, minute, workflow, from_state) "
-        "DO UPDATE SET count = count + 1, rest_seconds = rest_seconds + excluded.rest_seconds;"
+        "INSERT INTO balsam_state_minute (state, minute, workflow, entered, exited, entered_rest, exited_rest) "
+        f"VALUES ({state}, {_MINUTE.format(t=at)}, {workflow}, {counts}, {rests}) "
+        "ON CONFLICT (state, minute, workflow) DO UPDATE SET entered = entered + excluded.entered, "
+        "exited = exited + excluded.exited, entered_rest = entered_rest + excluded.entered_rest, "
+        "exited_rest = exited_rest + excluded.exited_rest;"
     )
 
 
@@ -41,25 +53,26 @@ def _add_count(workflow, state, delta):
     )
 
 
+_EVENT_WORKFLOW = "COALESCE((SELECT workflow FROM balsam_job WHERE job_id = NEW.job_id), '')"
+
 TRIGGERS = {
-    # Every job event, summed per minute, workflow and move (the job's
-    # workflow by primary key: the row record() has just updated).
-    "balsam_event_minute_add": (
-        "CREATE TRIGGER balsam_event_minute_add AFTER INSERT ON balsam_job_event BEGIN "
-        + _add_minute("NEW.timestamp", "COALESCE((SELECT workflow FROM balsam_job WHERE job_id = NEW.job_id), '')",
-                      "NEW.from_state", "NEW.to_state")
+    # Every job event: its job (found by primary key: the row record() has
+    # just updated) left one state and entered another.
+    "balsam_state_minute_event": (
+        "CREATE TRIGGER balsam_state_minute_event AFTER INSERT ON balsam_job_event BEGIN "
+        + _move("NEW.timestamp", _EVENT_WORKFLOW, "NEW.from_state", entering=False) + " "
+        + _move("NEW.timestamp", _EVENT_WORKFLOW, "NEW.to_state", entering=True)
         + " END"
     ),
     "balsam_job_count_insert": (
         "CREATE TRIGGER balsam_job_count_insert AFTER INSERT ON balsam_job BEGIN "
         + _add_count("NEW.workflow", "NEW.state", 1) + " END"
     ),
-    # A removed job leaves its state: counted down, and a REMOVED pseudo-move
-    # keeps the per-minute history able to tell how many were in that state.
+    # A removed job leaves its state (no event says so).
     "balsam_job_count_delete": (
         "CREATE TRIGGER balsam_job_count_delete AFTER DELETE ON balsam_job BEGIN "
         + _add_count("OLD.workflow", "OLD.state", -1) + " "
-        + _add_minute("'now'", "OLD.workflow", "OLD.state", "'REMOVED'")
+        + _move("'now'", "OLD.workflow", "OLD.state", entering=False)
         + " END"
     ),
     "balsam_job_count_update": (
@@ -68,25 +81,46 @@ TRIGGERS = {
         + _add_count("OLD.workflow", "OLD.state", -1) + " " + _add_count("NEW.workflow", "NEW.state", 1)
         + " END"
     ),
-    # A job moved to another workflow leaves one and joins the other in its state.
-    "balsam_event_minute_workflow": (
-        "CREATE TRIGGER balsam_event_minute_workflow AFTER UPDATE OF workflow ON balsam_job "
+    # A job moved to another workflow leaves the old one and enters the new one.
+    "balsam_state_minute_workflow": (
+        "CREATE TRIGGER balsam_state_minute_workflow AFTER UPDATE OF workflow ON balsam_job "
         "WHEN OLD.workflow IS NOT NEW.workflow BEGIN "
-        + _add_minute("'now'", "OLD.workflow", "OLD.state", "'LEFT'") + " "
-        + _add_minute("'now'", "NEW.workflow", "'JOINED'", "NEW.state")
+        + _move("'now'", "OLD.workflow", "OLD.state", entering=False) + " "
+        + _move("'now'", "NEW.workflow", "NEW.state", entering=True)
         + " END"
     ),
 }
 
 # The aggregates of what is already in the DB (the triggers keep them from here on).
+_EVENT_SIDES = (
+    "SELECT e.{side} AS state, " + _MINUTE.format(t="e.timestamp") + " AS minute, "
+    "COALESCE(j.workflow, '') AS workflow, {entered} AS entered, {exited} AS exited, "
+    "{entered_rest} AS entered_rest, {exited_rest} AS exited_rest "
+    "FROM balsam_job_event e LEFT JOIN balsam_job j ON j.job_id = e.job_id"
+)
 BACKFILL = [
     "INSERT INTO balsam_job_count (workflow, state, count) "
     "SELECT workflow, state, count(*) FROM balsam_job GROUP BY workflow, state",
-    "INSERT INTO balsam_event_minute (minute, workflow, from_state, to_state, count, rest_seconds) "
-    f"SELECT {_MINUTE.format(t='e.timestamp')}, COALESCE(j.workflow, ''), e.from_state, e.to_state, count(*), "
-    f"sum({_REST.format(t='e.timestamp')}) "
-    "FROM balsam_job_event e LEFT JOIN balsam_job j ON j.job_id = e.job_id GROUP BY 1, 2, 3, 4",
+    "INSERT INTO balsam_state_minute (state, minute, workflow, entered, exited, entered_rest, exited_rest) "
+    "SELECT state, minute, workflow, sum(entered), sum(exited), sum(entered_rest), sum(exited_rest) FROM ("
+    + _EVENT_SIDES.format(side="to_state", entered=1, exited=0, entered_rest=_REST.format(t="e.timestamp"),
+                          exited_rest="0.0")
+    + " UNION ALL "
+    + _EVENT_SIDES.format(side="from_state", entered=0, exited=1, entered_rest="0.0",
+                          exited_rest=_REST.format(t="e.timestamp"))
+    + ") GROUP BY state, minute, workflow",
 ]
+
+
+def create_state_minute_table(apps, schema_editor):
+    if schema_editor.connection.vendor == "sqlite":
+        schema_editor.execute(STATE_MINUTE_TABLE)
+    else:
+        schema_editor.create_model(apps.get_model("balsam", "StateMinute"))
+
+
+def drop_state_minute_table(apps, schema_editor):
+    schema_editor.execute("DROP TABLE balsam_state_minute")
 
 
 def create_triggers(apps, schema_editor):
@@ -115,23 +149,25 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.CreateModel(
-            name="EventMinute",
-            fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                ("minute", models.IntegerField()),
-                ("workflow", models.CharField(max_length=255)),
-                ("from_state", models.CharField(max_length=32)),
-                ("to_state", models.CharField(max_length=32)),
-                ("count", models.IntegerField()),
-                ("rest_seconds", models.FloatField()),
+        migrations.SeparateDatabaseAndState(
+            state_operations=[
+                migrations.CreateModel(
+                    name="StateMinute",
+                    fields=[
+                        ("pk", models.CompositePrimaryKey("state", "minute", "workflow", blank=True, editable=False,
+                                                          primary_key=True, serialize=False)),
+                        ("state", models.CharField(max_length=32)),
+                        ("minute", models.IntegerField()),
+                        ("workflow", models.CharField(max_length=255)),
+                        ("entered", models.IntegerField()),
+                        ("exited", models.IntegerField()),
+                        ("entered_rest", models.FloatField()),
+                        ("exited_rest", models.FloatField()),
+                    ],
+                    options={"db_table": "balsam_state_minute"},
+                ),
             ],
-            options={
-                "db_table": "balsam_event_minute",
-                "indexes": [models.Index(fields=["from_state", "minute"], name="balsam_event_minute_from")],
-                "constraints": [models.UniqueConstraint(fields=("to_state", "minute", "workflow", "from_state"),
-                                                        name="balsam_event_minute_key")],
-            },
+            database_operations=[migrations.RunPython(create_state_minute_table, drop_state_minute_table)],
         ),
         migrations.CreateModel(
             name="JobCount",
