@@ -44,9 +44,9 @@ RUNNING, 5% PREPROCESSED, 2% AWAITING_PARENTS, 1% USER_KILLED, 7% CREATED --
 with its events spread over 3 days (runs of 20 to 620 s), 36 launcher
 records of 1,024 run slots (two overlap at any time, the last one alive),
 50 batch launches with 1,000 jobs tied to each of 5 of them, and an output
-file for the 100 latest failed jobs.  The trigger-kept aggregates are
-dropped during the inserts and filled afterwards by migration 0008's own
-backfill SQL, then its triggers are made again.
+file for the 100 latest failed jobs.  The aggregates' triggers are dropped
+during these writes, the aggregates are filled afterwards by migration
+0008's own backfill SQL, then its triggers are made again.
 
 How to run
 ----------
@@ -74,7 +74,7 @@ from bench_common import BALSAM, env_for, log, mark, print_table, print_verdict
 from cli_scale import build_jobs
 
 DEFAULT_WORKDIR = Path(__file__).resolve().parent / "_work" / "web_scale"
-BUILD_VERSION = 1  # bump when the build changes: invalidates cached DBs
+BUILD_VERSION = 2  # bump when the build or the schema changes: invalidates cached DBs
 SPAN = datetime.timedelta(days=3)
 WORKFLOWS = 4
 LAUNCHERS, LAUNCHER_SLOTS = 36, 1024

@@ -3,9 +3,8 @@ time-weighted utilization, launcher capacity, failures with their output,
 launchers and launches, and that the trigger-kept aggregates stay equal to
 what the job and event tables say.
 
-Jobs are made through the write path; their histories (events at chosen
-times, and the matching state) are written with SQL as test setup, which the
-triggers see like any other insert or update."""
+Jobs are made through the write path; their histories are written at chosen
+times by the operation that writes every state change (``record``)."""
 
 import datetime
 from pathlib import Path
@@ -14,8 +13,9 @@ import pytest
 from django.db import connection
 
 from balsam import analytics, api
-from balsam.core import write_client
+from balsam.core import sql, write_client
 from balsam.core.models import BalsamJob, JobCount, LauncherRecord, StateMinute
+from balsam.core.operations.transitions import record
 from balsam.core.outputs import run_output_name
 from balsam.exceptions import BalsamError, ValidationError
 
@@ -28,20 +28,25 @@ def at(seconds):
 
 
 def _stamp(when):
-    return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")  # as SQLite stores it
 
 
 def history(job, *moves):
-    """Give ``job`` the events ``(seconds after T0, from, to[, message])`` and
-    leave it in the last state, changed at the last time (test setup)."""
-    with connection.cursor() as cursor:
+    """Give ``job`` the moves ``(seconds after T0, from, to[, message])`` at
+    those times, through the operation that writes every state change and
+    its event (``record``, as the write path does, with a chosen clock)."""
+    state = BalsamJob.objects.get(pk=job.pk).state
+    with sql.write_transaction():
         for seconds, from_state, to_state, *message in moves:
-            cursor.execute("INSERT INTO balsam_job_event (job_id, timestamp, from_state, to_state, message) "
-                           "VALUES (%s, %s, %s, %s, %s)",
-                           [job.pk.hex, _stamp(at(seconds)), from_state, to_state, message[0] if message else ""])
-        seconds, _, last = moves[-1][:3]
-        cursor.execute("UPDATE balsam_job SET state = %s, state_changed_at = %s WHERE job_id = %s",
-                       [last, _stamp(at(seconds)), job.pk.hex])
+            assert from_state == state, f"a history must start where the job is ({state}), not at {from_state}"
+            record({job.pk: from_state}, to_state, message[0] if message else "", at(seconds))
+            state = to_state
+
+
+# The moves of a job from CREATED to PREPROCESSED, ``before`` seconds before ``t``.
+def prepared(t, before=3):
+    return [(t - before, "CREATED", "READY"), (t - before + 1, "READY", "STAGED_IN"),
+            (t - before + 2, "STAGED_IN", "PREPROCESSED")]
 
 
 def launcher(owner, capacity, started, last_seen, stopped=None, wf_filter="", lease_expiry_sec=180):
@@ -146,7 +151,9 @@ def test_throughput_counts_finished_jobs_per_minute(story):
 def test_throughput_buckets_are_rates_per_minute(story, make_job):
     # 30 more jobs finish in minute 10; a 1 h window has 1-minute buckets, a 1 d one 5-minute buckets.
     for i in range(30):
-        history(make_job(name=f"x{i}", workflow="w1"), (600 + i, "POSTPROCESSED", "JOB_FINISHED"))
+        history(make_job(name=f"x{i}", workflow="w1"), *prepared(560), (570, "PREPROCESSED", "RUNNING"),
+                (590, "RUNNING", "RUN_DONE"), (591, "RUN_DONE", "POSTPROCESSED"),
+                (600 + i, "POSTPROCESSED", "JOB_FINISHED"))
     day = analytics.throughput(since=datetime.timedelta(days=1), now=at(900))
     assert day.bucket_seconds == 300
     by_time = dict(zip(day.times, day.values))
@@ -253,10 +260,11 @@ def test_failures_latest_first_with_message_and_output_tail(db, make_job):
     now = datetime.datetime.now(UTC).replace(microsecond=0)
     T = lambda s: (now + datetime.timedelta(seconds=s) - T0).total_seconds()  # noqa: E731  seconds after T0
     failed, errored, timed_out = (make_job(name=n, workflow="w") for n in ("sim one", "two", "three"))
-    history(failed, (T(-600), "PREPROCESSED", "RUNNING"), (T(-590), "RUNNING", "RUN_ERROR", "exit code 3: x"),
+    history(failed, *prepared(T(-600)), (T(-600), "PREPROCESSED", "RUNNING"), (T(-590), "RUNNING", "RUN_ERROR", "exit code 3: x"),
             (T(-589), "RUN_ERROR", "FAILED", "RUN_ERROR, no error handler"))
-    history(errored, (T(-30), "PREPROCESSED", "RUNNING"), (T(-20), "RUNNING", "RUN_ERROR", "exit code 1: y"))
-    history(timed_out, (T(-10), "RUNNING", "RUN_TIMEOUT", "launcher stopped"))
+    history(errored, *prepared(T(-30)), (T(-30), "PREPROCESSED", "RUNNING"), (T(-20), "RUNNING", "RUN_ERROR", "exit code 1: y"))
+    history(timed_out, *prepared(T(-12)), (T(-11), "PREPROCESSED", "RUNNING"),
+            (T(-10), "RUNNING", "RUN_TIMEOUT", "launcher stopped"))
     output = Path(failed.working_directory) / run_output_name(failed.name)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text("".join(f"line {i}\n" for i in range(100)))

@@ -66,21 +66,21 @@ def test_0008_fills_the_aggregates_from_existing_jobs_and_events_and_keeps_them(
                     ("RUNNING", minute + 1, "w1", 0, 1, 0, 50.0), ("RUN_DONE", minute + 1, "w1", 1, 0, 50.0, 0),
                     ("POSTPROCESSED", minute + 1, "w1", 0, 1, 0, 45.0),
                     ("JOB_FINISHED", minute + 1, "w1", 1, 0, 45.0, 0)}
-    assert _sqlite_names("trigger") == {"balsam_state_minute_event", "balsam_job_count_insert", "balsam_job_count_delete",
-                                        "balsam_job_count_update", "balsam_state_minute_workflow"}
+    assert _sqlite_names("trigger") == {"balsam_job_count_insert", "balsam_job_count_delete",
+                                        "balsam_job_workflow_change"}
     assert "WITHOUT ROWID" in _table_sql("balsam_state_minute")
     indexes = _sqlite_names("index", "balsam_job")
     assert "balsam_job_state_time" in indexes and "balsam_job_state_d5cb8193" not in indexes
-    # From now on the triggers keep them.
-    new.get_model("balsam", "BalsamJob").objects.filter(pk=b.pk).update(state="RUN_DONE")
-    assert dict(new.get_model("balsam", "JobCount").objects.filter(workflow="w1").values_list("state", "count")) == {
-        "JOB_FINISHED": 1, "RUNNING": 0, "RUN_DONE": 1}
+    # From now on the triggers keep them (state changes: the write operations).
+    new.get_model("balsam", "BalsamJob").objects.filter(pk=b.pk).update(workflow="w3")
+    assert dict(new.get_model("balsam", "JobCount").objects.filter(state="RUNNING").values_list("workflow", "count")) == {
+        "w1": 0, "w3": 1}
 
     # And back: the triggers go, the old index returns.
     _migrate(("balsam", "0007_db_identity"))
     assert not _sqlite_names("trigger") and "balsam_job_state_d5cb8193" in _sqlite_names("index", "balsam_job")
     _migrate(AFTER_AGGREGATES)
-    assert len(_sqlite_names("trigger")) == 5
+    assert len(_sqlite_names("trigger")) == 3
 
 
 AFTER_AGGREGATES = ("balsam", "0008_launchers_and_aggregates")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from balsam.core.outputs import run_output_name
-from tests.unit.test_analytics import T0, history, launcher
+from tests.unit.test_analytics import T0, history, launcher, prepared
 from tests.unit.test_cli import assert_one_line_error
 from tests.unit.test_plots import PNG_MAGIC
 
@@ -23,12 +23,12 @@ def recent(make_job):
     ago = lambda s: (now - datetime.timedelta(seconds=s) - T0).total_seconds()  # noqa: E731  (seconds after T0)
     done1, done2, running = (make_job(name=n, workflow="w1") for n in ("done1", "done2", "running"))
     failed = make_job(name="broken sim", workflow="w2")
-    history(done1, (ago(300), "PREPROCESSED", "RUNNING"), (ago(200), "RUNNING", "RUN_DONE"),
+    history(done1, *prepared(ago(300)), (ago(300), "PREPROCESSED", "RUNNING"), (ago(200), "RUNNING", "RUN_DONE"),
             (ago(199), "RUN_DONE", "POSTPROCESSED"), (ago(198), "POSTPROCESSED", "JOB_FINISHED"))
-    history(done2, (ago(250), "PREPROCESSED", "RUNNING"), (ago(100), "RUNNING", "RUN_DONE"),
+    history(done2, *prepared(ago(250)), (ago(250), "PREPROCESSED", "RUNNING"), (ago(100), "RUNNING", "RUN_DONE"),
             (ago(99), "RUN_DONE", "POSTPROCESSED"), (ago(98), "POSTPROCESSED", "JOB_FINISHED"))
-    history(running, (ago(90), "PREPROCESSED", "RUNNING"))
-    history(failed, (ago(60), "PREPROCESSED", "RUNNING"), (ago(50), "RUNNING", "RUN_ERROR", "exit code 2: oops"),
+    history(running, *prepared(ago(90)), (ago(90), "PREPROCESSED", "RUNNING"))
+    history(failed, *prepared(ago(60)), (ago(60), "PREPROCESSED", "RUNNING"), (ago(50), "RUNNING", "RUN_ERROR", "exit code 2: oops"),
             (ago(49), "RUN_ERROR", "FAILED", "no error handler"))
     output = Path(failed.working_directory) / run_output_name(failed.name)
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,9 @@
 states per minute are kept in small tables by SQL triggers, so the analytics
 (``balsam report``, the dashboard) never scan the job or event tables (see
 ``models.JobCount``, ``models.StateMinute``, docs/development/decisions.md).
+State changes are added by the write operation that makes them
+(``operations.aggregates``); job inserts, removals and workflow changes by
+SQL triggers.
 
 The job table's single-column state index becomes (state, state_changed_at):
 the same lookups by state, and "the jobs in a state, latest first" without a
@@ -53,17 +56,11 @@ def _add_count(workflow, state, delta):
     )
 
 
-_EVENT_WORKFLOW = "COALESCE((SELECT workflow FROM balsam_job WHERE job_id = NEW.job_id), '')"
-
+# State changes (with their events) are added to both tables by the write
+# operation that makes them (operations.aggregates, called by
+# transitions.record, in bulk): triggers per row cost about as much as the
+# rest of that write. These triggers count what does not pass there.
 TRIGGERS = {
-    # Every job event: its job (found by primary key: the row record() has
-    # just updated) left one state and entered another.
-    "balsam_state_minute_event": (
-        "CREATE TRIGGER balsam_state_minute_event AFTER INSERT ON balsam_job_event BEGIN "
-        + _move("NEW.timestamp", _EVENT_WORKFLOW, "NEW.from_state", entering=False) + " "
-        + _move("NEW.timestamp", _EVENT_WORKFLOW, "NEW.to_state", entering=True)
-        + " END"
-    ),
     "balsam_job_count_insert": (
         "CREATE TRIGGER balsam_job_count_insert AFTER INSERT ON balsam_job BEGIN "
         + _add_count("NEW.workflow", "NEW.state", 1) + " END"
@@ -75,16 +72,11 @@ TRIGGERS = {
         + _move("'now'", "OLD.workflow", "OLD.state", entering=False)
         + " END"
     ),
-    "balsam_job_count_update": (
-        "CREATE TRIGGER balsam_job_count_update AFTER UPDATE OF state, workflow ON balsam_job "
-        "WHEN OLD.state IS NOT NEW.state OR OLD.workflow IS NOT NEW.workflow BEGIN "
-        + _add_count("OLD.workflow", "OLD.state", -1) + " " + _add_count("NEW.workflow", "NEW.state", 1)
-        + " END"
-    ),
     # A job moved to another workflow leaves the old one and enters the new one.
-    "balsam_state_minute_workflow": (
-        "CREATE TRIGGER balsam_state_minute_workflow AFTER UPDATE OF workflow ON balsam_job "
+    "balsam_job_workflow_change": (
+        "CREATE TRIGGER balsam_job_workflow_change AFTER UPDATE OF workflow ON balsam_job "
         "WHEN OLD.workflow IS NOT NEW.workflow BEGIN "
+        + _add_count("OLD.workflow", "OLD.state", -1) + " " + _add_count("NEW.workflow", "NEW.state", 1) + " "
         + _move("'now'", "OLD.workflow", "OLD.state", entering=False) + " "
         + _move("'now'", "NEW.workflow", "NEW.state", entering=True)
         + " END"
