@@ -7,11 +7,12 @@ Reads only, no printing, no web code. The caller attaches Django first
 
 Nothing here scans the job or event tables: counts come from
 ``balsam_job_count`` and series from ``balsam_state_minute``, two small
-tables SQL triggers keep (migration 0008, ``models.JobCount`` and
-``models.StateMinute``); failures and launchers are index lookups bounded by
-``limit``. See docs/development/decisions.md ("Analytics read aggregates kept
-by triggers") for the choices: buckets, rates, the time-weighted utilization,
-which states count as failures, when a launcher is alive.
+tables kept in every write transaction (migration 0008, ``models.JobCount``
+and ``models.StateMinute``); failures and launchers are index lookups
+bounded by ``limit``. See docs/development/decisions.md ("Analytics read
+aggregates kept in the write transaction" and the two entries after it) for
+the choices: buckets, rates, the time-weighted utilization, which states
+count as failures, when a launcher is alive.
 """
 
 import dataclasses
@@ -238,9 +239,8 @@ def throughput(workflow=None, since=None, now=None):
     finished = _minute_sums(states.JOB_FINISHED, int(start // 60), workflow)
     times = _bucket_times(start, end, bucket)
     totals = [0] * len(times)
-    end_minute = end // 60
     for minute, (n, _, _) in finished.items():
-        if minute <= end_minute:
+        if minute * 60 < end:  # not the minutes after now (when now is in the past)
             totals[int((minute * 60 - start) // bucket)] += n
     values = []
     for i, total in enumerate(totals):

@@ -213,7 +213,7 @@ def big_db(workdir, jobs, rebuild):
     log(f"  history written in {time.perf_counter() - started:.0f} s; filling the aggregates ...")
     t0 = time.perf_counter()
     conn.execute("DELETE FROM balsam_job_count")
-    conn.execute("DELETE FROM balsam_event_minute")
+    conn.execute("DELETE FROM balsam_state_minute")
     for statement in MIGRATION.BACKFILL:  # the migration's own SQL
         conn.execute(statement)
     for statement in MIGRATION.TRIGGERS.values():

@@ -1,6 +1,6 @@
 """The analytics on a DB with known event times: exact counts per minute,
 time-weighted utilization, launcher capacity, failures with their output,
-launchers and launches, and that the trigger-kept aggregates stay equal to
+launchers and launches, and that the kept aggregates stay equal to
 what the job and event tables say.
 
 Jobs are made through the write path; their histories are written at chosen
@@ -160,6 +160,8 @@ def test_throughput_buckets_are_rates_per_minute(story, make_job):
     assert by_time[at(0)] == pytest.approx(2 / 5)  # a and b in the 5 minutes from T0
     assert by_time[at(600)] == pytest.approx(30 / 5)
     assert sum(day.values) * 5 == pytest.approx(32)
+    # A window ending on a minute's start leaves that minute out.
+    assert analytics.throughput(since=datetime.timedelta(minutes=10), now=at(600)).values == [0, 1, 1] + [0] * 7
     # The bucket holding now is a rate over its elapsed part (at least a minute).
     partial = analytics.throughput(since=datetime.timedelta(minutes=20), now=at(630))
     assert partial.values[-1] == pytest.approx(30.0)
