@@ -22,6 +22,7 @@ setup(
         "click>=8.2,<9",
         "psutil>=5.9",
         "filelock>=3.12",
+        "matplotlib>=3.8",
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-timeout>=2.2"],
