@@ -28,8 +28,9 @@ def recent(make_job):
     history(done2, *prepared(ago(250)), (ago(250), "PREPROCESSED", "RUNNING"), (ago(100), "RUNNING", "RUN_DONE"),
             (ago(99), "RUN_DONE", "POSTPROCESSED"), (ago(98), "POSTPROCESSED", "JOB_FINISHED"))
     history(running, *prepared(ago(90)), (ago(90), "PREPROCESSED", "RUNNING"))
-    history(failed, *prepared(ago(60)), (ago(60), "PREPROCESSED", "RUNNING"), (ago(50), "RUNNING", "RUN_ERROR", "exit code 2: oops"),
-            (ago(49), "RUN_ERROR", "FAILED", "no error handler"))
+    # Over a minute ago: its run must not overlap the current minute, whatever the second now is.
+    history(failed, *prepared(ago(130)), (ago(130), "PREPROCESSED", "RUNNING"),
+            (ago(120), "RUNNING", "RUN_ERROR", "exit code 2: oops"), (ago(119), "RUN_ERROR", "FAILED", "no error handler"))
     output = Path(failed.working_directory) / run_output_name(failed.name)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text("starting\ncomputing\nTraceback: it broke\n")
