@@ -25,6 +25,7 @@ setup(
         "filelock>=3.12",
         "waitress>=3.0",
         "whitenoise>=6.6",
+        "matplotlib>=3.8",
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-timeout>=2.2", "playwright>=1.40"],

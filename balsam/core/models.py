@@ -324,7 +324,8 @@ class BalsamJob(TrackedModel):
     threads_per_core = models.IntegerField(default=1)
     node_packing_count = models.IntegerField(default=1)
 
-    state = models.CharField(max_length=32, choices=STATE_CHOICES, default=states.CREATED, db_index=True)
+    # Indexed through the (state, state_changed_at) index below.
+    state = models.CharField(max_length=32, choices=STATE_CHOICES, default=states.CREATED)
     state_changed_at = models.DateTimeField(default=timezone.now)
     created_at = models.DateTimeField(default=timezone.now)
     runtime_seconds = models.FloatField(null=True, blank=True)
@@ -352,6 +353,9 @@ class BalsamJob(TrackedModel):
         verbose_name = "job"
         indexes = [
             models.Index(fields=["workflow", "state"], name="balsam_job_wf_state"),
+            # Jobs in a state, most recently changed first (recent failures, the
+            # admin's list filtered by state) without sorting them all.
+            models.Index(fields=["state", "state_changed_at"], name="balsam_job_state_time"),
             # Only leased (running) jobs are indexed: the rest would all share ''.
             models.Index(fields=["lease_owner"], name="balsam_job_lease", condition=~models.Q(lease_owner="")),
             # Likewise only jobs tied to a launch: every other insert skips this index.
@@ -639,3 +643,135 @@ class QueuedLaunch(TrackedModel):
         return f"launch {self.pk} ({self.scheduler} {self.scheduler_id or '-'}, {self.state})"
 
 
+
+
+class ReadOnlyQuerySet(models.QuerySet):
+    """Rows written only by their own write operations (or SQL triggers):
+    the ORM may read them, never change them."""
+
+    refusal = "this table is written by Balsam itself"
+
+    def update(self, **fields):
+        raise BalsamError(self.refusal)
+
+    def delete(self):
+        raise BalsamError(self.refusal)
+
+    def bulk_create(self, objs, **kwargs):
+        raise BalsamError(self.refusal)
+
+    def _direct_update(self, **fields):
+        return super().update(**fields)
+
+    def _direct_bulk_create(self, objs, **kwargs):
+        return super().bulk_create(objs, **kwargs)
+
+    _direct_update.queryset_only = False
+    _direct_bulk_create.queryset_only = False
+
+
+class LauncherQuerySet(ReadOnlyQuerySet):
+    refusal = "launcher records are written by launchers (register_launcher, heartbeat_leases, stop_launcher)"
+
+
+class LauncherRecord(models.Model):
+    """A launcher that ran on this DB: who it was (its lease owner name),
+    where, with how many run slots, and when it was last heard from. Written
+    by the launcher through the write path: registered when it starts,
+    ``last_seen_at`` renewed with every lease heartbeat, ``stopped_at`` set
+    when it shuts down cleanly. A killed launcher simply stops being seen."""
+
+    owner = models.CharField(max_length=255, unique=True)
+    host = models.CharField(max_length=255)
+    pid = models.IntegerField()
+    job_mode = models.CharField(max_length=8)
+    num_nodes = models.IntegerField()
+    # Jobs it can run at once: its SerialSlots/MPISlots capacity.
+    capacity = models.IntegerField()
+    wf_filter = models.CharField(max_length=255, blank=True, default="")
+    # The batch launch it runs in (BALSAM_QUEUED_LAUNCH_ID); a plain id, not a
+    # foreign key: the record outlives the launch's row.
+    queued_launch_id = models.BigIntegerField(null=True, blank=True)
+    # Its own lease expiry: it is alive while last seen less than this long ago.
+    lease_expiry_sec = models.FloatField()
+    started_at = models.DateTimeField(db_index=True)
+    last_seen_at = models.DateTimeField()
+    stopped_at = models.DateTimeField(null=True, blank=True)
+
+    objects = LauncherQuerySet.as_manager()
+
+    class Meta:
+        db_table = "balsam_launcher"
+        ordering = ["-started_at"]
+        verbose_name = "launcher"
+
+    def __str__(self):
+        return f"launcher {self.owner}"
+
+    def save(self, *args, **kwargs):
+        raise BalsamError(LauncherQuerySet.refusal)
+
+    def delete(self, *args, **kwargs):
+        raise BalsamError(LauncherQuerySet.refusal)
+
+
+class StateMinuteQuerySet(ReadOnlyQuerySet):
+    refusal = "the per-minute state aggregate is kept by SQL triggers on the job and event tables"
+
+
+class StateMinute(models.Model):
+    """How many jobs of a workflow entered and left each state in one minute:
+    the job event table summed per (state, minute, workflow), kept by SQL
+    triggers (migration 0008) so that the analytics never scan the event
+    table. An event counts once as an exit from its ``from_state`` and once
+    as an entry into its ``to_state``.
+
+    The ``*_rest`` columns sum, over those events, the seconds from the event
+    to the end of its minute: with them a state's time-weighted job count
+    over a minute is exact (``balsam.analytics``). A removed job leaves its
+    state at its removal, and a job moved to another workflow leaves the old
+    one and enters the new one, so the number of jobs in a state can be
+    counted back from today's. History stays after its jobs are removed: it
+    happened. On SQLite a WITHOUT ROWID table: a state's minutes are one
+    range of its primary key."""
+
+    pk = models.CompositePrimaryKey("state", "minute", "workflow")
+    state = models.CharField(max_length=32)
+    minute = models.IntegerField()  # minutes since the epoch (UTC)
+    workflow = models.CharField(max_length=255)
+    entered = models.IntegerField()
+    exited = models.IntegerField()
+    entered_rest = models.FloatField()
+    exited_rest = models.FloatField()
+
+    objects = StateMinuteQuerySet.as_manager()
+
+    class Meta:
+        db_table = "balsam_state_minute"
+
+    def save(self, *args, **kwargs):
+        raise BalsamError(StateMinuteQuerySet.refusal)
+
+
+class JobCountQuerySet(ReadOnlyQuerySet):
+    refusal = "job counts are kept by SQL triggers on the job table"
+
+
+class JobCount(models.Model):
+    """How many jobs each workflow has in each state, kept by SQL triggers on
+    the job table (migration 0008): counting a million jobs by state takes a
+    look at a few rows instead of a scan of an index. Rows whose count went
+    back to 0 stay (read them as 0)."""
+
+    workflow = models.CharField(max_length=255)
+    state = models.CharField(max_length=32)
+    count = models.IntegerField()
+
+    objects = JobCountQuerySet.as_manager()
+
+    class Meta:
+        db_table = "balsam_job_count"
+        constraints = [models.UniqueConstraint(fields=["workflow", "state"], name="balsam_job_count_key")]
+
+    def save(self, *args, **kwargs):
+        raise BalsamError(JobCountQuerySet.refusal)

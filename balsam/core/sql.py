@@ -212,7 +212,8 @@ def check_sound(seconds):
     out before the whole file was read, True when it was."""
     problems = quick_check(seconds)
     if problems:
-        raise DBDamaged.of(connection.settings_dict["NAME"], "; ".join(problems[:3]))
+        # SQLite's problem texts may hold line breaks; the error is one line.
+        raise DBDamaged.of(connection.settings_dict["NAME"], "; ".join(" ".join(p.split()) for p in problems[:3]))
     return problems is not None
 
 

@@ -122,3 +122,16 @@ class WriteClient(ABC):
 
     def delete_finished_jobs(self, ids):
         return self.request("delete_finished_jobs", {"ids": [str(i) for i in ids]})
+
+    # -- launcher records -----------------------------------------------------------
+    def register_launcher(self, owner, host, pid, job_mode, num_nodes, capacity, lease_expiry_sec, wf_filter="",
+                          queued_launch_id=None):
+        """Record a launcher starting (``core.operations.launchers``); its heartbeats keep it seen."""
+        return self.request("register_launcher", {
+            "owner": owner, "host": host, "pid": pid, "job_mode": job_mode, "num_nodes": num_nodes,
+            "capacity": capacity, "lease_expiry_sec": lease_expiry_sec, "wf_filter": wf_filter,
+            "queued_launch_id": queued_launch_id,
+        })
+
+    def stop_launcher(self, owner):
+        return self.request("stop_launcher", {"owner": owner})

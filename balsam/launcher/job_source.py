@@ -64,6 +64,18 @@ class JobSource:
             return True
         return False
 
+    # ------------------------------------------------------------------ the launcher's record
+    def register(self, job_mode, num_nodes, capacity):
+        """Record this launcher (who, where, how many run slots) as it starts;
+        its lease heartbeats keep the record's ``last_seen_at`` fresh."""
+        self.client.register_launcher(
+            self.owner, socket.gethostname(), os.getpid(), job_mode, num_nodes, capacity, self.lease_expiry_sec,
+            wf_filter=self.scope.get("workflow") or "", queued_launch_id=self.scope.get("queued_launch"))
+
+    def unregister(self):
+        """This launcher stopped cleanly."""
+        self.client.stop_launcher(self.owner)
+
     # ------------------------------------------------------------------ leases
     def recover(self):
         """Free the jobs of launchers whose leases lapsed; True if there were any."""

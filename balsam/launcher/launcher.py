@@ -18,6 +18,7 @@ import uuid
 from pathlib import Path
 
 from balsam.core import queries, states, write_client
+from balsam.core.outputs import run_output_name
 from balsam.exceptions import BalsamError
 from balsam.launcher import mpi_commands, steps
 from balsam.launcher.batch import Batch
@@ -86,6 +87,7 @@ class Launcher:
     def run(self):
         logger.info("launcher %s starting: mode %s, %d node(s), scope %s", self.source.owner, self.job_mode,
                     len(self.nodes), self.scope)
+        self.source.register(self.job_mode, len(self.nodes), self.slots.capacity)
         self.source.start()
         self.processes.start()
         sleep = 0.0
@@ -196,7 +198,7 @@ class Launcher:
     def _next_step(self, job, parent_dirs):
         dirs, overran = parent_dirs.get(job.pk), job.pk in self._overran
         context = self._plain_step if not (dirs or overran) else steps.StepContext(
-            tuple((pk, path, steps.run_output_name(name)) for pk, path, name in dirs or ()), overran,
+            tuple((pk, path, run_output_name(name)) for pk, path, name in dirs or ()), overran,
             self.max_timeout_retries)
         try:
             return steps.next_step(job, self._app(job.application), context)
@@ -286,7 +288,7 @@ class Launcher:
         env = job_variables(job, app.environ_vars, parents, children, self.db_path_text)
         workdir = job.working_directory  # the spawner makes it if stage-in had no reason to
         timeout = job.wall_time_minutes * 60 if job.wall_time_minutes else None
-        output = os.path.join(workdir, steps.run_output_name(job.name))
+        output = os.path.join(workdir, run_output_name(job.name))
         self.processes.start_run(job.pk, hosts, self.commands.argv(job, app, hosts, env), workdir, env, output, timeout)
 
     def _reap_runs(self):
@@ -379,6 +381,7 @@ class Launcher:
         self._flush(wait=True)
         self.batch.close()
         self.source.release_all()
+        self.source.unregister()
         if self.progress:
             self.progress.update(self, final=True)
 

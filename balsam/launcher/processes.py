@@ -10,8 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections import deque
-
+from balsam.core.outputs import tail_lines
 from balsam.exceptions import BalsamError
 from balsam.launcher.spawner import MessageReader, frame
 
@@ -191,8 +190,4 @@ class ManagedProcess:
             pass
 
     def tail(self, lines=10):
-        try:
-            with open(self.output_path, errors="replace") as f:
-                return "".join(deque(f, maxlen=lines)).strip()
-        except OSError:
-            return ""
+        return "\n".join(tail_lines(self.output_path, lines)).strip()

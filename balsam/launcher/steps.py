@@ -68,11 +68,6 @@ def script_argv(command):
     return shlex.split(command)
 
 
-def run_output_name(job_name):
-    """The file a job's run writes its stdout and stderr to."""
-    return ("".join(c if c.isalnum() or c in "._-" else "_" for c in job_name) or "job") + ".out"
-
-
 def _pre(job, app):
     return job.preprocess or (app.preprocess if app else "")
 

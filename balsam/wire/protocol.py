@@ -57,6 +57,8 @@ WRITE_OPS = frozenset(
         "apply_restart_rules",
         "prune_events",
         "delete_finished_jobs",
+        "register_launcher",
+        "stop_launcher",
     }
 )
 SERVER_OPS = frozenset({"ping", "status"})

@@ -57,6 +57,14 @@ def _cases():
     cases += [["db", "backup", "--to", value] for value in ["/", "/proc/no/such/dir/x.sqlite3"]]
     cases += [["doctor", value] for value in ["zz", "0" * 40]]
     cases += [JOB + ["--n", "3"], ["ls", "--h"], ["launcher", "--consume-all", "--n", "1"]]  # ambiguous
+    cases += [["report", "throughput", "--since", value] for value in
+              ["x", "-1h", "0m", "1e400h", "nan", "inf", "9" * 13 + "w", "1h30m", "x" * 5000]]
+    cases += [["report", what, "--plot", value] for what in ("states", "utilization")
+              for value in ["", "x.jpg", "/no/such/dir/x.png", "x" * 5000 + ".png"]]
+    cases += [["report", "failures", "--plot", "f.png"]]
+    cases += [["report", "failures", "--limit", value] for value in BAD_NUMBERS + ["0"]]
+    cases += [["report", "failures", "--lines", value] for value in ["-1", "nan", "1e400", "x", "100000"]]
+    cases += [["report", value] for value in ["", "state", "x" * 5000]]
     cases += [["web", "--port", value] for value in BAD_NUMBERS + ["65536", "8000.5"]]
     cases += [["web", "--host", value] for value in ["", " "]]
     cases += [["web", "adduser", name, "--password-file", "/no/such/file"] for name in ["", " ", "a b", "x" * 5000]]

@@ -31,3 +31,62 @@ def test_timeout_retries_are_counted_from_the_events_earlier_launchers_wrote(db)
 
     counts = dict(new.get_model("balsam", "BalsamJob").objects.values_list("name", "timeout_retries"))
     assert counts == {"a": 2, "b": 0, "c": 0}
+
+
+def _sqlite_names(kind, table=None):
+    query = "SELECT name FROM sqlite_master WHERE type = %s" + (" AND tbl_name = %s" if table else "")
+    with connection.cursor() as cursor:
+        cursor.execute(query, [kind, table] if table else [kind])
+        return {name for (name,) in cursor.fetchall()}
+
+
+def test_0008_fills_the_aggregates_from_existing_jobs_and_events_and_keeps_them(db):
+    import datetime
+
+    old = _migrate(("balsam", "0007_db_identity"))
+    assert not _sqlite_names("trigger") and "balsam_job_state_d5cb8193" in _sqlite_names("index", "balsam_job")
+    Job, Event = old.get_model("balsam", "BalsamJob"), old.get_model("balsam", "JobEvent")
+    a, b, c = (Job.objects.create(job_id=uuid.uuid4(), name=n, workdir=n, workflow=w, state=s)
+               for n, w, s in (("a", "w1", "JOB_FINISHED"), ("b", "w1", "RUNNING"), ("c", "w2", "CREATED")))
+    t0 = datetime.datetime(2026, 1, 1, 12, 0, tzinfo=datetime.timezone.utc)
+    for job, seconds, from_state, to_state in ((a, 10.5, "PREPROCESSED", "RUNNING"), (b, 20.25, "PREPROCESSED", "RUNNING"),
+                                               (a, 70, "RUNNING", "RUN_DONE"), (a, 75, "POSTPROCESSED", "JOB_FINISHED")):
+        Event.objects.create(job=job, timestamp=t0 + datetime.timedelta(seconds=seconds), from_state=from_state,
+                             to_state=to_state)
+
+    new = _migrate(AFTER_AGGREGATES)
+
+    counts = {(w, s): n for w, s, n in new.get_model("balsam", "JobCount").objects.values_list("workflow", "state", "count")}
+    assert counts == {("w1", "JOB_FINISHED"): 1, ("w1", "RUNNING"): 1, ("w2", "CREATED"): 1}
+    minute = int(t0.timestamp()) // 60
+    rows = set(new.get_model("balsam", "StateMinute").objects.values_list(
+        "state", "minute", "workflow", "entered", "exited", "entered_rest", "exited_rest"))
+    assert rows == {("PREPROCESSED", minute, "w1", 0, 2, 0, (60 - 10.5) + (60 - 20.25)),
+                    ("RUNNING", minute, "w1", 2, 0, (60 - 10.5) + (60 - 20.25), 0),
+                    ("RUNNING", minute + 1, "w1", 0, 1, 0, 50.0), ("RUN_DONE", minute + 1, "w1", 1, 0, 50.0, 0),
+                    ("POSTPROCESSED", minute + 1, "w1", 0, 1, 0, 45.0),
+                    ("JOB_FINISHED", minute + 1, "w1", 1, 0, 45.0, 0)}
+    assert _sqlite_names("trigger") == {"balsam_job_count_insert", "balsam_job_count_delete",
+                                        "balsam_job_workflow_change"}
+    assert "WITHOUT ROWID" in _table_sql("balsam_state_minute")
+    indexes = _sqlite_names("index", "balsam_job")
+    assert "balsam_job_state_time" in indexes and "balsam_job_state_d5cb8193" not in indexes
+    # From now on the triggers keep them (state changes: the write operations).
+    new.get_model("balsam", "BalsamJob").objects.filter(pk=b.pk).update(workflow="w3")
+    assert dict(new.get_model("balsam", "JobCount").objects.filter(state="RUNNING").values_list("workflow", "count")) == {
+        "w1": 0, "w3": 1}
+
+    # And back: the triggers go, the old index returns.
+    _migrate(("balsam", "0007_db_identity"))
+    assert not _sqlite_names("trigger") and "balsam_job_state_d5cb8193" in _sqlite_names("index", "balsam_job")
+    _migrate(AFTER_AGGREGATES)
+    assert len(_sqlite_names("trigger")) == 3
+
+
+AFTER_AGGREGATES = ("balsam", "0008_launchers_and_aggregates")
+
+
+def _table_sql(name):
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = %s", [name])
+        return cursor.fetchone()[0]

@@ -12,12 +12,13 @@ leases and launches on jobs and dependencies, those on applications and
 transitions, everything on validation; reads come from ``core.queries``.
 """
 
-from balsam.core.operations import applications, cleanup, dependencies, identity, jobs, launches, leases, transitions
+from balsam.core.operations import (applications, cleanup, dependencies, identity, jobs, launchers, launches, leases,
+                                    transitions)
 from balsam.core.operations.applications import enable_app_name_cache
 from balsam.core.operations.jobs import create_jobs_many
 
 OPERATIONS = {}
-for _module in (applications, jobs, transitions, dependencies, leases, launches, identity, cleanup):
+for _module in (applications, jobs, transitions, dependencies, leases, launches, identity, cleanup, launchers):
     _clash = set(OPERATIONS) & set(_module.OPERATIONS)
     if _clash:
         raise RuntimeError(f"write operations defined twice: {sorted(_clash)}")

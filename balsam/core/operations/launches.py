@@ -5,10 +5,8 @@ from django.utils import timezone
 
 from balsam.core import launch_states, queries, sql, states
 from balsam.core.models import BalsamJob, QueuedLaunch
-from balsam.core.operations.validation import LAUNCH_FIELDS, clean_fields
+from balsam.core.operations.validation import LAUNCH_FIELDS, clean_fields, job_mode
 from balsam.exceptions import NotFound, ValidationError
-
-JOB_MODES = ("serial", "mpi")
 
 
 def _clean_launch(fields):
@@ -17,8 +15,8 @@ def _clean_launch(fields):
         raise ValidationError(f"a launch needs at least 1 node, not {fields['nodes']}")
     if "wall_minutes" in fields and fields["wall_minutes"] <= 0:
         raise ValidationError(f"a launch needs a positive wall time, not {fields['wall_minutes']} minutes")
-    if "job_mode" in fields and fields["job_mode"] not in JOB_MODES:
-        raise ValidationError(f"job mode must be serial or mpi, not {fields['job_mode']!r}")
+    if "job_mode" in fields:
+        job_mode(fields["job_mode"])
     if "scheduler" in fields and fields["scheduler"] not in launch_states.SCHEDULERS:
         raise ValidationError(f"unknown scheduler {fields['scheduler']!r}; choose one of "
                               f"{', '.join(launch_states.SCHEDULERS)}")

@@ -10,6 +10,7 @@ from balsam.core import queries, sql, states
 from balsam.core.json_values import job_id
 from balsam.core.models import BalsamJob
 from balsam.core.operations.jobs import update_jobs_each
+from balsam.core.operations.launchers import seen as launcher_seen
 from balsam.core.operations.transitions import note_jobs, record, transition_jobs
 from balsam.core.operations.validation import owner as valid_owner
 from balsam.core.operations.validation import positive_number, state_list
@@ -79,10 +80,13 @@ def _owned(owner, ids):
 
 def heartbeat_leases(owner, ids=None, lease_expiry_sec=180):
     """Renew the owner's leases (all of them, or ``ids``) for another
-    ``lease_expiry_sec``; returns how many."""
+    ``lease_expiry_sec``; returns how many. The owner's launcher record (if
+    it has one) is seen now: its heartbeat is its sign of life."""
     positive_number("lease_expiry_sec", lease_expiry_sec)
     now = timezone.now()
-    return _owned(owner, ids)._direct_update(lease_heartbeat=now, lease_expires_at=_expires(now, lease_expiry_sec))
+    renewed = _owned(owner, ids)._direct_update(lease_heartbeat=now, lease_expires_at=_expires(now, lease_expiry_sec))
+    launcher_seen(owner, now)
+    return renewed
 
 
 def release_leases(owner, ids=None):

@@ -2,7 +2,8 @@
 the settling of children whose parents can never finish.
 
 Every state change of every job is written by ``record`` here, with one
-``JobEvent`` per job, so the history is complete by construction.
+``JobEvent`` per job, so the history is complete by construction (and the
+per-minute aggregate of the analytics is added in the same place).
 """
 
 from collections import deque
@@ -13,6 +14,7 @@ from django.utils import timezone
 from balsam.core import sql, states
 from balsam.core.json_values import job_id
 from balsam.core.models import BalsamJob, JobDependency, JobEvent
+from balsam.core.operations import aggregates
 from balsam.exceptions import NotFound, ValidationError
 
 
@@ -47,18 +49,22 @@ def record(moves, to_state, message, now):
     # times more per row, and every state change of every job comes here.
     stamp = event_stamp(now)
     pks = sql.pk_params(moves)
+    workflows = {}
     for chunk in sql.chunks(pks):
-        sql.raw_executemany(
+        workflows.update(sql.raw_fetchall(
             f"UPDATE {sql.table(BalsamJob)} SET state = %s, state_changed_at = %s "
-            f"WHERE job_id IN ({sql.marks(len(chunk))})",
-            [[to_state, stamp] + chunk],
-        )
+            f"WHERE job_id IN ({sql.marks(len(chunk))}) RETURNING job_id, workflow",
+            [to_state, stamp] + chunk,
+        ))
     insert_events([(pk, stamp, from_state, to_state, message) for pk, from_state in zip(pks, moves.values())])
+    aggregates.add_moves(((workflows.get(pk, ""), from_state) for pk, from_state in zip(pks, moves.values())),
+                         to_state, now)
 
 
 def insert_events(rows):
     """``(job pk param, timestamp param, from_state, to_state, message)`` rows
-    into the event table: the one statement that writes history."""
+    into the event table: the one statement that writes history. (Notes and
+    creation notes change no state, so the aggregates of ``record`` skip them.)"""
     sql.raw_executemany(
         f"INSERT INTO {sql.table(JobEvent)} (job_id, timestamp, from_state, to_state, message) "
         f"VALUES (%s, %s, %s, %s, %s)",

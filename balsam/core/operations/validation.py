@@ -149,6 +149,23 @@ def state_list(names):
     return [states.validate_state_name(name) for name in names]
 
 
+JOB_MODES = ("serial", "mpi")  # how a launcher (and a launch) runs jobs
+
+
+def job_mode(value):
+    if value not in JOB_MODES:
+        raise ValidationError(f"job mode must be serial or mpi, not {value!r}")
+    return value
+
+
+def text(name, value, max_length=255, allow_empty=False):
+    """A short text argument: a string of at most ``max_length`` characters."""
+    if not isinstance(value, str) or len(value) > max_length or not (allow_empty or value.strip()):
+        raise ValidationError(f"{name} must be {'a' if allow_empty else 'a non-empty'} text of at most "
+                              f"{max_length} characters")
+    return value
+
+
 MAX_ARGUMENT = 1e9  # larger counts or seconds are mistakes (and overflow date arithmetic)
 
 
@@ -157,3 +174,11 @@ def positive_number(name, value, allow_zero=False):
             or (value == 0 and not allow_zero) or value > MAX_ARGUMENT):
         raise ValidationError(f"{name} must be a positive number up to {MAX_ARGUMENT:g}, not {value!r}")
     return value
+
+
+def whole_number(name, value):
+    """A positive whole number (ids, counts, pids)."""
+    positive_number(name, value)
+    if value != int(value):
+        raise ValidationError(f"{name} must be a whole number, not {value!r}")
+    return int(value)

@@ -1,0 +1,49 @@
+"""The aggregates the analytics read, for state changes: the jobs per
+workflow and state (``models.JobCount``) and the moves per minute
+(``models.StateMinute``). ``transitions.record`` -- the one writer of state
+changes and their events -- adds each batch of moves here, in the same
+transaction: a few upserts per (workflow, state) of the batch, where SQL
+triggers per row cost about as much as the rest of the write
+(docs/development/decisions.md). Job inserts, removals and workflow changes
+are counted by triggers (migration 0008): they do not pass here."""
+
+from collections import Counter
+
+from balsam.core import sql
+from balsam.core.models import JobCount, StateMinute
+
+
+def _upsert():
+    return (
+        f"INSERT INTO {sql.table(StateMinute)} (state, minute, workflow, entered, exited, entered_rest, exited_rest) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (state, minute, workflow) DO UPDATE SET "
+        "entered = entered + excluded.entered, exited = exited + excluded.exited, "
+        "entered_rest = entered_rest + excluded.entered_rest, exited_rest = exited_rest + excluded.exited_rest"
+    )
+
+
+def _count_upsert():
+    return (f"INSERT INTO {sql.table(JobCount)} (workflow, state, count) VALUES (%s, %s, %s) "
+            "ON CONFLICT (workflow, state) DO UPDATE SET count = count + excluded.count")
+
+
+def add_moves(sources, to_state, now):
+    """Jobs moved to ``to_state`` at ``now``; ``sources``: their (workflow,
+    from_state), one per job."""
+    exits = Counter(sources)
+    if not exits:
+        return
+    epoch = now.timestamp()
+    minute = int(epoch // 60)
+    rest = (minute + 1) * 60 - epoch  # seconds to the end of the minute
+    entries = Counter()
+    for (workflow, _), n in exits.items():
+        entries[workflow] += n
+    rows = [(from_state, minute, workflow, 0, n, 0.0, n * rest) for (workflow, from_state), n in exits.items()]
+    rows += [(to_state, minute, workflow, n, 0, n * rest, 0.0) for workflow, n in entries.items()]
+    sql.raw_executemany(_upsert(), rows)
+    counts = Counter()
+    for (workflow, from_state), n in exits.items():
+        counts[workflow, from_state] -= n
+        counts[workflow, to_state] += n
+    sql.raw_executemany(_count_upsert(), [(workflow, state, n) for (workflow, state), n in counts.items() if n])
