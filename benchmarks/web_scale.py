@@ -28,10 +28,9 @@ On a DB of 1,000,000 jobs and about 7,000,000 job events (issue #13, item 7):
    while it was built (what upgrading a DB of this size costs once).
 
 The dashboard pages themselves (first load, refresh, the admin's job list
-with a state filter) are measured by ``measure_web(db_path, repeat)``, the
-hook the web branch fills in: it returns table rows like the ones above and
-is called after the analytics rows.  It returns none until then; no web row
-is printed before it measures something real.
+with a state filter) are measured by ``measure_web(db_path, repeat)``, after
+the analytics rows: ``web_scale_web.py`` in a subprocess (Django's test
+client, server-side times; see that script for what each row covers).
 
 The DB
 ------
@@ -297,9 +296,12 @@ def measure_analytics(db, info, repeat):
 
 def measure_web(db_path, repeat):
     """The dashboard's first load and refresh and the admin's job list with a
-    state filter, server-side, on ``db_path``: filled in by the web branch
-    (issue #13, item 7). Returns table rows like ``row()``'s; none yet."""
-    return []
+    state filter, server-side, on ``db_path`` (``web_scale_web.measure_web``)."""
+    import web_scale_web
+
+    return [{"measurement": name, "median s": f"{seconds:.3f}", "best s": "-",
+             "target": f"< {target:g} s" if target else "-", "ok?": mark(seconds < target) if target else "-"}
+            for name, seconds, target in web_scale_web.measure_web(db_path, repeat)]
 
 
 def measure_reports(db, repeat):
