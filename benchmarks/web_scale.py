@@ -60,6 +60,7 @@ import argparse
 import datetime
 import importlib
 import json
+import shutil
 import os
 import platform
 import sqlite3
@@ -198,6 +199,7 @@ def big_db(workdir, jobs, rebuild):
             return db, info
     log(f"Building {jobs:,}-job DB with its history at {db} ...")
     started = time.perf_counter()
+    shutil.rmtree(db, ignore_errors=True)  # an outdated cached DB is replaced, never built upon
     build_jobs(db, jobs)
     end = float(int(time.time()) // 60 * 60)
     begin = end - SPAN.total_seconds()
