@@ -74,3 +74,16 @@ class WebProcess:
             self.process.kill()
             out, err = self.process.communicate()
         return self.process.returncode, self.banner + out.decode(), err.decode()
+
+
+def db_write(db, statement, params=()):
+    """One write straight to the DB file with sqlite3: how tests break or
+    stage a DB on purpose (bypassing Balsam's write path)."""
+    import sqlite3
+
+    con = sqlite3.connect(db / "db.sqlite3")
+    try:
+        with con:
+            con.execute(statement, params)
+    finally:
+        con.close()

@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 from balsam.core.models import BalsamJob, JobEvent
-from tests.helpers import db_rows
+from tests.helpers import db_rows, db_write
 
 FINISH = ("READY", "STAGED_IN", "PREPROCESSED", "RUNNING", "RUN_DONE", "POSTPROCESSED", "JOB_FINISHED")
 
@@ -25,16 +25,6 @@ def advance(pk, *path):
         client().transition([str(pk)], state)
 
 
-def raw(db, statement, params=()):
-    """One write straight to the file: how these tests break a DB on purpose."""
-    import sqlite3
-
-    con = sqlite3.connect(db / "db.sqlite3")
-    try:
-        with con:
-            con.execute(statement, params)
-    finally:
-        con.close()
 
 
 def finished_job(make_job, name):
@@ -66,7 +56,7 @@ def test_healthy_db_prints_nothing_and_exits_0(db, make_job, balsam_cmd):
 def test_stats_counts_jobs_events_and_files(db, make_job, balsam_cmd):
     other = make_job(name="other", workflow="wf2")
     for _ in range(3):  # notes from long ago: not in the last hour
-        raw(db, "INSERT INTO balsam_job_event (job_id, timestamp, from_state, to_state, message) "
+        db_write(db, "INSERT INTO balsam_job_event (job_id, timestamp, from_state, to_state, message) "
                 "VALUES (?, '2000-01-01 00:00:00', 'CREATED', 'CREATED', 'old note')", [other.pk.hex])
     finished_job(make_job, "done")
     found = json.loads(balsam_cmd("db", "stats", "--json", check=True).stdout)
@@ -91,7 +81,7 @@ def test_broken_invariants_are_reported_one_line_each_and_repaired(writer, db, m
     advance(running.pk, *FINISH[:4])
     running.refresh_from_db()
     running.create_working_path()
-    raw(db, "UPDATE balsam_job SET lease_owner = 'gone-host:123', lease_heartbeat = '2000-01-01 00:00:00', "
+    db_write(db, "UPDATE balsam_job SET lease_owner = 'gone-host:123', lease_heartbeat = '2000-01-01 00:00:00', "
             "lease_expires_at = '2000-01-01 00:03:00' WHERE job_id = ?", [running.pk.hex])
     # A child still waiting on a parent that FAILED (written past the rule that settles it).
     parent, child = make_job(name="parent"), make_job(name="child")
@@ -99,12 +89,12 @@ def test_broken_invariants_are_reported_one_line_each_and_repaired(writer, db, m
 
     api.add_dependency(parent, child)
     advance(child.pk, "AWAITING_PARENTS")
-    raw(db, "UPDATE balsam_job SET state = 'FAILED' WHERE job_id = ?", [parent.pk.hex])
-    raw(db, "INSERT INTO balsam_job_event (job_id, timestamp, from_state, to_state, message) "
+    db_write(db, "UPDATE balsam_job SET state = 'FAILED' WHERE job_id = ?", [parent.pk.hex])
+    db_write(db, "INSERT INTO balsam_job_event (job_id, timestamp, from_state, to_state, message) "
             "VALUES (?, '2026-01-01 00:00:00', 'CREATED', 'FAILED', 'by hand')", [parent.pk.hex])
     # Applied-request ids no dbserver pruned.
     for n in range(3):
-        raw(db, "INSERT INTO balsam_applied_request (request_id, result, applied_at) VALUES (?, 'null', ?)",
+        db_write(db, "INSERT INTO balsam_applied_request (request_id, result, applied_at) VALUES (?, 'null', ?)",
             [f"old{n}", "2000-01-01 00:00:00"])
 
     found = balsam_cmd("db", "check")
@@ -134,7 +124,7 @@ def test_broken_invariants_are_reported_one_line_each_and_repaired(writer, db, m
 
 def test_what_cannot_be_repaired_is_reported_and_left_alone(db, make_job, balsam_cmd):
     lied = finished_job(make_job, "lied")
-    raw(db, "UPDATE balsam_job SET state = 'RUN_DONE' WHERE job_id = ?", [lied.pk.hex])
+    db_write(db, "UPDATE balsam_job SET state = 'RUN_DONE' WHERE job_id = ?", [lied.pk.hex])
     gone = finished_job(make_job, "gone")
     shutil.rmtree(gone.working_directory)
     lost = [finished_job(make_job, f"lost{n}") for n in range(2)]  # their whole workflow folder is gone
@@ -142,7 +132,7 @@ def test_what_cannot_be_repaired_is_reported_and_left_alone(db, make_job, balsam
 
     Job.objects.filter(pk__in=[j.pk for j in lost]).update(workflow="lostwf")  # a field update, not a move
     for job in lost:
-        raw(db, "UPDATE balsam_job SET workdir = ? WHERE job_id = ?", [f"lostwf/{job.workdir.split('/')[1]}",
+        db_write(db, "UPDATE balsam_job SET workdir = ? WHERE job_id = ?", [f"lostwf/{job.workdir.split('/')[1]}",
                                                                        job.pk.hex])
     elsewhere = make_job(name="elsewhere", user_workdir=str(db.parent / "nowhere"))
     advance(elsewhere.pk, *FINISH)
@@ -152,8 +142,8 @@ def test_what_cannot_be_repaired_is_reported_and_left_alone(db, make_job, balsam
     stray_top = db / "data" / "leftover"
     stray_top.mkdir()
     a = make_job(name="a")
-    raw(db, "INSERT INTO balsam_job_dependency (child_id, parent_id) VALUES (?, ?)", [a.pk.hex, "f" * 32])
-    raw(db, "INSERT INTO balsam_job_event (job_id, timestamp, from_state, to_state, message) "
+    db_write(db, "INSERT INTO balsam_job_dependency (child_id, parent_id) VALUES (?, ?)", [a.pk.hex, "f" * 32])
+    db_write(db, "INSERT INTO balsam_job_event (job_id, timestamp, from_state, to_state, message) "
             "VALUES (?, '2026-01-01 00:00:00', '', 'CREATED', 'of a job long gone')", ["e" * 32])
 
     found = balsam_cmd("db", "check", "--repair")

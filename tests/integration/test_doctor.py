@@ -2,24 +2,16 @@
 name the cause and the command that fixes it."""
 
 import json
-import sqlite3
 
-from tests.helpers import db_rows
+from tests.helpers import db_rows, db_write
 
 LIVE = "2999-01-01 00:00:00"
 
 
-def raw(db, statement, params=()):
-    con = sqlite3.connect(db / "db.sqlite3")
-    try:
-        with con:
-            con.execute(statement, params)
-    finally:
-        con.close()
 
 
 def hold(db, job, owner, heartbeat="2999-01-01 00:00:00", expires=LIVE):
-    raw(db, "UPDATE balsam_job SET lease_owner = ?, lease_heartbeat = ?, lease_expires_at = ? WHERE job_id = ?",
+    db_write(db, "UPDATE balsam_job SET lease_owner = ?, lease_heartbeat = ?, lease_expires_at = ? WHERE job_id = ?",
         [owner, heartbeat, expires, job.pk.hex])
 
 
@@ -108,7 +100,7 @@ def test_a_launch_stuck_in_the_schedulers_queue(db, make_job, balsam_cmd):
     launch = QueuedLaunch(scheduler="slurm", queue="debug", nodes=1, wall_minutes=10, state="queued",
                           scheduler_id="4242")
     launch.save()
-    raw(db, "UPDATE balsam_launch SET submit_time = '2000-01-01 00:00:00' WHERE id = ?", [launch.pk])
+    db_write(db, "UPDATE balsam_launch SET submit_time = '2000-01-01 00:00:00' WHERE id = ?", [launch.pk])
     found = [f for f in findings(balsam_cmd) if "batch launch" in f["cause"]]
     assert found == [{"cause": f"batch launch {launch.pk} (slurm job 4242, queue debug) has waited in the scheduler's "
                                "queue since 2000-01-01 00:00 UTC",
@@ -119,7 +111,7 @@ def test_a_launch_stuck_in_the_schedulers_queue(db, make_job, balsam_cmd):
 
 def test_an_application_whose_executable_is_missing(db, make_job, balsam_cmd):
     make_job(name="a", application="ghost")
-    raw(db, "UPDATE balsam_app SET executable = '/no/such/program --flag' WHERE name = 'ghost'")
+    db_write(db, "UPDATE balsam_app SET executable = '/no/such/program --flag' WHERE name = 'ghost'")
     found = [f for f in findings(balsam_cmd) if "executable" in f["cause"]]
     assert found == [{"cause": "application 'ghost': its executable /no/such/program is not found on this machine",
                       "fix": "balsam modify apps ghost --attr executable --value /path/to/program"}]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from balsam.core import states
-from tests.helpers import db_rows, wait_until
+from tests.helpers import db_rows, db_write, wait_until
 
 PATHS = {  # how each state is reached through the write path
     states.CREATED: [],
@@ -37,15 +37,6 @@ LEASES = {
 }
 
 
-def raw(db, statement, params=()):
-    import sqlite3
-
-    con = sqlite3.connect(db / "db.sqlite3")
-    try:
-        with con:
-            con.execute(statement, params)
-    finally:
-        con.close()
 
 
 def events(db, pk):
@@ -64,14 +55,14 @@ def seed(db, make_job, kinds=tuple(LEASES)):
             job = make_job(name=f"{state}-{kind}")
             for step in path:
                 write_client.get().transition([str(job.pk)], step)
-            raw(db, "UPDATE balsam_job SET lease_owner = ?, lease_heartbeat = ?, lease_expires_at = ? WHERE job_id = ?",
+            db_write(db, "UPDATE balsam_job SET lease_owner = ?, lease_heartbeat = ?, lease_expires_at = ? WHERE job_id = ?",
                 [owner, heartbeat, expires, job.pk.hex])
             jobs[(state, kind)] = job
     # RUNNING, held by nobody since long ago; children still waiting on a FAILED parent.
     unheld = make_job(name="running-unheld")
     for step in PATHS[states.RUNNING]:
         write_client.get().transition([str(unheld.pk)], step)
-    raw(db, "UPDATE balsam_job SET state_changed_at = '2000-01-01 00:00:00' WHERE job_id = ?", [unheld.pk.hex])
+    db_write(db, "UPDATE balsam_job SET state_changed_at = '2000-01-01 00:00:00' WHERE job_id = ?", [unheld.pk.hex])
     jobs["unheld"] = unheld
     parent = make_job(name="dead-parent")
     from balsam import api
@@ -82,8 +73,8 @@ def seed(db, make_job, kinds=tuple(LEASES)):
         for step in PATHS[waiting]:
             write_client.get().transition([str(child.pk)], step)
         jobs[("orphan", waiting)] = child
-    raw(db, "UPDATE balsam_job SET state = 'FAILED' WHERE job_id = ?", [parent.pk.hex])
-    raw(db, "INSERT INTO balsam_job_event (job_id, timestamp, from_state, to_state, message) "
+    db_write(db, "UPDATE balsam_job SET state = 'FAILED' WHERE job_id = ?", [parent.pk.hex])
+    db_write(db, "INSERT INTO balsam_job_event (job_id, timestamp, from_state, to_state, message) "
             "VALUES (?, '2026-01-01 00:00:00', 'CREATED', 'FAILED', 'by hand')", [parent.pk.hex])
     return jobs, {key: events(db, job.pk) for key, job in jobs.items()}
 
