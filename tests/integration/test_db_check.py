@@ -25,8 +25,6 @@ def advance(pk, *path):
         client().transition([str(pk)], state)
 
 
-
-
 def finished_job(make_job, name):
     job = make_job(name=name)
     advance(job.pk, *FINISH)

@@ -8,8 +8,6 @@ from tests.helpers import db_rows, db_write
 LIVE = "2999-01-01 00:00:00"
 
 
-
-
 def hold(db, job, owner, heartbeat="2999-01-01 00:00:00", expires=LIVE):
     db_write(db, "UPDATE balsam_job SET lease_owner = ?, lease_heartbeat = ?, lease_expires_at = ? WHERE job_id = ?",
         [owner, heartbeat, expires, job.pk.hex])

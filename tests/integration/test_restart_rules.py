@@ -37,8 +37,6 @@ LEASES = {
 }
 
 
-
-
 def events(db, pk):
     return db_rows(db, f"SELECT from_state, to_state, message FROM balsam_job_event WHERE job_id = '{pk.hex}' ORDER BY id")
 
