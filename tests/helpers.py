@@ -54,13 +54,18 @@ class WebProcess:
         self.process = subprocess.Popen(
             [balsam_script(), "web", "--port", "0", *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             bufsize=0, env={**os.environ, "BALSAM_DB_PATH": str(db), **(env or {})})
-        first = read_line(self.process.stdout, 60, "balsam web to start")
-        if not first:
-            raise AssertionError(f"balsam web exited: {self.process.stderr.read().decode()}")
-        self.port = int(re.search(r":(\d+)/$", first.strip()).group(1))
-        self.banner = first
-        while not self.banner.endswith("Stop with Ctrl-C (or SIGTERM).\n"):
-            self.banner += read_line(self.process.stdout, 10, "the rest of the banner")
+        try:
+            first = read_line(self.process.stdout, 60, "balsam web to start")
+            if not first:
+                raise AssertionError(f"balsam web exited: {self.process.stderr.read().decode()}")
+            self.port = int(re.search(r":(\d+)/$", first.strip()).group(1))
+            self.banner = first
+            while not self.banner.endswith("Stop with Ctrl-C (or SIGTERM).\n"):
+                self.banner += read_line(self.process.stdout, 10, "the rest of the banner")
+        except BaseException:
+            self.process.kill()  # never leave a server behind when it did not announce itself
+            self.process.wait()
+            raise
 
     def url(self, path=""):
         return f"http://127.0.0.1:{self.port}{path}"
