@@ -169,3 +169,19 @@ def writer(request, db):
 
     assert write_client.get().mode == request.param
     return request.param
+
+
+WEB_PASSWORD = "correct-horse-42"
+
+
+@pytest.fixture
+def web_client(db):
+    """Django's test client, logged in to the web pages as 'alice' (password WEB_PASSWORD)."""
+    from django.test import Client
+
+    from balsam.web import accounts
+
+    accounts.add_user("alice", WEB_PASSWORD)
+    client = Client(HTTP_HOST="localhost")
+    assert client.login(username="alice", password=WEB_PASSWORD)
+    return client

@@ -50,10 +50,14 @@ def web(ctx, host, port, path):
     click.echo(f"balsam web stopped ({stopped_by})")
 
 
+_password_file_option = click.option(
+    "--password-file", type=click.Path(dir_okay=True), metavar="FILE",
+    help="Read the password from the first line of FILE instead of asking.")
+
+
 @web.command()
 @click.argument("name")
-@click.option("--password-file", type=click.Path(dir_okay=True), metavar="FILE",
-              help="Read the password from the first line of FILE instead of asking.")
+@_password_file_option
 @click.pass_context
 def adduser(ctx, name, password_file):
     """Add a login NAME for this DB's web pages (asks for the password twice)."""
@@ -67,8 +71,7 @@ def adduser(ctx, name, password_file):
 
 @web.command()
 @click.argument("name")
-@click.option("--password-file", type=click.Path(dir_okay=True), metavar="FILE",
-              help="Read the password from the first line of FILE instead of asking.")
+@_password_file_option
 @click.pass_context
 def passwd(ctx, name, password_file):
     """Change the password of login NAME."""

@@ -12,6 +12,7 @@ import pytest
 from django.contrib.admin.utils import flatten_fieldsets
 from django.test import Client
 
+from tests.conftest import WEB_PASSWORD
 from tests.helpers import db_rows
 
 from balsam import api
@@ -21,15 +22,12 @@ from balsam.web import accounts
 from balsam.web.admin import BalsamJobAdmin
 
 JOBS = "/admin/balsam/balsamjob/"
-PASSWORD = "correct-horse-42"
+PASSWORD = WEB_PASSWORD
 
 
 @pytest.fixture
-def admin_client(db):
-    accounts.add_user("alice", PASSWORD)
-    client = Client(HTTP_HOST="localhost")
-    assert client.login(username="alice", password=PASSWORD)
-    return client
+def admin_client(web_client):
+    return web_client
 
 
 def page(response):

@@ -6,23 +6,18 @@ import re
 from pathlib import Path
 
 import pytest
-from django.test import Client
 
 from balsam import analytics
 from balsam.core import write_client
 from balsam.core.models import BalsamJob
-from balsam.web import accounts, views
+from balsam.web import views
 
-PASSWORD = "correct-horse-42"
 FINISH = ("READY", "STAGED_IN", "PREPROCESSED", "RUNNING", "RUN_DONE", "POSTPROCESSED", "JOB_FINISHED")
 
 
 @pytest.fixture
-def client(db):
-    accounts.add_user("alice", PASSWORD)
-    client = Client(HTTP_HOST="localhost")
-    assert client.login(username="alice", password=PASSWORD)
-    return client
+def client(web_client):
+    return web_client
 
 
 def advance(job, *path):
