@@ -209,6 +209,9 @@ def rm(ctx, kind, name, ref, everything, force):
             raise click.exceptions.Exit(1)
         removed = api.remove_jobs(ids)
         click.echo(f"Deleted {removed} job(s)")
+        if removed < len(ids):
+            click.echo(f"Kept {len(ids) - removed} job(s) a running launcher holds: "
+                       "`balsam kill` them first (or they were removed meanwhile)")
     else:
         apps = api.find_apps(name) if everything or name else [api.get_app(ref)]
         if not apps:

@@ -328,6 +328,21 @@ def test_rm_jobs(cli, make_job):
     assert not BalsamJob.objects.exists()
 
 
+def test_rm_keeps_jobs_a_live_launcher_holds(cli, make_job):
+    from balsam.core import write_client
+
+    held = make_job(name="held")
+    free = make_job(name="free")
+    assert write_client.get().claim("launcher-x", ["CREATED"], 1, 60, scope={"job_ids": [str(held.pk)]}) == [
+        str(held.pk)]
+    result = cli("rm", "jobs", "--all", "--force")
+    assert result.exit_code == 0
+    assert "Deleted 1 job(s)" in result.output
+    assert "Kept 1 job(s) a running launcher holds" in result.output
+    assert list(BalsamJob.objects.values_list("name", flat=True)) == ["held"]
+    assert not BalsamJob.objects.filter(pk=free.pk).exists()
+
+
 def test_rm_asks_and_needs_one_selector(cli, make_job, snapshot):
     make_job(name="a")
     before = snapshot()

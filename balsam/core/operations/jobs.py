@@ -233,10 +233,17 @@ def update_jobs_each(items):
 
 
 def delete_jobs(ids):
-    """Remove jobs with their events and edges; returns how many were removed."""
+    """Remove jobs with their events and edges; returns how many were removed.
+
+    A job a live launcher holds is kept: the launcher's next write would name a
+    job that is gone and fail its whole batch. Killing it first releases it."""
     ids = [job_id(i) for i in ids]
+    now = timezone.now()
     count = 0
     for chunk in sql.chunks(ids, per_item=2):  # the edge query names each id twice
+        held = set(BalsamJob.objects.filter(pk__in=chunk, lease_expires_at__gt=now).exclude(lease_owner="")
+                   .values_list("pk", flat=True))
+        chunk = [i for i in chunk if i not in held]
         JobEvent.objects.filter(job_id__in=chunk)._raw_delete(connection.alias)
         JobDependency.objects.filter(models.Q(child_id__in=chunk) | models.Q(parent_id__in=chunk))._raw_delete(
             connection.alias
