@@ -164,7 +164,7 @@ def test_client_without_the_credential_is_refused_and_logged(dbserver, db, make_
     assert not intruder.poll(1500)
     intruder.close()
     assert not BalsamJob.objects.filter(name="evil").exists()
-    wait_until(lambda: "refused a client without this DB's credential" in (db / "log" / "dbserver.log").read_text(), 5,
+    wait_until(lambda: "refused a client without an authorized key for this DB" in (db / "log" / "dbserver.log").read_text(), 5,
                "the refusal in the log")
     assert ping(db)
 
