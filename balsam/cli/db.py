@@ -18,7 +18,8 @@ from balsam.cli.prefixes import PrefixGroup
     show_default=True,
     help="Database backend (the embedded SQLite file).",
 )
-def init(path, db_type):
+@click.option("--group", metavar="GROUP", help="Share the DB with this UNIX group (as balsam share does).")
+def init(path, db_type, group):
     """Create a Balsam DB directory at PATH, or refresh the schema of an existing one (keeps all data)."""
     from balsam.dbdir import init_db
 
@@ -30,6 +31,11 @@ def init(path, db_type):
         click.echo(f"Created Balsam DB at {db_path}")
     else:
         click.echo(f"Balsam DB at {db_path} is up to date (schema refreshed, data kept)")
+    if group:
+        from balsam import sharing
+
+        sharing.share(db_path, group)
+        click.echo(f"Shared with group {group}; authorize collaborators with: balsam dbserver --path {db_path} --add-user NAME")
     click.echo(f"Use it with: export BALSAM_DB_PATH={shlex.quote(str(db_path))}")
 
 

@@ -1,9 +1,10 @@
 """The DB's write credentials: CurveZMQ key pairs.
 
-``<DB>/credentials/`` (0700, the owner's) holds the server's key pair, the
-owner's client key pair and ``users.json``: the public keys of the
-collaborators the owner authorized (``balsam dbserver --add-user``). The
-server accepts only those keys, so whoever holds one of the secrets may write
+``<DB>/credentials/`` (0700, the owner's) holds the server's key pair and
+the owner's client key pair. ``<DB>/authorized_users.json`` (0640: public
+keys are no secret, but only the owner may change the list) holds the public
+keys of the collaborators the owner authorized (``balsam dbserver
+--add-user``). The server accepts only those keys and the owner's, so whoever holds one of the secrets may write
 through it and nobody else can (the DB file's own permissions still govern
 reading). A collaborator's secret lives only in their own home:
 ``~/.balsam/logins/<server key fingerprint>.json`` (0600), saved by
@@ -27,7 +28,8 @@ from balsam.wire.serverinfo import ServerInfo
 DIR_NAME = "credentials"
 SERVER_FILE = "server.json"
 CLIENT_FILE = "client.json"
-USERS_FILE = "users.json"
+USERS_FILE = "authorized_users.json"
+USERS_MODE = 0o640
 TOKEN_PREFIX = "balsam1."
 
 
@@ -35,20 +37,21 @@ def credentials_dir(db_path):
     return Path(db_path) / DIR_NAME
 
 
-def _write_private_json(path, data):
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+def _write_private_json(path, data, mode=0o600):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     with os.fdopen(fd, "w") as f:
         json.dump(data, f)
+    os.chmod(path, mode)  # whatever the umask
 
 
-def _replace_private_json(path, data):
-    """Write ``path`` (0600) by atomic rename: a reader sees the old or the new list."""
+def _replace_private_json(path, data, mode=0o600):
+    """Write ``path`` by atomic rename: a reader sees the old or the new contents."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         tmp.unlink()
     except FileNotFoundError:
         pass
-    _write_private_json(tmp, data)
+    _write_private_json(tmp, data, mode)
     os.replace(tmp, path)
 
 
@@ -131,7 +134,7 @@ def _me():
 # collaborators: the owner's side
 # ---------------------------------------------------------------------------
 def users_file(db_path):
-    return credentials_dir(db_path) / USERS_FILE
+    return Path(db_path) / USERS_FILE
 
 
 def authorized_users(db_path):
@@ -142,7 +145,7 @@ def authorized_users(db_path):
     except FileNotFoundError:
         return {}
     except PermissionError:
-        raise AccessDenied(f"cannot read {path}: only the DB's owner manages its users") from None
+        raise AccessDenied(f"cannot read {path}: ask the DB's owner for group access (balsam share)") from None
     except ValueError:
         raise ConfigError(f"{path} is damaged (not JSON); remove it and add the users again") from None
     return data if isinstance(data, dict) else {}
@@ -163,7 +166,7 @@ def authorize(db_path, user):
     public, secret = zmq.curve_keypair()
     users = authorized_users(db_path)
     users[user] = {"public": public.decode(), "added": datetime.datetime.now(datetime.timezone.utc).isoformat()}
-    _replace_private_json(users_file(db_path), users)
+    _replace_private_json(users_file(db_path), users, USERS_MODE)
     payload = {"user": user, "public": public.decode(), "secret": secret.decode(),
                "server_public": server_keys(db_path)["public"].decode()}
     return TOKEN_PREFIX + base64.urlsafe_b64encode(json.dumps(payload).encode()).decode()
@@ -174,7 +177,7 @@ def revoke(db_path, user):
     users = authorized_users(db_path)
     if users.pop(user, None) is None:
         return False
-    _replace_private_json(users_file(db_path), users)
+    _replace_private_json(users_file(db_path), users, USERS_MODE)
     return True
 
 
