@@ -10,6 +10,7 @@ import string
 import sys
 from pathlib import Path
 
+from balsam import dbsettings
 from balsam.service.schedulers import SchedulerError
 
 SHIPPED = Path(__file__).resolve().parent / "templates"
@@ -57,7 +58,15 @@ def variables(launch, db_path, script_path):
         "balsam": shlex.quote(str(Path(sys.executable).with_name("balsam"))),
         "python": shlex.quote(sys.executable),
         "output_path": str(Path(script_path).with_suffix(".out")),
+        "umask_command": umask_command(db_path),
     }
+
+
+def umask_command(db_path):
+    """The shell line applying the DB's umask (a shared DB's: what the batch job
+    makes stays writable by the group), or a no-op saying there is none."""
+    value = dbsettings.parse_umask(dbsettings.read(db_path).get("umask"))
+    return ": no umask setting for this DB" if value is None else f"umask {value:04o}"
 
 
 def render(launch, db_path, script_path):
