@@ -71,7 +71,7 @@ def share(db_path, group):
     changed = 0
     for path, mode in _planned_modes(db_path):
         changed += _set(path, gid, mode)
-    dbsettings.update(db_path, group=group, umask=dbsettings.SHARED_UMASK)
+    dbsettings.update(db_path, group=group, umask=dbsettings.SHARED_UMASK, dbserver=True)
     os.chown(dbsettings.settings_file(db_path), -1, gid)
     publish_server_key(db_path)
     return changed

@@ -155,7 +155,10 @@ def test_launch_scripts_apply_the_dbs_umask(db):
     unshared, shared = (Path(launch.script_path).read_text().splitlines() for launch in QueuedLaunch.objects.order_by("id"))
     assert not any(line.startswith("umask") for line in unshared)
     assert "umask 0007" in shared
-    assert shared.index("umask 0007") < next(i for i, line in enumerate(shared) if line.startswith("exec "))
+    start = next(i for i, line in enumerate(shared) if line.startswith("exec "))
+    assert shared.index("umask 0007") < start
+    activate = [i for i, line in enumerate(shared) if "balsamactivate" in line and line.startswith("BALSAM_CLI=")]
+    assert activate and activate[0] < start  # a server that died while the launch waited is brought back
 
 
 def test_service_stops_cleanly_on_sigterm(db):
