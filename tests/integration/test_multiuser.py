@@ -8,9 +8,10 @@ the kernel's, not root's.
 
 import json
 import os
-import stat
-import tempfile
 import shutil
+import stat
+import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -144,6 +145,57 @@ def test_a_removed_collaborator_is_refused_at_once(people, shared_db):
     assert "revoked" in again
     listed = people[OWNER]("dbserver", "--path", db, "--list-users")
     assert listed.returncode == 0 and COLLAB not in listed.stdout
+
+
+LIVE_CLIENT = """
+import os, sys, time
+from balsam import api
+from balsam.exceptions import BalsamError
+api.attach(None)
+api.add_job(name="live-1", workflow="mu", application="touch")
+print("first ok", flush=True)
+deadline = time.monotonic() + 60
+while not os.path.exists(sys.argv[1]) and time.monotonic() < deadline:
+    time.sleep(0.05)
+try:
+    api.add_job(name="live-2", workflow="mu", application="touch")
+    print("second ok", flush=True)
+except BalsamError as exc:
+    print(type(exc).__name__, exc, flush=True)
+"""
+
+
+def test_removal_refuses_the_next_request_of_a_connection_already_open(people, shared_db, tmp_path):
+    db = shared_db
+    _authorize(people, db)
+    go = Path(tempfile.mkdtemp(prefix="balsam-mu-go-", dir="/tmp")) / "go"
+    go.parent.chmod(0o777)
+    env = {"PYTHONPATH": unix_users.pythonpath(), "HOME": f"/tmp/home-{COLLAB}", "BALSAM_DB_PATH": str(db)}
+    client = subprocess.Popen(["runuser", "-u", COLLAB, "--", "env", *(f"{k}={v}" for k, v in env.items()),
+                               unix_users.python_for(COLLAB), "-c", LIVE_CLIENT, str(go)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert client.stdout.readline().strip() == "first ok", client.stderr.read()
+        assert people[OWNER]("dbserver", "--path", db, "--remove-user", COLLAB).returncode == 0
+        go.touch()
+        out, err = client.communicate(timeout=60)
+    finally:
+        client.kill()
+        shutil.rmtree(go.parent, ignore_errors=True)
+    assert out.startswith("AccessDenied your key for this DB is not (or no longer) authorized"), out + err
+    assert db_rows(db, "SELECT name FROM balsam_job WHERE name LIKE 'live-%'") == [("live-1",)]
+
+
+def test_a_collaborator_kills_the_owners_job_and_the_event_names_them(people, shared_db):
+    db = shared_db
+    _authorize(people, db)
+    assert _add_job(people, OWNER, db, "owners-job").returncode == 0
+    job_id = db_rows(db, "SELECT job_id FROM balsam_job WHERE name = 'owners-job'")[0][0]
+    killed = people[COLLAB]("kill", job_id, db=db)
+    assert killed.returncode == 0, killed.stderr
+    assert db_rows(db, f"SELECT state FROM balsam_job WHERE job_id = '{job_id}'") == [("USER_KILLED",)]
+    assert db_rows(db, f"SELECT user FROM balsam_job_event WHERE job_id = '{job_id}' ORDER BY id DESC LIMIT 1") \
+        == [(COLLAB,)]
 
 
 def test_an_outsider_reads_nothing_and_writes_nothing(people, shared_db):
