@@ -24,9 +24,9 @@ def plan(name):
     used_dbs.record(db_path)
     if os.stat(db_path).st_uid != os.geteuid():
         return db_path, False
-    if (db_path / POSTGRES_DIR).is_dir():
-        return db_path, True
-    return db_path, bool(dbsettings.read(db_path).get("dbserver")) and not watchdog_running(db_path)
+    wanted = (db_path / POSTGRES_DIR).is_dir() or bool(dbsettings.read(db_path).get("dbserver"))
+    # Both backends' servers run under the watchdog, which holds dbserver.lock.
+    return db_path, wanted and not watchdog_running(db_path)
 
 
 def shell_lines(name):

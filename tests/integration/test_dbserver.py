@@ -417,7 +417,8 @@ def test_init_repairs_a_damaged_or_missing_address_file(balsam_cmd, db, damage):
 
 
 @pytest.mark.parametrize("args, fragment", [
-    (["--stop", "--status"], "give one of --stop, --status or --reset, not --stop and --status"),
+    (["--stop", "--status"],
+     "give one of --stop, --status, --reset, --add-user, --remove-user or --list-users, not --stop and --status"),
     (["--reset", "--stop"], "not --stop and --reset"),
     (["--host", ""], "--host must name a host"),
     (["--host", "  "], "--host must name a host"),
