@@ -31,6 +31,8 @@ setup(
         "test": ["pytest>=8", "pytest-timeout>=2.2", "playwright>=1.40"],
     },
     entry_points={"console_scripts": ["balsam=balsam.cli.main:main"]},
+    # Sourced, not run: `. balsamactivate PATH-or-NAME` (they change the calling shell).
+    scripts=["scripts/balsamactivate", "scripts/balsamdeactivate"],
     classifiers=[
         "Programming Language :: Python :: 3",
         "Framework :: Django :: 5.2",

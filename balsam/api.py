@@ -53,15 +53,24 @@ def integrity(seconds):
 def write_path_description():
     """Where this process's writes go, in words (for ``balsam which``)."""
     db_path = _attached_path()
-    if not config.can_write(db_path):
+    if not config.can_write(db_path) and not _is_collaborator(db_path):
         return f"read only (the DB belongs to {config.owner_name(db_path)}; you may read it)"
     return write_client.get().describe()
 
 
 def require_writable(what="change this DB"):
     """``AccessDenied`` naming the owner when this user may only read the DB
-    (checked before a command prints what it is about to write)."""
-    config.require_write_access(_attached_path(), what)
+    (checked before a command prints what it is about to write). A
+    collaborator with a saved login writes through the owner's dbserver."""
+    db_path = _attached_path()
+    if not _is_collaborator(db_path):
+        config.require_write_access(db_path, what)
+
+
+def _is_collaborator(db_path):
+    from balsam.wire.credentials import collaborator_keys
+
+    return not config.can_write(db_path) and collaborator_keys(db_path) is not None
 
 
 def _attached_path():

@@ -149,7 +149,11 @@ def select_db(cli_path=None, environ=None, settings=None):
 
 
 def require_db(selection):
-    """Raise ``DBNotFound`` (one line, with the fix) unless the selection is a Balsam DB."""
+    """Raise ``DBNotFound`` (one line, with the fix) unless the selection is a Balsam DB
+    (``AccessDenied`` when it is a directory this user may not enter)."""
+    if selection.path.is_dir() and not os.access(selection.path, os.R_OK | os.X_OK):
+        raise AccessDenied(f"you ({getpass.getuser()}) may not read {selection.path} (selected by {selection.source}); "
+                           f"it belongs to {owner_name(selection.path)}, who can share it with your group")
     if is_balsam_db(selection.path):
         return selection.path
     where = f"{selection.path} (selected by {selection.source})"

@@ -5,7 +5,7 @@ import math
 
 import click
 
-from balsam import api, config, logs
+from balsam import api, config, logs, used_dbs
 
 
 def attach(ctx, admin=False):
@@ -13,6 +13,7 @@ def attach(ctx, admin=False):
     root = ctx.find_root()
     selection = api.attach(root.obj.get("db_path") if root.obj else None, admin=admin)
     logs.configure(selection.path, "cli")
+    used_dbs.record(selection.path)
     return selection
 
 

@@ -18,7 +18,8 @@ from balsam.cli.prefixes import PrefixGroup
     show_default=True,
     help="Database backend (the embedded SQLite file).",
 )
-def init(path, db_type):
+@click.option("--group", metavar="GROUP", help="Share the DB with this UNIX group (as balsam share does).")
+def init(path, db_type, group):
     """Create a Balsam DB directory at PATH, or refresh the schema of an existing one (keeps all data)."""
     from balsam.dbdir import init_db
 
@@ -30,6 +31,11 @@ def init(path, db_type):
         click.echo(f"Created Balsam DB at {db_path}")
     else:
         click.echo(f"Balsam DB at {db_path} is up to date (schema refreshed, data kept)")
+    if group:
+        from balsam import sharing
+
+        sharing.share(db_path, group)
+        click.echo(f"Shared with group {group}; authorize collaborators with: balsam dbserver --path {db_path} --add-user NAME")
     click.echo(f"Use it with: export BALSAM_DB_PATH={shlex.quote(str(db_path))}")
 
 
@@ -37,9 +43,19 @@ WHICH_CHECK_SEC = 0.2  # `which` is a quick look: a large DB is checked in part,
 
 
 @click.command()
+@click.option("--list", "list_used", is_flag=True, help="List the DBs you have used (the active one marked *).")
+@click.option("--activate", metavar="NAME", hidden=True, help="For balsamactivate: shell assignments for PATH-or-NAME.")
 @click.pass_context
-def which(ctx):
+def which(ctx, list_used, activate):
     """Show the active Balsam DB: path, what selected it, backend, write mode and job counts."""
+    if activate is not None:
+        from balsam.activation import shell_lines
+
+        click.echo(shell_lines(activate))
+        return
+    if list_used:
+        _list_used(ctx)
+        return
     from balsam import api
     from balsam.config import SQLITE_NAME
     from balsam.core import states
@@ -54,6 +70,23 @@ def which(ctx):
     click.echo(f"Integrity:   {integrity}")
     click.echo(f"Write mode:  {api.write_path_description()}")
     click.echo(f"Jobs:        {total}" + (f"  ({summary})" if summary else ""))
+
+
+def _list_used(ctx):
+    from balsam import config, used_dbs
+    from balsam.exceptions import BalsamError
+
+    root = ctx.find_root()
+    try:
+        active = str(config.select_db(root.obj.get("db_path") if root.obj else None).path)
+    except BalsamError:  # listing must work whatever is (mis)selected
+        active = None
+    paths = used_dbs.used()
+    for path in reversed(paths):
+        mark = "*" if path == active else " "
+        click.echo(f"{mark} {path}" + ("" if config.is_balsam_db(path) else "  (no longer a Balsam DB)"))
+    if not paths:
+        click.echo("no DBs used yet")
 
 
 @click.group(cls=PrefixGroup)

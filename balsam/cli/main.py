@@ -77,9 +77,9 @@ def cli(ctx, db_path):
 
 
 def _register():
-    from balsam.cli import apps, db, dbserver, doctor, jobs, launcher, log, ls, report, service, web
+    from balsam.cli import apps, db, dbserver, doctor, jobs, launcher, log, ls, report, service, sharing, web
 
-    for module in (db, dbserver, apps, jobs, ls, report, launcher, service, log, doctor, web):
+    for module in (db, dbserver, sharing, apps, jobs, ls, report, launcher, service, log, doctor, web):
         for command in module.COMMANDS:
             cli.add_command(command)
     cli.add_command(jobs.kill, name="killjob")

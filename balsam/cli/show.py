@@ -62,9 +62,9 @@ def app_table(apps):
 
 def history_lines(job):
     lines = [f"Job {job.name} [{job.job_id}]", "-" * 60]
-    for when, from_state, to_state, message in job.history():
+    for when, from_state, to_state, message, user in job.history(users=True):
         move = f"{from_state} -> {to_state}" if from_state else to_state
-        text = f"{when:%Y-%m-%d %H:%M:%S.%f} UTC  {move}"
+        text = f"{when:%Y-%m-%d %H:%M:%S.%f} UTC  {user or '-':<12}  {move}"
         lines.append(f"{text}  {message}" if message else text)
     return "\n".join(lines)
 

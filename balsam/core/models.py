@@ -432,14 +432,16 @@ class BalsamJob(TrackedModel):
         logger.info("%s %s -> %s %s", self.cute_id, result.get("from", {}).get(str(self.pk), "?"), new_state, message)
         return result
 
-    def history(self):
+    def history(self, users=False):
         """(time, from_state, to_state, message) for every change, oldest first;
         the first is the creation ("created", or the note the job was made
-        with, e.g. "spawned by [parent | id]")."""
-        events = list(self.events.order_by("id").values_list("timestamp", "from_state", "to_state", "message"))
+        with, e.g. "spawned by [parent | id]"). ``users``: each with the user
+        who made it last (None when unknown)."""
+        columns = ("timestamp", "from_state", "to_state", "message") + (("user",) if users else ())
+        events = list(self.events.order_by("id").values_list(*columns))
         if events and events[0][1] == "":
             return events
-        return [(self.created_at, "", states.CREATED, "created")] + events
+        return [(self.created_at, "", states.CREATED, "created") + ((None,) if users else ())] + events
 
     # ---- creation -------------------------------------------------------------
     @classmethod
@@ -533,6 +535,9 @@ class JobEvent(models.Model):
     from_state = models.CharField(max_length=32)
     to_state = models.CharField(max_length=32)
     message = models.TextField(blank=True, default="")
+    # Who made the change (a UNIX user name: the writing process's, or the
+    # dbserver client's by its key); NULL on events from before migration 0010.
+    user = models.CharField(max_length=64, null=True, blank=True)
 
     objects = JobEventQuerySet.as_manager()
 

@@ -4,11 +4,12 @@ Correct with any number of processes (SQLite's lock serialises them, the busy
 timeout makes them queue); the dbserver is faster under heavy concurrency.
 """
 
-from balsam.config import require_write_access
+from balsam.config import can_write, owner_name, require_write_access
 from balsam.core.operations import OPERATIONS
 from balsam.core.sql import in_own_transaction, needs_own_transaction, write_transaction
 from balsam.dbclient.base import WriteClient
-from balsam.exceptions import ValidationError
+from balsam.exceptions import DBServerUnavailable, ValidationError
+from balsam.wire.credentials import collaborator_keys
 
 
 class DirectClient(WriteClient):
@@ -22,6 +23,10 @@ class DirectClient(WriteClient):
         # Once per process (the first write): a reader of another user's DB
         # gets a line naming the owner, not SQLite's "readonly database".
         if not self._may_write and self.db_path is not None:
+            if not can_write(self.db_path) and collaborator_keys(self.db_path) is not None:
+                raise DBServerUnavailable(
+                    f"no dbserver is running for {self.db_path}, and a collaborator writes only through it: "
+                    f"ask its owner ({owner_name(self.db_path)}) to start it with: balsam dbserver --path {self.db_path}")
             require_write_access(self.db_path, "change this DB")
         self._may_write = True
 

@@ -45,6 +45,10 @@ def start(db_path, host=None, group_commit=True):
     ensure_credentials(db_path)
     info = ServerInfo(db_path)
     current = info.read()
+    if served_elsewhere(db_path, current):  # a copied directory names the original's server: this DB is its own
+        info.clear_server()
+        renew_identity(db_path)
+        current = info.read()
     if watchdog_running(db_path) or _answers_elsewhere(db_path, current):
         raise BalsamError(
             f"{db_path} is already served by dbserver pid {current.get('server_pid')} "

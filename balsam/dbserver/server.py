@@ -24,6 +24,7 @@ import zmq
 
 from balsam.dbserver import parse_process_args
 from balsam.dbserver.peers import PeerCap, cap_for
+from balsam.dbserver.users import OWNER, REVOKED_MESSAGE, Authorized, KeyCheck
 from balsam.wire import protocol
 from balsam.wire.credentials import server_keys
 from balsam.wire.serverinfo import ServerInfo, db_file_inode
@@ -88,8 +89,8 @@ class WriteServer:
         self.context = zmq.Context()
         self.auth = ThreadAuthenticator(self.context, log=logging.getLogger("balsam.dbserver.auth"))
         self.auth.start()
-        allowed = {keys["client_public"]}
-        self.auth.configure_curve_callback("*", credentials_provider=_KeyCheck(allowed))
+        self.users = Authorized(self.db_path)
+        self.auth.configure_curve_callback("*", credentials_provider=KeyCheck(self.users))
         self.socket = self.context.socket(zmq.ROUTER)
         self.socket.curve_server = True
         self.socket.curve_publickey = keys["public"]
@@ -132,6 +133,7 @@ class WriteServer:
             db_id=db_id(),
             db_inode=db_file_inode(self.db_path),
             db_path=str(Path(self.db_path).resolve()),
+            server_public=server_keys(self.db_path)["public"].decode(),  # names collaborators' saved keys
             address=self.address,
             local_address=self.local_address,
             host=self.host,
@@ -184,7 +186,8 @@ class WriteServer:
         limit = limit or (MAX_BATCH_REQUESTS if self.group_commit else 1)
         while len(batch) < limit and size < MAX_BATCH_BYTES:
             try:
-                frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=True)
+                # Frames, not bytes: the last one tells whose key sent it (its ZAP User-Id).
+                frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 break
             batch.append(frames)
@@ -194,9 +197,18 @@ class WriteServer:
     def handle(self, batch):
         """Apply one drained batch and send every reply."""
         replies, requests = [], []
+        self.users.refresh()  # a user removed since the last batch is refused from now on
+        user_of = self.users.user_of
         for frames in batch:
-            envelope, body = frames[:-1], frames[-1]
+            envelope, last = frames[:-1], frames[-1]
+            body = last.bytes
             self.stats.requests += 1
+            user = user_of(last.get("User-Id"))
+            if user is None:
+                self.stats.errors += 1
+                replies.append((envelope, protocol.encode_reply(_request_id(body), error="AccessDenied",
+                                                                message=REVOKED_MESSAGE)))
+                continue
             try:
                 request_id, op, args = protocol.decode_request(body)
             except Exception as exc:  # whatever a request holds, it fails alone: the batch's other replies still go
@@ -211,7 +223,7 @@ class WriteServer:
             elif op == "status":
                 replies.append((envelope, protocol.encode_reply(request_id, self.stats.as_dict())))
             else:
-                requests.append((envelope, request_id, op, args))
+                requests.append((envelope, request_id, op, args, None if user is OWNER else user))
         if requests:
             if self.group_commit:
                 replies.extend(self._commit_group(requests))
@@ -230,18 +242,18 @@ class WriteServer:
 
         try:
             with write_transaction():
-                outcomes = apply.apply_group([(rid, op, args) for _, rid, op, args in requests])
+                outcomes = apply.apply_group([request[1:] for request in requests])
         except Exception as exc:  # the commit failed: nothing of this group was applied
             logger.exception("commit failed")
             message = f"the dbserver could not commit: {type(exc).__name__}: {exc}"
-            outcomes = {rid: ("BalsamError", message) for _, rid, _, _ in requests}
+            outcomes = {request[1]: ("BalsamError", message) for request in requests}
             # ...but retries of requests committed by an earlier group still succeeded.
-            outcomes.update(apply.committed_outcomes([rid for _, rid, _, _ in requests]))
+            outcomes.update(apply.committed_outcomes([request[1] for request in requests]))
         else:
             if any(outcome[0] is None for outcome in outcomes.values()):
                 self.stats.commits += 1  # a group of refused requests wrote nothing: not a commit
         replies = []
-        for envelope, request_id, _, _ in requests:
+        for envelope, request_id, *_ in requests:
             outcome = outcomes[request_id]
             if outcome[0] is None:
                 self.stats.applied += 1
@@ -306,17 +318,12 @@ class ScheduledBackups:
             self._thread.join(timeout)
 
 
-class _KeyCheck:
-    """CURVE credential check: only the DB's client key may connect."""
-
-    def __init__(self, allowed):
-        self.allowed = allowed
-
-    def callback(self, domain, key):
-        if key in self.allowed:
-            return True
-        logger.warning("refused a client without this DB's credential (key %s...)", key[:8].decode(errors="replace"))
-        return False
+def _request_id(body):
+    """The id of a refused request, for its reply (None when it cannot be read)."""
+    try:
+        return protocol.decode_request(body)[0]
+    except Exception:  # refused anyway: an unreadable request just gets no id
+        return None
 
 
 def _raise_open_file_limit():

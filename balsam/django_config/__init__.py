@@ -8,6 +8,7 @@ import logging
 import threading
 from pathlib import Path
 
+from balsam.dbsettings import apply_umask
 from balsam.django_config.settings import build_settings
 
 logger = logging.getLogger(__name__)
@@ -29,6 +30,9 @@ def activate(db_path, admin=False, write_mode=None):
     from django.conf import settings
 
     db_path = Path(db_path).resolve()
+    # A shared DB's umask: what this process makes (job directories, logs) stays
+    # writable by the group, whichever user's launcher, service or dbserver it is.
+    apply_umask(db_path)
     with _lock:
         if not settings.configured:
             settings.configure(**build_settings(db_path, admin=admin))

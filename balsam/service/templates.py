@@ -10,9 +10,11 @@ import string
 import sys
 from pathlib import Path
 
+from balsam import dbsettings
 from balsam.service.schedulers import SchedulerError
 
 SHIPPED = Path(__file__).resolve().parent / "templates"
+REPO_SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"  # a checkout run without installing
 LAUNCHER_MARGIN_FRACTION = 0.05  # the launcher stops this much before the allocation ends...
 LAUNCHER_MARGIN_MIN_MINUTES = 1.0  # ...and at least this many minutes before
 
@@ -57,7 +59,27 @@ def variables(launch, db_path, script_path):
         "balsam": shlex.quote(str(Path(sys.executable).with_name("balsam"))),
         "python": shlex.quote(sys.executable),
         "output_path": str(Path(script_path).with_suffix(".out")),
+        "umask_command": umask_command(db_path),
+        "activate_command": activate_command(db_path),
     }
+
+
+def activate_command(db_path):
+    """The line sourcing balsamactivate for the DB: a launcher whose DB server
+    died while the batch job waited in the queue brings it back (when it is
+    the owner's). A no-op when the script is not installed next to balsam."""
+    for script in (Path(sys.executable).with_name("balsamactivate"), REPO_SCRIPTS / "balsamactivate"):
+        if script.is_file():
+            balsam = shlex.quote(str(Path(sys.executable).with_name("balsam")))
+            return f"BALSAM_CLI={balsam} . {shlex.quote(str(script))} {shlex.quote(str(db_path))} || exit 1"
+    return ": balsamactivate is not installed next to balsam"
+
+
+def umask_command(db_path):
+    """The shell line applying the DB's umask (a shared DB's: what the batch job
+    makes stays writable by the group), or a no-op saying there is none."""
+    value = dbsettings.parse_umask(dbsettings.read(db_path).get("umask"))
+    return ": no umask setting for this DB" if value is None else f"umask {value:04o}"
 
 
 def render(launch, db_path, script_path):

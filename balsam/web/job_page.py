@@ -42,15 +42,15 @@ def relatives(job):
 def history(job):
     """The job's state changes as an HTML table, the latest ``EVENTS_SHOWN``."""
     events = list(JobEvent.objects.filter(job_id=job.pk).order_by("-id")
-                  .values_list("timestamp", "from_state", "to_state", "message")[:EVENTS_SHOWN])
+                  .values_list("timestamp", "user", "from_state", "to_state", "message")[:EVENTS_SHOWN])
     events.reverse()
     rows = format_html_join(
-        "", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-        ((f"{t:%Y-%m-%d %H:%M:%S} UTC", a, b, m or "—") for t, a, b, m in events))
+        "", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        ((f"{t:%Y-%m-%d %H:%M:%S} UTC", u or "—", a, b, m or "—") for t, u, a, b, m in events))
     note = "" if len(events) < EVENTS_SHOWN else f"(the latest {EVENTS_SHOWN} changes)"
     return format_html(
-        '<table class="balsam-history"><thead><tr><th>time</th><th>from</th><th>to</th><th>message</th></tr>'
-        "</thead><tbody><tr><td>{}</td><td></td><td>CREATED</td><td>created</td></tr>{}</tbody></table>{}",
+        '<table class="balsam-history"><thead><tr><th>time</th><th>user</th><th>from</th><th>to</th><th>message</th>'
+        "</tr></thead><tbody><tr><td>{}</td><td>—</td><td></td><td>CREATED</td><td>created</td></tr>{}</tbody></table>{}",
         f"{job.created_at:%Y-%m-%d %H:%M:%S} UTC", rows, note)
 
 

@@ -15,7 +15,7 @@ import psutil
 from filelock import FileLock
 
 from balsam.config import SERVER_INFO_NAME, SQLITE_NAME
-from balsam.exceptions import DBNotFound
+from balsam.exceptions import AccessDenied, DBNotFound
 
 LOCK_SUFFIX = ".lock"
 
@@ -85,6 +85,8 @@ class ServerInfo:
             raise DBNotFound(f"{self.db_path} is not a Balsam DB (no {SERVER_INFO_NAME})") from None
         except UnicodeDecodeError:
             raise DBNotFound(f"{self.path} is damaged (not text); {repair}") from None
+        except PermissionError:
+            raise AccessDenied(f"you may not read {self.path}; the DB's owner can share it with your group") from None
         try:
             data = json.loads(text)
         except json.JSONDecodeError:

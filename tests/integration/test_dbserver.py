@@ -164,7 +164,7 @@ def test_client_without_the_credential_is_refused_and_logged(dbserver, db, make_
     assert not intruder.poll(1500)
     intruder.close()
     assert not BalsamJob.objects.filter(name="evil").exists()
-    wait_until(lambda: "refused a client without this DB's credential" in (db / "log" / "dbserver.log").read_text(), 5,
+    wait_until(lambda: "refused a client without an authorized key for this DB" in (db / "log" / "dbserver.log").read_text(), 5,
                "the refusal in the log")
     assert ping(db)
 
@@ -417,7 +417,8 @@ def test_init_repairs_a_damaged_or_missing_address_file(balsam_cmd, db, damage):
 
 
 @pytest.mark.parametrize("args, fragment", [
-    (["--stop", "--status"], "give one of --stop, --status or --reset, not --stop and --status"),
+    (["--stop", "--status"],
+     "give one of --stop, --status, --reset, --add-user, --remove-user or --list-users, not --stop and --status"),
     (["--reset", "--stop"], "not --stop and --reset"),
     (["--host", ""], "--host must name a host"),
     (["--host", "  "], "--host must name a host"),

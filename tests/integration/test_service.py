@@ -145,6 +145,22 @@ def test_user_template_overrides_the_shipped_one(db):
     assert "# custom for launch 1" in Path(QueuedLaunch.objects.get().script_path).read_text()
 
 
+def test_launch_scripts_apply_the_dbs_umask(db):
+    write_policy(db, "local", local={})
+    first = balsam(db, "submit-launch", "-n", 1, "-t", 5, "-q", "local")
+    assert first.returncode == 0, first.stderr
+    (db / "settings.json").write_text(json.dumps({"umask": "0007"}))
+    second = balsam(db, "submit-launch", "-n", 1, "-t", 5, "-q", "local")
+    assert second.returncode == 0, second.stderr
+    unshared, shared = (Path(launch.script_path).read_text().splitlines() for launch in QueuedLaunch.objects.order_by("id"))
+    assert not any(line.startswith("umask") for line in unshared)
+    assert "umask 0007" in shared
+    start = next(i for i, line in enumerate(shared) if line.startswith("exec "))
+    assert shared.index("umask 0007") < start
+    activate = [i for i, line in enumerate(shared) if "balsamactivate" in line and line.startswith("BALSAM_CLI=")]
+    assert activate and activate[0] < start  # a server that died while the launch waited is brought back
+
+
 def test_service_stops_cleanly_on_sigterm(db):
     import signal
     import time

@@ -157,6 +157,9 @@ def test_job_page_shows_history_relatives_and_output_tail(db, admin_client, make
     (out / "the_job.out").write_text("".join(f"line {i}\n" for i in range(1000)))
     text = page(admin_client.get(f"{JOBS}{job.pk}/change/"))
     assert "waiting for 1 parent(s)" in text and "AWAITING_PARENTS" in text
+    from balsam.core.actor import process_user
+
+    assert f"<td>{process_user()}</td><td>CREATED</td><td>AWAITING_PARENTS</td>" in text  # who made the change
     assert f'href="{JOBS}{parent.pk}/change/"' in text and "the_parent" in text
     assert f'href="{JOBS}{child.pk}/change/"' in text and "the_child" in text
     assert "line 960\n" in text and "line 999" in text and "line 959\n" not in text  # the last 40 lines

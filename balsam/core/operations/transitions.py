@@ -11,7 +11,7 @@ from collections import deque
 from django.db import connection
 from django.utils import timezone
 
-from balsam.core import sql, states
+from balsam.core import actor, sql, states
 from balsam.core.json_values import job_id
 from balsam.core.models import BalsamJob, JobDependency, JobEvent
 from balsam.core.operations import aggregates
@@ -63,12 +63,14 @@ def record(moves, to_state, message, now):
 
 def insert_events(rows):
     """``(job pk param, timestamp param, from_state, to_state, message)`` rows
-    into the event table: the one statement that writes history. (Notes and
-    creation notes change no state, so the aggregates of ``record`` skip them.)"""
+    into the event table: the one statement that writes history, each row with
+    the user the write is made for (``core.actor``). (Notes and creation notes
+    change no state, so the aggregates of ``record`` skip them.)"""
+    user = actor.current()
     sql.raw_executemany(
-        f"INSERT INTO {sql.table(JobEvent)} (job_id, timestamp, from_state, to_state, message) "
-        f"VALUES (%s, %s, %s, %s, %s)",
-        rows,
+        f"INSERT INTO {sql.table(JobEvent)} (job_id, timestamp, from_state, to_state, message, user) "
+        f"VALUES (%s, %s, %s, %s, %s, %s)",
+        [row + (user,) for row in rows],
     )
 
 
