@@ -13,10 +13,11 @@ from balsam.cli.prefixes import PrefixGroup
 @click.argument("path", type=click.Path(file_okay=True, dir_okay=True))
 @click.option(
     "--db-type",
-    type=click.Choice(["sqlite3"]),
+    type=click.Choice(["sqlite3", "postgres"]),
     default="sqlite3",
     show_default=True,
-    help="Database backend (the embedded SQLite file).",
+    help="Database backend: the embedded SQLite file, or a PostgreSQL cluster in balsamdb/ "
+    "(needs PostgreSQL installed; served by `balsam dbserver`).",
 )
 def init(path, db_type):
     """Create a Balsam DB directory at PATH, or refresh the schema of an existing one (keeps all data)."""
@@ -31,6 +32,16 @@ def init(path, db_type):
     else:
         click.echo(f"Balsam DB at {db_path} is up to date (schema refreshed, data kept)")
     click.echo(f"Use it with: export BALSAM_DB_PATH={shlex.quote(str(db_path))}")
+
+
+def _backend(path, sqlite_name):
+    from balsam.postgres.cluster import is_postgres_dir, pg_dir
+    from balsam.wire.serverinfo import ServerInfo
+
+    if not is_postgres_dir(path):
+        return f"sqlite3  ({path / sqlite_name})"
+    address = ServerInfo(path).read().get("address")
+    return f"postgres  ({pg_dir(path)}; server {address or 'not running'})"
 
 
 WHICH_CHECK_SEC = 0.2  # `which` is a quick look: a large DB is checked in part, at a bounded cost
@@ -50,7 +61,7 @@ def which(ctx):
     total = sum(counts.values())
     summary = ", ".join(f"{counts[s]} {s}" for s in states.ALL_STATES if counts.get(s))
     click.echo(f"Balsam DB:   {selection.path}  (selected by {selection.source})")
-    click.echo(f"Backend:     sqlite3  ({selection.path / SQLITE_NAME})")
+    click.echo(f"Backend:     {_backend(selection.path, SQLITE_NAME)}")
     click.echo(f"Integrity:   {integrity}")
     click.echo(f"Write mode:  {api.write_path_description()}")
     click.echo(f"Jobs:        {total}" + (f"  ({summary})" if summary else ""))

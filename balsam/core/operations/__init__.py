@@ -16,6 +16,7 @@ from balsam.core.operations import (applications, cleanup, dependencies, identit
                                     transitions)
 from balsam.core.operations.applications import enable_app_name_cache
 from balsam.core.operations.jobs import create_jobs_many
+from balsam.core.operations.leases import UNSERIALIZED
 
 OPERATIONS = {}
 for _module in (applications, jobs, transitions, dependencies, leases, launches, identity, cleanup, launchers):
@@ -25,4 +26,4 @@ for _module in (applications, jobs, transitions, dependencies, leases, launches,
     OPERATIONS.update(_module.OPERATIONS)
 del _module, _clash
 
-__all__ = ["OPERATIONS", "create_jobs_many", "enable_app_name_cache"]
+__all__ = ["OPERATIONS", "UNSERIALIZED", "create_jobs_many", "enable_app_name_cache"]

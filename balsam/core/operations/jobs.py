@@ -91,7 +91,7 @@ def _insert_jobs(jobs, now):
             index, prep = slots[name]
             row[index] = value if prep is None else prep(value, connection)
         rows.append(row)
-    sql.raw_executemany(statement, rows)
+    sql.insert_rows(statement, rows)
 
 
 def _prepare_jobs(rows):

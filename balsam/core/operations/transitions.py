@@ -65,7 +65,7 @@ def insert_events(rows):
     """``(job pk param, timestamp param, from_state, to_state, message)`` rows
     into the event table: the one statement that writes history. (Notes and
     creation notes change no state, so the aggregates of ``record`` skip them.)"""
-    sql.raw_executemany(
+    sql.insert_rows(
         f"INSERT INTO {sql.table(JobEvent)} (job_id, timestamp, from_state, to_state, message) "
         f"VALUES (%s, %s, %s, %s, %s)",
         rows,
