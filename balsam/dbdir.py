@@ -27,7 +27,7 @@ def check_init_target(path):
         )
 
 
-def init_db(path, db_type="sqlite3", on_backup=None):
+def init_db(path, db_type=None, on_backup=None):
     """Create (or refresh the schema of) the Balsam DB at ``path``; keeps every row.
     An existing DB that lacks migrations is backed up first (``backups/``);
     ``on_backup(path, bytes)`` is told of the copy.
@@ -39,6 +39,10 @@ def init_db(path, db_type="sqlite3", on_backup=None):
     from balsam.django_config import activate, unapplied_migrations
 
     path = absolute_path(path)
+    if db_type is None:  # not chosen: the existing DB's type, else SQLite
+        from balsam.postgres.cluster import is_postgres_dir
+
+        db_type = "postgres" if is_postgres_dir(path) else "sqlite3"
     if db_type not in DB_TYPES:
         raise InitError(f"unsupported --db-type {db_type!r}; supported: {', '.join(DB_TYPES)}")
     check_init_target(path)

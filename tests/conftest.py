@@ -113,13 +113,20 @@ def balsam_cmd(db):
     return run
 
 
+SNAPSHOT_TABLES = ("balsam_app", "balsam_job", "balsam_job_dependency", "balsam_job_event", "balsam_launch")
+
+
 def db_snapshot(path):
     """Every row of Balsam's tables, for 'nothing changed' assertions."""
+    if (Path(path) / "balsamdb").is_dir():
+        from tests.fixtures.postgres import pg_snapshot
+
+        return pg_snapshot(path, SNAPSHOT_TABLES)
     con = sqlite3.connect(Path(path) / "db.sqlite3")
     try:
         return {
             table: sorted(con.execute(f"SELECT * FROM {table}").fetchall(), key=repr)
-            for table in ("balsam_app", "balsam_job", "balsam_job_dependency", "balsam_job_event", "balsam_launch")
+            for table in SNAPSHOT_TABLES
         }
     finally:
         con.close()

@@ -14,10 +14,9 @@ from balsam.cli.prefixes import PrefixGroup
 @click.option(
     "--db-type",
     type=click.Choice(["sqlite3", "postgres"]),
-    default="sqlite3",
-    show_default=True,
-    help="Database backend: the embedded SQLite file, or a PostgreSQL cluster in balsamdb/ "
-    "(needs PostgreSQL installed; served by `balsam dbserver`).",
+    default=None,
+    help="Database backend: sqlite3 (the embedded SQLite file; the default for a new DB) or postgres "
+    "(a PostgreSQL cluster in balsamdb/, served by `balsam dbserver`). An existing DB keeps its type.",
 )
 def init(path, db_type):
     """Create a Balsam DB directory at PATH, or refresh the schema of an existing one (keeps all data)."""

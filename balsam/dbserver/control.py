@@ -16,7 +16,7 @@ from balsam.wire.credentials import ensure_credentials
 from balsam.wire.serverinfo import (ServerInfo, elsewhere_message, is_local_host, is_running, served_elsewhere,
                                     server_alive)
 from balsam.dbserver.watchdog import last_line, server_lock
-from balsam.postgres.cluster import is_postgres_dir, require_owner
+from balsam.postgres.cluster import check_permissions, is_postgres_dir, require_owner
 from balsam.exceptions import BalsamError
 
 START_TIMEOUT_SEC = 30
@@ -96,6 +96,8 @@ def require_pg_owner(db_path, action):
     cluster's files are theirs; PostgreSQL refuses root)."""
     if is_postgres_dir(db_path):
         require_owner(db_path, f"{action} the PostgreSQL server of {db_path}")
+        if action == "start":
+            check_permissions(db_path)
 
 
 def _refuse_other_dbs_server(db_path, info, consequence):

@@ -94,10 +94,14 @@ def is_postgres_dir(db_path):
 def find_binaries():
     """``{name: path}`` of the PostgreSQL server programs; one-line error if missing."""
     found = {}
-    candidates = [os.environ.get("BALSAM_PG_BIN", "")] + sorted(
-        (d for pattern in SEARCH for d in glob.glob(pattern)), key=_version_key, reverse=True)
+    chosen = os.environ.get("BALSAM_PG_BIN")
+    if chosen:  # the user's choice of installation, alone
+        candidates, where = [chosen], f"in {chosen} (BALSAM_PG_BIN)"
+    else:
+        candidates = sorted((d for pattern in SEARCH for d in glob.glob(pattern)), key=_version_key, reverse=True)
+        where = f"on PATH and in {', '.join(SEARCH)}"
     for name in BINARIES:
-        path = shutil.which(name)
+        path = None if chosen else shutil.which(name)
         for directory in candidates:
             if path:
                 break
@@ -108,8 +112,8 @@ def find_binaries():
     missing = [name for name in BINARIES if name not in found]
     if missing:
         raise ConfigError(
-            f"PostgreSQL not found: looked for {', '.join(missing)} on PATH, in $BALSAM_PG_BIN and in "
-            f"{', '.join(SEARCH)}; {INSTALL_HINT}")
+            f"PostgreSQL not found: looked for {' and '.join(missing)} {where}; {INSTALL_HINT} "
+            "(or set BALSAM_PG_BIN to the directory of its programs)")
     # Both from one installation: the one initdb was found in when they differ.
     postgres_beside = Path(found["initdb"]).with_name("postgres")
     if os.access(postgres_beside, os.X_OK):
@@ -191,6 +195,8 @@ def free_port(host, preferred=None):
     address = socket.gethostbyname(host)
     for port in ([preferred] if preferred else []) + [0]:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            # As PostgreSQL binds: a port left in TIME_WAIT by the last server is free.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 probe.bind((address, port))
             except OSError:
