@@ -43,6 +43,15 @@ def _backend(path, sqlite_name):
     return f"postgres  ({pg_dir(path)}; server {address or 'not running'})"
 
 
+def _not_yet_on_postgres(path, command):
+    from balsam.exceptions import ConfigError
+    from balsam.postgres.cluster import is_postgres_dir
+
+    if is_postgres_dir(path):
+        raise ConfigError(f"balsam {command} is not yet available on PostgreSQL DBs ({path} is one); "
+                          "use PostgreSQL's own tools (pg_dump, VACUUM) meanwhile")
+
+
 WHICH_CHECK_SEC = 0.2  # `which` is a quick look: a large DB is checked in part, at a bounded cost
 
 
@@ -84,6 +93,7 @@ def _size(n):
 def stats(ctx, as_json):
     """What the DB holds and how big it is: jobs by state and workflow, events, files, pages, recent activity."""
     selection = attach(ctx)
+    _not_yet_on_postgres(selection.path, "db stats")
     from balsam.maintenance.stats import db_stats  # Django models: only once attached
 
     found = db_stats(selection.path)
@@ -134,6 +144,7 @@ def check(ctx, as_json, full, repair):
     from balsam.config import load_settings
 
     selection = attach(ctx)
+    _not_yet_on_postgres(selection.path, "db check")
     from balsam.maintenance import check as checks  # Django models: only once attached
 
     lease_expiry = load_settings().launcher_lease_expiry_sec
@@ -168,6 +179,7 @@ def check(ctx, as_json, full, repair):
 def backup(ctx, target):
     """Copy the DB while it is in use (writers keep going), verify the copy and print its path and size."""
     selection = attach(ctx)
+    _not_yet_on_postgres(selection.path, "db backup")
     from balsam.maintenance import backup as backups  # Django models: only once attached
 
     path, size = backups.backup(selection.path, target)
@@ -183,6 +195,7 @@ def restore(ctx, file):
     from balsam import api
 
     selection = attach(ctx)
+    _not_yet_on_postgres(selection.path, "db restore")
     api.require_writable("restore it")
     from balsam.maintenance import backup as backups  # Django models: only once attached
 
@@ -203,6 +216,7 @@ def compact(ctx, age, finished_workflows, dry_run):
     from balsam import api
 
     selection = attach(ctx)
+    _not_yet_on_postgres(selection.path, "db compact")
     from balsam.maintenance import compact as compaction  # Django models: only once attached
 
     older = compaction.parse_age(age) if age is not None else None
