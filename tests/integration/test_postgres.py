@@ -94,16 +94,19 @@ def test_status_shows_connections_and_size(pg_cluster):
 def test_a_killed_server_is_restarted_by_the_watchdog(pg_cluster, db):
     from balsam import api
 
+    api.make_dummies(1)  # a connection open before the kill
+
     before = address(pg_cluster.path)
     os.kill(before["server_pid"], signal.SIGKILL)
     after = wait_until(lambda: (lambda a: a if a["server_pid"] != before["server_pid"] and a["address"] else None)(
         address(pg_cluster.path)), 60, "the watchdog to post a new server")
     assert after["restarts"] == before.get("restarts", 0) + 1
     assert after["port"] == before["port"]  # the same port while it is free: clients find it again
-    from django.db import connections
+    from django.db import Error
 
-    connections.close_all()
-    assert len(api.make_dummies(2)) == 2
+    with pytest.raises(Error):  # this process's connection died with the old server ...
+        api.make_dummies(2)
+    assert len(api.make_dummies(2)) == 2  # ... and the next use connects to the new one
 
 
 def test_a_port_in_use_at_start_is_left_for_another(pg_cluster):

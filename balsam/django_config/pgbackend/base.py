@@ -5,7 +5,9 @@ Where the server is comes from the DB directory at every new connection
 on another port), and the role and password from
 ``postgres.credentials.pg_credentials``. A server that is not running or
 does not answer is one line (``DBServerUnavailable``) naming host and port,
-within the connect timeout, instead of psycopg's multi-line error.
+within the connect timeout, instead of psycopg's multi-line error. A
+connection the server dropped is replaced at its next use outside a
+transaction (the statement that found it dropped fails once).
 """
 
 from django.db.backends.postgresql import base
@@ -29,6 +31,15 @@ def posted_server(db_path):
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
+    def ensure_connection(self):
+        # A connection the server dropped (a restart by the watchdog) is
+        # replaced by the next use outside a transaction, instead of failing
+        # every query of a long-running process (a launcher) from then on.
+        conn = self.connection
+        if conn is not None and not self.in_atomic_block and (conn.closed or conn.broken):
+            self.close()
+        super().ensure_connection()
+
     def get_connection_params(self):
         params = super().get_connection_params()
         db_path = self.settings_dict["BALSAM_DB_PATH"]
