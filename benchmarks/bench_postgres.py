@@ -56,6 +56,7 @@ def fresh_pg_db(workdir, name, app, executable, host="127.0.0.1"):
         stop_pg(db)
         shutil.rmtree(db, ignore_errors=True)
     db.mkdir(parents=True)
+    _owner_argv()  # makes the user when missing
     if os.geteuid() == 0:
         shutil.chown(db, PG_USER, PG_USER)
     owner_balsam(db, "init", db, "--db-type", "postgres")
