@@ -186,6 +186,9 @@ def raw_executemany(sql, rows):
             cursor.close()
 
 
+FEW_ROWS = 16  # PostgreSQL: up to this many rows an executemany (one round trip, COPY takes three)
+
+
 def insert_rows(statement, rows):
     """A plain ``INSERT INTO t (columns) VALUES (%s, ...)`` of many rows.
     SQLite: one ``executemany`` (each row costs it little). PostgreSQL: one
@@ -193,8 +196,9 @@ def insert_rows(statement, rows):
     its statement-level count triggers once, where ``executemany`` would run
     (and fire them) once per row, and a long multi-row VALUES list costs the
     driver more to parse than the rows cost to send."""
-    if connection.vendor != "postgresql":
-        return raw_executemany(statement, rows)
+    rows = rows if isinstance(rows, list) else list(rows)
+    if connection.vendor != "postgresql" or len(rows) <= FEW_ROWS:
+        return raw_executemany(statement, rows)  # PostgreSQL: a few rows in one pipelined round trip
     head, _, _ = statement.rpartition("VALUES")
     copy_sql = head.replace("INSERT INTO", "COPY", 1).rstrip() + " FROM STDIN"
     connection.ensure_connection()

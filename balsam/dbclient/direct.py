@@ -5,7 +5,7 @@ timeout makes them queue); the dbserver is faster under heavy concurrency.
 """
 
 from balsam.config import require_write_access
-from balsam.core.operations import OPERATIONS, UNSERIALIZED
+from balsam.core.operations import OPERATIONS, needs_write_lock
 from balsam.core.sql import in_own_transaction, needs_own_transaction, write_transaction
 from balsam.dbclient.base import WriteClient
 from balsam.exceptions import ValidationError
@@ -34,7 +34,7 @@ class DirectClient(WriteClient):
         except KeyError:
             raise ValidationError(f"unknown write operation {op!r}") from None
         self._check_access()
-        serialize = op not in UNSERIALIZED
+        serialize = needs_write_lock(op, payload)
         if needs_own_transaction():
             return in_own_transaction(lambda: operation(**payload), serialize)
         with write_transaction(serialize):

@@ -177,6 +177,14 @@ def create_jobs_many(requests):
     return results
 
 
+def reads_other_jobs(rows):
+    """Does a ``create_jobs`` request read other jobs (its rows name parents)?
+    Anything malformed counts as yes: it is refused under the write lock."""
+    if not isinstance(rows, list):
+        return True
+    return any(not isinstance(row, dict) or row.get("parents") for row in rows)
+
+
 def create_jobs(rows):
     """Insert jobs in state CREATED; returns ``[{"job_id", "workdir"}]`` in order.
 
