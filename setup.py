@@ -26,6 +26,7 @@ setup(
         "waitress>=3.0",
         "whitenoise>=6.6",
         "matplotlib>=3.8",
+        "psycopg[binary]>=3.1",
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-timeout>=2.2", "playwright>=1.40"],

@@ -10,7 +10,7 @@ from balsam.wire.serverinfo import ServerInfo, served_elsewhere
 from balsam.django_config.settings import SECRET_KEY_NAME
 from balsam.exceptions import ConfigError, DBNotFound, InitError
 
-DB_TYPES = ("sqlite3",)
+DB_TYPES = ("sqlite3", "postgres")
 
 
 def _visible_entries(path):
@@ -27,7 +27,7 @@ def check_init_target(path):
         )
 
 
-def init_db(path, db_type="sqlite3", on_backup=None):
+def init_db(path, db_type=None, on_backup=None):
     """Create (or refresh the schema of) the Balsam DB at ``path``; keeps every row.
     An existing DB that lacks migrations is backed up first (``backups/``);
     ``on_backup(path, bytes)`` is told of the copy.
@@ -39,12 +39,21 @@ def init_db(path, db_type="sqlite3", on_backup=None):
     from balsam.django_config import activate, unapplied_migrations
 
     path = absolute_path(path)
+    if db_type is None:  # not chosen: the existing DB's type, else SQLite
+        from balsam.postgres.cluster import is_postgres_dir
+
+        db_type = "postgres" if is_postgres_dir(path) else "sqlite3"
     if db_type not in DB_TYPES:
         raise InitError(f"unsupported --db-type {db_type!r}; supported: {', '.join(DB_TYPES)}")
     check_init_target(path)
     created = not is_balsam_db(path)
     if not created:
         require_write_access(path, "refresh its schema")
+    if db_type == "postgres":
+        from balsam.postgres import cluster
+
+        cluster.refuse_root("make or refresh a PostgreSQL Balsam DB")
+        cluster.find_binaries()  # before anything is made: one line naming what is missing
     try:
         path.mkdir(parents=True, exist_ok=True)
         for sub in ("data", "log"):
@@ -68,6 +77,11 @@ def init_db(path, db_type="sqlite3", on_backup=None):
             raise InitError(f"{path} is a {existing} Balsam DB; it cannot be re-initialised as {db_type}")
     ensure_secret_key(path)
     ensure_credentials(path)
+    if db_type == "postgres":
+        from balsam.dbdir_postgres import migrate_postgres
+
+        migrate_postgres(path, created)
+        return path, created
     activate(path, admin=True)
     if not created:
         from balsam.core.sql import check_sound

@@ -10,7 +10,14 @@ What is measured
      ``balsam dbserver --path DB --host 127.0.0.1``;
    * ``nogroup``  -- the same server started with ``--no-group-commit``
      (every request committed alone);
-   * ``direct``   -- no server: every process writes the SQLite file itself.
+   * ``direct``   -- no server: every process writes the SQLite file itself;
+   * ``postgres`` -- with ``--db-type postgres``: a PostgreSQL DB
+     (``balsam init --db-type postgres``, served by ``balsam dbserver``; made
+     as the user ``balsam-pg`` when run as root, see bench_postgres.py), every
+     client writing through its own connection. Its cells are printed beside
+     the SQLite ones of the same run; target: at 32 clients >= 0.8x the
+     dbserver's inserts/s. ``srv cpu`` there is the server and all its
+     backends.
 
    N client processes are started with ``sys.executable`` (this script in its
    hidden ``--_client`` role).  Each one first does
@@ -73,6 +80,7 @@ How to run
     .venv/bin/python benchmarks/concurrent_insert.py --quick               # smaller numbers
     .venv/bin/python benchmarks/concurrent_insert.py --clients 8,32 --modes dbserver,direct --per-client 100
     .venv/bin/python benchmarks/concurrent_insert.py --clients '' --capacity-requests 50000   # table 2 only
+    .venv/bin/python benchmarks/concurrent_insert.py --db-type postgres --clients 32 --modes dbserver,postgres --capacity-requests 0
 
 The script always exits 0 (it is a report); missed targets are marked MISS.
 """
@@ -95,10 +103,13 @@ from pathlib import Path
 
 from bench_common import env_for, log, mark, prepare, print_table, print_verdict, run_balsam
 from bench_common import fresh_db as _fresh_db
+import bench_postgres
 DEFAULT_WORKDIR = Path(__file__).resolve().parent / "_work" / "concurrent_insert"
 HOST = "127.0.0.1"
 APP = "bench"
-MODES = ("dbserver", "nogroup", "direct")
+MODES = ("dbserver", "nogroup", "direct", "postgres")
+SQLITE_MODES = ("dbserver", "nogroup", "direct")
+TARGET_PG_RATIO = 0.8  # PostgreSQL vs the SQLite dbserver, at TARGET_CLIENTS
 
 DEFAULT_CLIENTS = "1,8,32,128"
 DEFAULT_CALLS_PER_CELL = 12800  # --per-client defaults to max(MIN_PER_CLIENT, this // clients)
@@ -238,6 +249,7 @@ class Servers:
 
     def __init__(self):
         self.running = []
+        self.running_pg = []  # PostgreSQL DBs: made and served as their owner (bench_postgres)
 
     def start(self, db, group_commit=True):
         self.running.append(db)  # before starting: an interrupted start is still stopped
@@ -248,6 +260,10 @@ class Servers:
         return run_balsam(db, "dbserver", "--status", "--path", str(db), timeout=30)
 
     def stop(self, db):
+        if db in self.running_pg:
+            bench_postgres.stop_pg(db)
+            self.running_pg.remove(db)
+            return
         if db not in self.running:
             return
         try:
@@ -258,7 +274,7 @@ class Servers:
         self.running.remove(db)
 
     def stop_all(self):
-        for db in list(self.running):
+        for db in list(self.running) + list(self.running_pg):
             try:
                 self.stop(db)
             except Exception as exc:
@@ -290,6 +306,9 @@ class ServerCPU:
         import psutil
 
         try:
+            if (self.db / "balsamdb").is_dir():
+                self.samples.append(bench_postgres.server_cpu_seconds(self.db))
+                return
             pid = json.loads((self.db / "dbwriter_address").read_text())["server_pid"]
             times = psutil.Process(int(pid)).cpu_times()
             self.samples.append(times.user + times.system)
@@ -401,6 +420,8 @@ def percentile(sorted_values, q):
 
 
 def name_counts(db):
+    if (db / "balsamdb").is_dir():
+        return dict(bench_postgres.query(db, "SELECT name, count(*) FROM balsam_job GROUP BY name"))
     conn = sqlite3.connect(f"file:{db / 'db.sqlite3'}?mode=ro", uri=True)
     try:
         return dict(conn.execute("SELECT name, count(*) FROM balsam_job GROUP BY name").fetchall())
@@ -412,31 +433,37 @@ def name_counts(db):
 # table 1: concurrent dag.add_job
 # ---------------------------------------------------------------------------
 def bench_cell(args, servers, mode, clients, per_client):
-    db = fresh_db(args.workdir, f"t1_{mode}_{clients}")
+    if mode == "postgres":
+        servers.running_pg.append(Path(args.workdir) / f"t1_{mode}_{clients}")
+        db = bench_postgres.fresh_pg_db(args.workdir, f"t1_{mode}_{clients}", APP, "echo")
+    else:
+        db = fresh_db(args.workdir, f"t1_{mode}_{clients}")
     out_dir = db / "bench_results"
     out_dir.mkdir()
     server_line, status = "", ""
     try:
-        if mode != "direct":
+        if mode in ("dbserver", "nogroup"):
             server_line = servers.start(db, group_commit=(mode == "dbserver"))
         role_args = [["--_client", str(c), str(per_client), str(out_dir / f"client{c}.json")] for c in range(clients)]
         server_cpu = ServerCPU(db) if mode != "direct" else None
         start = run_processes(role_args, env_for(db), db / "log" / "bench_clients.err", probe=server_cpu)
-        if mode != "direct":
+        if mode in ("dbserver", "nogroup"):
             status = servers.status(db)
+        counts = name_counts(db)  # while a PostgreSQL server still runs
     finally:
         servers.stop(db)
     results = []
     for c in range(clients):
         path = out_dir / f"client{c}.json"
         results.append(json.loads(path.read_text()) if path.exists() else None)
-    row = summarize_cell(db, mode, clients, per_client, start, results, status, server_cpu and server_cpu.used())
+    row = summarize_cell(db, mode, clients, per_client, start, results, status, server_cpu and server_cpu.used(),
+                         counts)
     if not args.keep:
         shutil.rmtree(db, ignore_errors=True)
     return row, server_line
 
 
-def summarize_cell(db, mode, clients, per_client, start, results, status, server_cpu):
+def summarize_cell(db, mode, clients, per_client, start, results, status, server_cpu, counts):
     latencies, outcomes, samples, ok_names = [], Counter(), {}, []
     modes_seen, missing, end, client_cpu = Counter(), 0, start, 0.0
     for c, r in enumerate(results):
@@ -452,7 +479,6 @@ def summarize_cell(db, mode, clients, per_client, start, results, status, server
         for name, text in r["samples"].items():
             samples.setdefault(name, text)
         ok_names.extend(f"c{c}_{i}" for i, o in enumerate(r["outcomes"]) if o == "ok")
-    counts = name_counts(db)
     lost = sum(1 for name in ok_names if name not in counts)
     duplicated = sum(1 for n in counts.values() if n > 1)
     extra = sum(counts.values()) - len(ok_names)  # rows from calls that raised (committed, then an error)
@@ -462,7 +488,7 @@ def summarize_cell(db, mode, clients, per_client, start, results, status, server
     wall = end - start
     rate = ok / wall if wall > 0 else 0.0
     p50, p99 = percentile(latencies, 0.50) * 1000, percentile(latencies, 0.99) * 1000
-    expected_mode = "direct" if mode == "direct" else "dbserver"
+    expected_mode = {"direct": "direct", "postgres": "postgres"}.get(mode, "dbserver")
     notes = []
     if set(modes_seen) - {expected_mode}:
         notes.append(f"clients wrote via {dict(modes_seen)}, expected {expected_mode}")
@@ -615,7 +641,10 @@ def parse_args(argv=None):
     p.add_argument("--per-client", type=int, default=None,
                    help=f"calls per client (default max({MIN_PER_CLIENT}, --calls-per-cell // clients))")
     p.add_argument("--calls-per-cell", type=int, default=None, help=f"total calls per cell when --per-client is not given (default {DEFAULT_CALLS_PER_CELL})")
-    p.add_argument("--modes", default=",".join(MODES), help=f"modes for table 1 (default {','.join(MODES)})")
+    p.add_argument("--modes", default=None, help=f"modes for table 1 (default {','.join(SQLITE_MODES)}, "
+                   "and postgres with --db-type postgres)")
+    p.add_argument("--db-type", choices=("sqlite3", "postgres"), default="sqlite3",
+                   help="postgres: add PostgreSQL cells to table 1, beside the SQLite ones (needs PostgreSQL)")
     p.add_argument("--capacity-requests", type=int, default=None,
                    help=f"requests per capacity run in table 2 (default {DEFAULT_CAPACITY_REQUESTS:,}; 0 skips it)")
     p.add_argument("--generators", type=int, default=4, help="load-generator processes for table 2 (default 4)")
@@ -634,6 +663,8 @@ def parse_args(argv=None):
         args.clients = parse_list(args.clients, int)
     except ValueError:
         p.error("--clients must be a comma-separated list of numbers")
+    if args.modes is None:
+        args.modes = ",".join(SQLITE_MODES + (("postgres",) if args.db_type == "postgres" else ()))
     args.modes = parse_list(args.modes)
     bad = sorted(set(args.modes) - set(MODES))
     if bad:
@@ -679,6 +710,13 @@ def report(t1, t2):
             if fig["targeted"]:
                 checks.append((f"dbserver, {clients} clients: inserts/s >= {TARGET_INSERTS:,}", f"{fig['rate']:,.0f}", fig["rate"] >= TARGET_INSERTS))
                 checks.append((f"dbserver, {clients} clients: p99 < {TARGET_P99_MS} ms", f"{fig['p99']:.1f} ms", fig["p99"] < TARGET_P99_MS))
+        rates = {(mode, clients): fig["rate"] for mode, clients, fig in figures}
+        for (mode, clients), rate in rates.items():
+            sqlite_rate = rates.get(("dbserver", clients))
+            if mode == "postgres" and clients == TARGET_CLIENTS and sqlite_rate:
+                ratio = rate / sqlite_rate
+                checks.append((f"postgres, {clients} clients: >= {TARGET_PG_RATIO:g}x the dbserver's inserts/s",
+                               f"{ratio:.2f}x ({rate:,.0f} vs {sqlite_rate:,.0f})", ratio >= TARGET_PG_RATIO))
         lost = sum(f["lost"] for _, _, f in figures)
         dup = sum(f["duplicated"] for _, _, f in figures)
         checks.append(("0 lost (all cells)", str(lost), lost == 0))

@@ -11,7 +11,15 @@ child Python process that has ``BALSAM_DB_PATH`` set.  Modes:
 * ``direct``   -- no server: the launcher writes the SQLite file itself;
 * ``dbserver`` -- (with ``--dbserver``) a server started with
   ``balsam dbserver --path DB --host 127.0.0.1`` before the jobs are added,
-  stopped with ``balsam dbserver --stop --path DB`` in a ``finally``.
+  stopped with ``balsam dbserver --stop --path DB`` in a ``finally``;
+* ``postgres`` -- (with ``--db-type postgres``) a PostgreSQL DB made with
+  ``balsam init --db-type postgres`` and served by ``balsam dbserver`` (as the
+  user ``balsam-pg`` when run as root: bench_postgres.py); the launcher
+  writes through its own connection. Printed beside the SQLite rows of the
+  same run; target: >= 0.8x the ``direct`` (SQLite) jobs/s.
+
+``--launchers N`` runs N launchers at once on each DB (each job must still
+run exactly once: ``events ok?``).
 
 Then ``balsam launcher --consume-all --until-idle --max-ranks-per-node R``
 (serial job mode, the default) runs as a child process, stdout and stderr to a
@@ -61,6 +69,8 @@ How to run
     .venv/bin/python benchmarks/launcher_throughput.py                     # 5,000 jobs, direct
     .venv/bin/python benchmarks/launcher_throughput.py --dbserver          # direct and through a dbserver
     .venv/bin/python benchmarks/launcher_throughput.py --jobs 1000 --repeat 3 --max-ranks-per-node 2 --packing 2
+    .venv/bin/python benchmarks/launcher_throughput.py --db-type postgres                  # direct and postgres
+    .venv/bin/python benchmarks/launcher_throughput.py --db-type postgres --launchers 2 --jobs 10000
 
 The script always exits 0 (it is a report); missed targets are marked MISS.
 """
@@ -80,6 +90,7 @@ import time
 from pathlib import Path
 
 from bench_common import BALSAM, env_for, fresh_db, log, mark, prepare, print_table, print_verdict, run_balsam
+import bench_postgres
 DEFAULT_WORKDIR = Path(__file__).resolve().parent / "_work" / "launcher_throughput"
 HOST = "127.0.0.1"
 APP = "noop"
@@ -89,6 +100,7 @@ JOB_EVENTS = ("READY", "STAGED_IN", "PREPROCESSED", "RUNNING", "RUN_DONE", "POST
 SPAWN_INFLIGHT = 2
 TARGET_RATE = 300  # jobs/s
 TARGET_SHARE = 0.30  # of the raw spawn rate
+TARGET_PG_RATIO = 0.8  # PostgreSQL's jobs/s vs SQLite's (direct) in the same run
 STOP_GRACE_SEC = 60  # after SIGTERM to a launcher that overran --timeout
 
 ADD_JOBS_CODE = """
@@ -120,7 +132,11 @@ def add_jobs(db, jobs, packing):
 
 
 def query(db, statement, params=()):
-    """Read the DB file directly (read-only) with sqlite3."""
+    """Read the DB directly: the file (read-only) with sqlite3, or PostgreSQL with psycopg."""
+    if (db / "balsamdb").is_dir():
+        for value in params:  # the statements here hold only fixed state names
+            statement = statement.replace("?", "'" + value.replace("'", "''") + "'", 1)
+        return bench_postgres.query(db, statement)
     conn = sqlite3.connect(f"file:{db / 'db.sqlite3'}?mode=ro", uri=True)
     try:
         return conn.execute(statement, params).fetchall()
@@ -130,6 +146,8 @@ def query(db, statement, params=()):
 
 def utc_epoch(text):
     """A stored UTC timestamp ('YYYY-MM-DD HH:MM:SS[.ffffff]') as epoch seconds."""
+    if isinstance(text, datetime.datetime):  # PostgreSQL's timestamptz
+        return text.timestamp()
     return datetime.datetime.fromisoformat(text).replace(tzinfo=datetime.timezone.utc).timestamp()
 
 
@@ -177,6 +195,28 @@ class Server:
                         pass
 
 
+class PostgresServer:
+    """A PostgreSQL DB's server (started by ``bench_postgres.fresh_pg_db``, as its owner)."""
+
+    def __init__(self, db):
+        self.db = db
+        self.running = True
+
+    def start(self):
+        pass
+
+    def cpu_seconds(self):
+        try:
+            return bench_postgres.server_cpu_seconds(self.db)
+        except Exception:
+            return None
+
+    def stop(self):
+        if self.running:
+            self.running = False
+            bench_postgres.stop_pg(self.db)
+
+
 # ---------------------------------------------------------------------------
 # measurements
 # ---------------------------------------------------------------------------
@@ -197,37 +237,46 @@ def raw_spawn_rate(count, inflight=SPAWN_INFLIGHT):
     return count / (time.perf_counter() - t0)
 
 
-def run_launcher(db, max_ranks, timeout):
-    """Run the launcher to completion; returns (start epoch, wall s, cpu s, summary line)."""
+def run_launcher(db, max_ranks, timeout, launchers=1):
+    """Run ``launchers`` launchers at once to completion; returns (start epoch, wall s, cpu s, summary line)."""
     argv = [BALSAM, "launcher", "--consume-all", "--until-idle", "--max-ranks-per-node", str(max_ranks)]
-    out_path = db / "log" / "bench_launcher.out"
-    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_paths = [db / "log" / f"bench_launcher{i}.out" for i in range(launchers)]
+    out_paths[0].parent.mkdir(parents=True, exist_ok=True)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    with open(out_path, "wb") as out:
+    outs = [open(path, "wb") for path in out_paths]
+    procs = []
+    try:
         start_epoch = time.time()
         t0 = time.perf_counter()
-        proc = subprocess.Popen(argv, env=env_for(db), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
-        try:
-            code = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            log(f"  launcher still running after {timeout} s; sending SIGTERM")
-            code = None
-        finally:
-            if proc.poll() is None:  # overran or interrupted: clean stop, then kill (our own child only)
+        procs = [subprocess.Popen(argv, env=env_for(db), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+                 for out in outs]
+        codes = []
+        for proc in procs:
+            try:
+                codes.append(proc.wait(timeout=max(1.0, timeout - (time.perf_counter() - t0))))
+            except subprocess.TimeoutExpired:
+                log(f"  launcher still running after {timeout} s; sending SIGTERM")
+                codes.append(None)
+        wall = time.perf_counter() - t0
+    finally:
+        for proc in procs:
+            if proc.poll() is None:  # overran or interrupted: clean stop, then kill (our own children only)
                 proc.send_signal(signal.SIGTERM)
                 try:
                     proc.wait(timeout=STOP_GRACE_SEC)
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
-        wall = time.perf_counter() - t0
+        for out in outs:
+            out.close()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    lines = out_path.read_text(errors="replace").splitlines()
-    summary = next((ln for ln in reversed(lines) if ln.startswith("launcher stopped")), lines[-1] if lines else "")
-    if code != 0:
-        summary = f"exit code {code}: {summary}"
-    return start_epoch, wall, cpu, summary
+    summaries = []
+    for path, code in zip(out_paths, codes):
+        lines = path.read_text(errors="replace").splitlines()
+        summary = next((ln for ln in reversed(lines) if ln.startswith("launcher stopped")), lines[-1] if lines else "")
+        summaries.append(summary if code == 0 else f"exit code {code}: {summary}")
+    return start_epoch, wall, cpu, " / ".join(summaries)
 
 
 def check_db(db):
@@ -237,9 +286,9 @@ def check_db(db):
     marks = ", ".join("?" * len(JOB_EVENTS))
     events_ok = query(db, f"""
         SELECT count(*) FROM (
-            SELECT job_id, count(*) AS n, count(DISTINCT to_state) AS d, sum(to_state IN ({marks})) AS k
+            SELECT job_id, count(*) AS n, count(DISTINCT to_state) AS d, sum(CASE WHEN to_state IN ({marks}) THEN 1 ELSE 0 END) AS k
             FROM balsam_job_event GROUP BY job_id
-        ) WHERE n = {len(JOB_EVENTS)} AND d = {len(JOB_EVENTS)} AND k = {len(JOB_EVENTS)}""", JOB_EVENTS)[0][0]
+        ) AS per_job WHERE n = {len(JOB_EVENTS)} AND d = {len(JOB_EVENTS)} AND k = {len(JOB_EVENTS)}""", JOB_EVENTS)[0][0]
     total_events = query(db, "SELECT count(*) FROM balsam_job_event")[0][0]
     first = query(db, "SELECT min(timestamp) FROM balsam_job_event")[0][0]
     last = query(db, "SELECT max(timestamp) FROM balsam_job_event WHERE to_state = 'JOB_FINISHED'")[0][0]
@@ -259,9 +308,15 @@ def db_name(mode, run_no):
 
 def bench_run(args, mode, run_no):
     label = f"{mode} #{run_no}" if args.repeat > 1 else mode
-    db = init_db(args.workdir, db_name(mode, run_no))
-    server = Server(db) if mode == "dbserver" else None
-    srv_cpu = None
+    if args.launchers > 1:
+        label += f" x{args.launchers} launchers"
+    if mode == "postgres":
+        db = bench_postgres.fresh_pg_db(args.workdir, db_name(mode, run_no), APP, EXECUTABLE, host=HOST)
+        server = PostgresServer(db)
+    else:
+        db = init_db(args.workdir, db_name(mode, run_no))
+        server = Server(db) if mode == "dbserver" else None
+    srv_cpu = found = None
     try:
         if server:
             server.start()
@@ -271,14 +326,16 @@ def bench_run(args, mode, run_no):
         spawn_rate = raw_spawn_rate(args.spawns)
         log(f"  raw spawn rate: {spawn_rate:,.0f} /s ({args.spawns:,} x {EXECUTABLE}, {SPAWN_INFLIGHT} in flight)")
         cpu0 = server.cpu_seconds() if server else None
-        start, wall, cpu, summary = run_launcher(db, args.max_ranks_per_node, args.timeout)
+        start, wall, cpu, summary = run_launcher(db, args.max_ranks_per_node, args.timeout, args.launchers)
         cpu1 = server.cpu_seconds() if server else None
         if cpu0 is not None and cpu1 is not None:
             srv_cpu = cpu1 - cpu0
+        if mode == "postgres":
+            found = check_db(db)  # while its server runs
     finally:
         if server:
             server.stop()
-    found = check_db(db)
+    found = found or check_db(db)
     log(f"  launcher: {wall:.2f} s; {summary}")
     return make_row(args, label, start, wall, cpu, srv_cpu, spawn_rate, found, summary)
 
@@ -352,12 +409,15 @@ def parse_args(argv=None):
     p.add_argument("--max-ranks-per-node", type=int, default=8, help="launcher --max-ranks-per-node (default 8)")
     p.add_argument("--packing", type=int, default=8, help="node_packing_count of every job (default 8)")
     p.add_argument("--dbserver", action="store_true", help="also run with a dbserver (mode dbserver)")
+    p.add_argument("--db-type", choices=("sqlite3", "postgres"), default="sqlite3",
+                   help="postgres: also run on a PostgreSQL DB (mode postgres), beside SQLite's direct mode")
+    p.add_argument("--launchers", type=int, default=1, help="launchers run at once on each DB (default 1)")
     p.add_argument("--spawns", type=int, default=3000, help="spawns for the raw spawn rate (default 3,000)")
     p.add_argument("--timeout", type=float, default=900, help="seconds before a launcher run is stopped (default 900)")
     p.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR, help=f"scratch directory (default {DEFAULT_WORKDIR})")
     p.add_argument("--keep", action="store_true", help="keep the scratch DBs")
     args = p.parse_args(argv)
-    if min(args.jobs, args.repeat, args.max_ranks_per_node, args.packing, args.spawns) < 1 or args.timeout <= 0:
+    if min(args.jobs, args.repeat, args.max_ranks_per_node, args.packing, args.spawns, args.launchers) < 1 or args.timeout <= 0:
         p.error("--jobs, --repeat, --max-ranks-per-node, --packing, --spawns and --timeout must be positive")
     return args
 
@@ -366,6 +426,8 @@ def main(argv=None):
     args = parse_args(argv)
     prepare(args)
     modes = ["direct", "dbserver"] if args.dbserver else ["direct"]
+    if args.db_type == "postgres":
+        modes.append("postgres")
     print_header(args, modes)
     sys.stdout.flush()
     rows, notes = [], []
@@ -387,7 +449,15 @@ def main(argv=None):
     print_table(rows)
     for text in notes:
         print(f"  note: {text}")
-    print_verdict([r["mode"] for r in rows if r["ok?"].startswith("MISS")], "run(s) missed the target")
+    missed = [r["mode"] for r in rows if r["ok?"].startswith("MISS")]
+    rates = {r["mode"].split()[0]: float(r["jobs/s"].replace(",", "")) for r in rows}
+    if "postgres" in rates and rates.get("direct"):
+        ratio = rates["postgres"] / rates["direct"]
+        ok = ratio >= TARGET_PG_RATIO
+        print(f"  postgres / sqlite (direct) jobs/s: {ratio:.2f}x (target >= {TARGET_PG_RATIO:g}x): {mark(ok)}")
+        if not ok:
+            missed.append(f"postgres >= {TARGET_PG_RATIO:g}x sqlite")
+    print_verdict(missed, "run(s) missed the target")
     return 0
 
 

@@ -21,7 +21,7 @@ from click.testing import CliRunner
 
 BALSAM = str(Path(sys.executable).with_name("balsam"))
 
-pytest_plugins = ["tests.fixtures.slurm"]
+pytest_plugins = ["tests.fixtures.slurm", "tests.fixtures.postgres"]
 
 
 _TEMPLATE = {}
@@ -52,12 +52,32 @@ def template_db():
     return _TEMPLATE["path"]
 
 
+def pytest_generate_tests(metafunc):
+    """Tests marked ``both_backends`` run on SQLite and on PostgreSQL
+    (``db_backend``); the ``writer`` tests run through the direct client and
+    a dbserver on SQLite, and through PostgreSQL's client when marked."""
+    both = metafunc.definition.get_closest_marker("both_backends") is not None
+    if "writer" in metafunc.fixturenames:
+        combos = [("sqlite3", "direct"), ("sqlite3", "dbserver")] + ([("postgres", "postgres")] if both else [])
+        metafunc.parametrize(("db_backend", "writer"), combos, indirect=True, ids=[w for _, w in combos])
+    elif both and "db" in metafunc.fixturenames:
+        metafunc.parametrize("db_backend", ["sqlite3", "postgres"], indirect=True)
+
+
 @pytest.fixture
-def db(template_db, tmp_path, monkeypatch):
+def db_backend(request):
+    return getattr(request, "param", "sqlite3")
+
+
+@pytest.fixture
+def db(db_backend, template_db, tmp_path, monkeypatch, request):
     from balsam.django_config import activate
 
-    path = tmp_path / "balsamdb"
-    shutil.copytree(template_db, path)
+    if db_backend == "postgres":
+        path = request.getfixturevalue("pg_db")
+    else:
+        path = tmp_path / "balsamdb"
+        shutil.copytree(template_db, path)
     monkeypatch.setenv("BALSAM_DB_PATH", str(path))
     monkeypatch.delenv("BALSAM_JOB_ID", raising=False)
     activate(path, admin=True)
@@ -93,13 +113,20 @@ def balsam_cmd(db):
     return run
 
 
+SNAPSHOT_TABLES = ("balsam_app", "balsam_job", "balsam_job_dependency", "balsam_job_event", "balsam_launch")
+
+
 def db_snapshot(path):
     """Every row of Balsam's tables, for 'nothing changed' assertions."""
+    if (Path(path) / "balsamdb").is_dir():
+        from tests.fixtures.postgres import pg_snapshot
+
+        return pg_snapshot(path, SNAPSHOT_TABLES)
     con = sqlite3.connect(Path(path) / "db.sqlite3")
     try:
         return {
             table: sorted(con.execute(f"SELECT * FROM {table}").fetchall(), key=repr)
-            for table in ("balsam_app", "balsam_job", "balsam_job_dependency", "balsam_job_event", "balsam_launch")
+            for table in SNAPSHOT_TABLES
         }
     finally:
         con.close()
@@ -160,9 +187,10 @@ def dbserver(db):
         _kill_leftovers([info["watchdog_pid"], info["server_pid"], current.get("watchdog_pid"), current.get("server_pid")])
 
 
-@pytest.fixture(params=["direct", "dbserver"])
+@pytest.fixture
 def writer(request, db):
-    """Run the test once with direct writes and once through a live dbserver."""
+    """Run the test once with direct writes and once through a live dbserver
+    (and, marked ``both_backends``, once on PostgreSQL: see pytest_generate_tests)."""
     if request.param == "dbserver":
         request.getfixturevalue("dbserver")
     from balsam.core import write_client

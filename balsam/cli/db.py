@@ -13,10 +13,10 @@ from balsam.cli.prefixes import PrefixGroup
 @click.argument("path", type=click.Path(file_okay=True, dir_okay=True))
 @click.option(
     "--db-type",
-    type=click.Choice(["sqlite3"]),
-    default="sqlite3",
-    show_default=True,
-    help="Database backend (the embedded SQLite file).",
+    type=click.Choice(["sqlite3", "postgres"]),
+    default=None,
+    help="Database backend: sqlite3 (the embedded SQLite file; the default for a new DB) or postgres "
+    "(a PostgreSQL cluster in balsamdb/, served by `balsam dbserver`). An existing DB keeps its type.",
 )
 @click.option("--group", metavar="GROUP", help="Share the DB with this UNIX group (as balsam share does).")
 def init(path, db_type, group):
@@ -37,6 +37,25 @@ def init(path, db_type, group):
         sharing.share(db_path, group)
         click.echo(f"Shared with group {group}; authorize collaborators with: balsam dbserver --path {db_path} --add-user NAME")
     click.echo(f"Use it with: export BALSAM_DB_PATH={shlex.quote(str(db_path))}")
+
+
+def _backend(path, sqlite_name):
+    from balsam.postgres.cluster import is_postgres_dir, pg_dir
+    from balsam.wire.serverinfo import ServerInfo
+
+    if not is_postgres_dir(path):
+        return f"sqlite3  ({path / sqlite_name})"
+    address = ServerInfo(path).read().get("address")
+    return f"postgres  ({pg_dir(path)}; server {address or 'not running'})"
+
+
+def _not_yet_on_postgres(path, command):
+    from balsam.exceptions import ConfigError
+    from balsam.postgres.cluster import is_postgres_dir
+
+    if is_postgres_dir(path):
+        raise ConfigError(f"balsam {command} is not yet available on PostgreSQL DBs ({path} is one); "
+                          "use PostgreSQL's own tools (pg_dump, VACUUM) meanwhile")
 
 
 WHICH_CHECK_SEC = 0.2  # `which` is a quick look: a large DB is checked in part, at a bounded cost
@@ -66,7 +85,7 @@ def which(ctx, list_used, activate):
     total = sum(counts.values())
     summary = ", ".join(f"{counts[s]} {s}" for s in states.ALL_STATES if counts.get(s))
     click.echo(f"Balsam DB:   {selection.path}  (selected by {selection.source})")
-    click.echo(f"Backend:     sqlite3  ({selection.path / SQLITE_NAME})")
+    click.echo(f"Backend:     {_backend(selection.path, SQLITE_NAME)}")
     click.echo(f"Integrity:   {integrity}")
     click.echo(f"Write mode:  {api.write_path_description()}")
     click.echo(f"Jobs:        {total}" + (f"  ({summary})" if summary else ""))
@@ -107,6 +126,7 @@ def _size(n):
 def stats(ctx, as_json):
     """What the DB holds and how big it is: jobs by state and workflow, events, files, pages, recent activity."""
     selection = attach(ctx)
+    _not_yet_on_postgres(selection.path, "db stats")
     from balsam.maintenance.stats import db_stats  # Django models: only once attached
 
     found = db_stats(selection.path)
@@ -157,6 +177,7 @@ def check(ctx, as_json, full, repair):
     from balsam.config import load_settings
 
     selection = attach(ctx)
+    _not_yet_on_postgres(selection.path, "db check")
     from balsam.maintenance import check as checks  # Django models: only once attached
 
     lease_expiry = load_settings().launcher_lease_expiry_sec
@@ -191,6 +212,7 @@ def check(ctx, as_json, full, repair):
 def backup(ctx, target):
     """Copy the DB while it is in use (writers keep going), verify the copy and print its path and size."""
     selection = attach(ctx)
+    _not_yet_on_postgres(selection.path, "db backup")
     from balsam.maintenance import backup as backups  # Django models: only once attached
 
     path, size = backups.backup(selection.path, target)
@@ -206,6 +228,7 @@ def restore(ctx, file):
     from balsam import api
 
     selection = attach(ctx)
+    _not_yet_on_postgres(selection.path, "db restore")
     api.require_writable("restore it")
     from balsam.maintenance import backup as backups  # Django models: only once attached
 
@@ -226,6 +249,7 @@ def compact(ctx, age, finished_workflows, dry_run):
     from balsam import api
 
     selection = attach(ctx)
+    _not_yet_on_postgres(selection.path, "db compact")
     from balsam.maintenance import compact as compaction  # Django models: only once attached
 
     older = compaction.parse_age(age) if age is not None else None

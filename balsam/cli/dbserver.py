@@ -49,7 +49,7 @@ def dbserver(ctx, path, host, stop, status, reset, add_user, remove_user, list_u
     elif action == "status":
         figures = control.status(db_path)
         started = datetime.datetime.fromtimestamp(figures["started"], datetime.timezone.utc)
-        rows = [
+        rows = _postgres_rows(figures, started) if figures.get("db_type") == "postgres" else [
             ("address", figures["address"]),
             ("local socket", figures["local_address"] or "none (clients on this host use TCP)"),
             ("server pid", f"{figures['pid']} on {figures['host']}"),
@@ -89,6 +89,18 @@ def _users(db_path, action, name):
             click.echo(f"{user}  (added {added})")
         if not users:
             click.echo(f"no collaborators are authorized for {db_path}")
+
+
+def _postgres_rows(figures, started):
+    return [
+        ("address", figures["address"]),
+        ("server", f"PostgreSQL {figures['version']}, pid {figures['pid']} on {figures['host']}"),
+        ("watchdog pid", figures["watchdog_pid"]),
+        ("uptime", f"{figures['uptime_sec']:.0f} s (since {started:%Y-%m-%d %H:%M:%S} UTC)"),
+        ("connections", f"{figures['connections']} of at most {figures['max_connections']}"),
+        ("DB size", f"{figures['db_bytes'] / 2**20:.1f} MiB"),
+        ("restarts", figures["restarts"]),
+    ]
 
 
 COMMANDS = [dbserver]

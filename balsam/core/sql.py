@@ -26,19 +26,34 @@ RESERVED_PARAMS = 16
 _param_limits = {}
 
 
+# PostgreSQL: the transaction-level advisory lock every serialized write
+# takes (any constant; "Balsam" in ASCII).
+WRITE_LOCK_KEY = 0x42616C73616D
+
+
 @contextmanager
-def write_transaction():
+def write_transaction(serialize=True):
     """A transaction that takes SQLite's write lock when it begins (BEGIN IMMEDIATE).
 
     A deferred transaction that reads and then writes can fail half way with
     "database is locked" when another writer got in between; one that holds
     the lock from the start just waits its turn (the busy timeout). Inside a
     caller's transaction this is a savepoint of it.
+
+    On PostgreSQL the same one-writer-at-a-time rule is an advisory lock
+    taken first in the transaction (the operations read states and then
+    write, as they were written for SQLite). ``serialize=False`` leaves it
+    out, for the operations that lock only the rows they change (a lease
+    claim with ``SKIP LOCKED``): many launchers claim at once, none waits.
     """
     _writing.depth = getattr(_writing, "depth", 0) + 1
     try:
         if connection.in_atomic_block or connection.vendor != "sqlite":
             with transaction.atomic():
+                if connection.vendor == "postgresql" and serialize:
+                    # Re-entrant: a nested write (a savepoint) takes it again at no cost.
+                    with connection.cursor() as cursor:
+                        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [WRITE_LOCK_KEY])
                 yield
             return
         connection.ensure_connection()
@@ -57,6 +72,17 @@ def write_transaction():
 _writing = threading.local()
 
 
+def claimable(queryset):
+    """The rows of ``queryset`` locked for this transaction, skipping those
+    another transaction has locked: PostgreSQL's ``FOR UPDATE SKIP LOCKED``
+    (two launchers never take the same job and never wait on each other).
+    SQLite has no row locks: its one writer at a time already makes a claim
+    safe, and Django leaves the clause out there."""
+    if connection.vendor != "postgresql":
+        return queryset
+    return queryset.select_for_update(skip_locked=True, of=("self",))
+
+
 def needs_own_transaction():
     """Whether a write started here would land inside someone else's open
     transaction: a user's ``transaction.atomic()`` or one Django opens itself
@@ -67,7 +93,7 @@ def needs_own_transaction():
     return connection.in_atomic_block and not getattr(_writing, "depth", 0)
 
 
-def in_own_transaction(function):
+def in_own_transaction(function, serialize=True):
     """``function()`` in a write transaction of its own, on a connection of
     its own (a helper thread's), committed when it returns: as a write sent to
     the dbserver would be. Returns its result or raises its exception."""
@@ -75,7 +101,7 @@ def in_own_transaction(function):
 
     def run():
         try:
-            with write_transaction():
+            with write_transaction(serialize):
                 outcome["result"] = function()
         except BaseException as exc:  # handed to the caller's thread
             outcome["error"] = exc
@@ -158,6 +184,35 @@ def raw_executemany(sql, rows):
             return cursor.rowcount
         finally:
             cursor.close()
+
+
+FEW_ROWS = 16  # PostgreSQL: up to this many rows an executemany (one round trip, COPY takes three)
+
+
+def insert_rows(statement, rows):
+    """A plain ``INSERT INTO t (columns) VALUES (%s, ...)`` of many rows.
+    SQLite: one ``executemany`` (each row costs it little). PostgreSQL: one
+    ``COPY t (columns) FROM STDIN``: the server parses one statement and fires
+    its statement-level count triggers once, where ``executemany`` would run
+    (and fire them) once per row, and a long multi-row VALUES list costs the
+    driver more to parse than the rows cost to send."""
+    rows = rows if isinstance(rows, list) else list(rows)
+    if connection.vendor != "postgresql" or len(rows) <= FEW_ROWS:
+        return raw_executemany(statement, rows)  # PostgreSQL: a few rows in one pipelined round trip
+    head, _, _ = statement.rpartition("VALUES")
+    copy_sql = head.replace("INSERT INTO", "COPY", 1).rstrip() + " FROM STDIN"
+    connection.ensure_connection()
+    count = 0
+    with connection.wrap_database_errors:
+        cursor = connection.connection.cursor()
+        try:
+            with cursor.copy(copy_sql) as copy:
+                for row in rows:
+                    copy.write_row(row)
+                    count += 1
+        finally:
+            cursor.close()
+    return count
 
 
 def raw_fetchall(sql, params):

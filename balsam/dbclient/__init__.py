@@ -99,7 +99,14 @@ def _applied_result(request_id):
 
 def reset_client(db_path, forced_mode=None):
     """Install the write client for the DB at ``db_path`` (called by ``django_config.activate``)."""
-    client = AutoClient(db_path, forced_mode)
+    from balsam.postgres.cluster import is_postgres_dir
+
+    if is_postgres_dir(db_path):
+        from balsam.dbclient.direct import PostgresClient
+
+        client = PostgresClient(db_path)
+    else:
+        client = AutoClient(db_path, forced_mode)
     previous = write_client.install(client)
     if previous is not None:
         previous.close()

@@ -5,7 +5,7 @@ timeout makes them queue); the dbserver is faster under heavy concurrency.
 """
 
 from balsam.config import can_write, owner_name, require_write_access
-from balsam.core.operations import OPERATIONS
+from balsam.core.operations import OPERATIONS, needs_write_lock
 from balsam.core.sql import in_own_transaction, needs_own_transaction, write_transaction
 from balsam.dbclient.base import WriteClient
 from balsam.exceptions import DBServerUnavailable, ValidationError
@@ -39,7 +39,19 @@ class DirectClient(WriteClient):
         except KeyError:
             raise ValidationError(f"unknown write operation {op!r}") from None
         self._check_access()
+        serialize = needs_write_lock(op, payload)
         if needs_own_transaction():
-            return in_own_transaction(lambda: operation(**payload))
-        with write_transaction():
+            return in_own_transaction(lambda: operation(**payload), serialize)
+        with write_transaction(serialize):
             return operation(**payload)
+
+
+class PostgresClient(DirectClient):
+    """The write client of a PostgreSQL DB: every process writes through its
+    own connection, one transaction per request (the server is the one
+    writer; Balsam's dbserver only runs it)."""
+
+    mode = "postgres"
+
+    def describe(self):
+        return "postgres (this process writes through its own PostgreSQL connection)"

@@ -16,6 +16,7 @@ from balsam.wire.credentials import ensure_credentials
 from balsam.wire.serverinfo import (ServerInfo, elsewhere_message, is_local_host, is_running, served_elsewhere,
                                     server_alive)
 from balsam.dbserver.watchdog import last_line, server_lock
+from balsam.postgres.cluster import check_permissions, is_postgres_dir, require_owner
 from balsam.exceptions import BalsamError
 
 START_TIMEOUT_SEC = 30
@@ -41,6 +42,7 @@ def start(db_path, host=None, group_commit=True):
     """Start the watchdog (detached) and wait until its server is posted; returns the info."""
     db_path = Path(db_path)
     require_write_access(db_path, "start its dbserver")
+    require_pg_owner(db_path, "start")
     host = host or default_host()
     ensure_credentials(db_path)
     info = ServerInfo(db_path)
@@ -54,7 +56,8 @@ def start(db_path, host=None, group_commit=True):
             f"{db_path} is already served by dbserver pid {current.get('server_pid')} "
             f"(watchdog pid {current.get('watchdog_pid')}) at {current.get('address')}"
         )
-    command = [sys.executable, "-m", "balsam.dbserver.watchdog", "--path", str(db_path), "--host", host]
+    module = "balsam.dbserver.pgserver" if is_postgres_dir(db_path) else "balsam.dbserver.watchdog"
+    command = [sys.executable, "-m", module, "--path", str(db_path), "--host", host]
     if not group_commit:
         command.append("--no-group-commit")
     with open(db_path / "log" / "watchdog.out", "ab") as log:
@@ -78,6 +81,10 @@ def _answers_elsewhere(db_path, info):
 
     if not info.get("address") or not info.get("host") or is_local_host(info["host"]):
         return False
+    if is_postgres_dir(db_path):
+        from balsam.dbserver.pgserver import answers
+
+        return answers(db_path, info)
     client = ZmqClient(db_path, 1, 1)
     try:
         client.request("ping", {})
@@ -86,6 +93,15 @@ def _answers_elsewhere(db_path, info):
         return False
     finally:
         client.close()
+
+
+def require_pg_owner(db_path, action):
+    """A PostgreSQL DB's server is started and stopped by its owner only (the
+    cluster's files are theirs; PostgreSQL refuses root)."""
+    if is_postgres_dir(db_path):
+        require_owner(db_path, f"{action} the PostgreSQL server of {db_path}")
+        if action == "start":
+            check_permissions(db_path)
 
 
 def _refuse_other_dbs_server(db_path, info, consequence):
@@ -113,6 +129,7 @@ def _require_local(db_path, info, action):
 def stop(db_path):
     """Stop this DB's watchdog and server; returns a one-line report."""
     require_write_access(db_path, "stop its dbserver")
+    require_pg_owner(db_path, "stop")
     info = ServerInfo(db_path)
     current = info.read()
     _refuse_other_dbs_server(db_path, current, "nothing was stopped")
@@ -173,6 +190,10 @@ def status(db_path):
     _refuse_other_dbs_server(db_path, current, "its figures are not this DB's")
     if not current.get("address"):
         raise BalsamError(f"no dbserver is running for {db_path}; start one with: balsam dbserver --path {db_path}")
+    if is_postgres_dir(db_path):
+        from balsam.dbserver.pgserver import status as postgres_status
+
+        return postgres_status(db_path, current)
     client = ZmqClient(db_path, load_settings().dbserver_ping_timeout_sec, load_settings().dbserver_ping_timeout_sec)
     try:
         client.check_reachable()

@@ -162,7 +162,12 @@ def last_line(path):
     return lines[-1] if lines else "no output"
 
 
-def main(argv=None):
+def _sqlite_watchdog(args):
+    return Watchdog(args.path, args.host, group_commit=not args.no_group_commit)
+
+
+def main(argv=None, make=None):
+    """``make(args)``: the watchdog to run (``pgserver`` passes its own)."""
     args = parse_process_args("Balsam dbserver watchdog (started by `balsam dbserver`)", argv)
 
     from balsam import logs
@@ -175,7 +180,7 @@ def main(argv=None):
         pid = ServerInfo(args.path).read().get("watchdog_pid")
         print(f"{args.path} is already served by the dbserver watchdog pid {pid}", file=sys.stderr)
         return 1
-    watchdog = Watchdog(args.path, args.host, group_commit=not args.no_group_commit)
+    watchdog = (make or _sqlite_watchdog)(args)
 
     def stop(signum, frame):
         watchdog.stopping = True

@@ -60,10 +60,20 @@ def _switch_database(db_path):
 
     new = build_settings(db_path, admin=_active["admin"])["DATABASES"]["default"]
     connections.close_all()
-    connections["default"].settings_dict.update(new)
+    old = connections["default"].settings_dict
+    # A switch between backends (SQLite <-> PostgreSQL) needs a new connection
+    # object of the other backend's class, and none of the other's keys.
+    engine_changed = old.get("ENGINE") != new["ENGINE"]
+    for key in ("BALSAM_DB_PATH", "HOST", "PORT", "USER", "PASSWORD"):
+        old.pop(key, None)
+    old.update(HOST="", PORT="", USER="", PASSWORD="")
+    old.update(new)
     from django.conf import settings
 
-    settings.DATABASES["default"].update(new)
+    settings.DATABASES["default"] = old
+    if engine_changed:
+        connections.settings["default"] = old
+        del connections["default"]
     settings.BALSAM_DB_PATH = str(db_path)
     _install_write_client(db_path)
 

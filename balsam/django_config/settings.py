@@ -66,6 +66,24 @@ def sqlite_database(db_path):
     }
 
 
+def postgres_database(db_path):
+    """Django's settings for a PostgreSQL DB directory: the server and the
+    credentials are looked up at connect time (``pgbackend``)."""
+    return {
+        "ENGINE": "balsam.django_config.pgbackend",
+        "NAME": "balsam",
+        "BALSAM_DB_PATH": str(db_path),
+        "OPTIONS": {},
+    }
+
+
+def database(db_path):
+    """The ``default`` database of the DB directory ``db_path``, by its type."""
+    from balsam.postgres.cluster import is_postgres_dir
+
+    return postgres_database(db_path) if is_postgres_dir(db_path) else sqlite_database(db_path)
+
+
 def _secret_key(db_path):
     path = Path(db_path) / SECRET_KEY_NAME
     try:
@@ -80,7 +98,7 @@ def build_settings(db_path, admin=False):
     apps = CORE_APPS + (ADMIN_APPS if admin else [])
     settings = {
         "BALSAM_DB_PATH": str(db_path),
-        "DATABASES": {"default": sqlite_database(db_path)},
+        "DATABASES": {"default": database(db_path)},
         "INSTALLED_APPS": apps,
         "USE_TZ": True,
         "TIME_ZONE": "UTC",

@@ -8,6 +8,8 @@ from balsam import api
 from balsam.core.models import BalsamJob, JobDependency
 from balsam.exceptions import DependencyError, InvalidStateTransition, ValidationError
 
+pytestmark = pytest.mark.both_backends
+
 
 def states_of(*jobs):
     return [BalsamJob.objects.get(pk=j.pk).state for j in jobs]

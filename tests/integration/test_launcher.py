@@ -1,5 +1,6 @@
 """The launcher with real processes: transitions, handlers, DAGs, kills,
-shared DBs, crash recovery and MPI."""
+shared DBs, crash recovery and MPI (the scenarios marked ``both_backends``
+also on PostgreSQL)."""
 
 import os
 import shutil
@@ -78,6 +79,7 @@ def gone(pid):
 
 
 # --------------------------------------------------------------------------- one job, all stages
+@pytest.mark.both_backends
 def test_four_stage_job(db, tmp_path):
     inputs, outputs = tmp_path / "inputs", tmp_path / "outputs"
     inputs.mkdir()
@@ -101,6 +103,7 @@ def test_four_stage_job(db, tmp_path):
 
 
 # --------------------------------------------------------------------------- errors and timeouts
+@pytest.mark.both_backends
 def test_run_errors_with_and_without_handler(db):
     py_app("fail", "fail.py", postprocess=f"{sys.executable} {APPS / 'handler.py'}")
     unhandled = api.add_job(name="unhandled", workflow="w", application="fail")
@@ -114,6 +117,7 @@ def test_run_errors_with_and_without_handler(db):
     assert (Path(handled.working_directory) / "handler_ran.txt").read_text() == "error"
 
 
+@pytest.mark.both_backends
 def test_timeouts_retry_handle_or_fail(db):
     py_app("slow", "slow_first_time.py", postprocess=f"{sys.executable} {APPS / 'handler.py'}")
     minutes = 1.5 / 60
@@ -152,6 +156,7 @@ def _square_apps():
         py_app(name, f"{name}.py")
 
 
+@pytest.mark.both_backends
 def test_static_dag_passes_data_through_input_files(db):
     _square_apps()
     sides = api.add_job(name="make_sides", workflow="dag", application="make_sides")
@@ -166,6 +171,7 @@ def test_static_dag_passes_data_through_input_files(db):
     assert "AWAITING_PARENTS" in history(reduce_job)
 
 
+@pytest.mark.both_backends
 def test_dynamic_dag_spawns_children(db):
     _square_apps()
     py_app("spawner", "make_sides.py", postprocess=f"{sys.executable} {APPS / 'spawner_post.py'}")
@@ -189,6 +195,7 @@ def _kill_when(db, job, predicate, launcher):
     return killed_at
 
 
+@pytest.mark.both_backends
 def test_kill_during_preprocess(db):
     py_app("quick", "make_sides.py", preprocess=f"{sys.executable} {APPS / 'slow_pre.py'}")
     job = api.add_job(name="victim", workflow="w", application="quick")
@@ -204,6 +211,7 @@ def test_kill_during_preprocess(db):
     assert not (Path(job.working_directory) / "pre_done.txt").exists()
 
 
+@pytest.mark.both_backends
 @pytest.mark.parametrize("mode", ["serial", "mpi"])
 def test_kill_during_a_run(db, mode, mpi_available):
     if mode == "mpi":
@@ -226,6 +234,7 @@ def test_kill_during_a_run(db, mode, mpi_available):
 
 
 # --------------------------------------------------------------------------- sharing and recovery
+@pytest.mark.both_backends
 @pytest.mark.timeout(600)
 def test_two_launchers_run_every_job_exactly_once(db, tmp_path):
     count_file = tmp_path / "executions.txt"
@@ -244,6 +253,7 @@ def test_two_launchers_run_every_job_exactly_once(db, tmp_path):
     assert len(owners) == 1
 
 
+@pytest.mark.both_backends
 @pytest.mark.timeout(300)
 def test_a_sigkilled_launcher_is_recovered_by_the_next(db):
     py_app("sleeper", "sleeper.py")

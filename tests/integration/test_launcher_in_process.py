@@ -6,12 +6,16 @@ check of a child's parents and the child's move to READY)."""
 import sys
 from pathlib import Path
 
+import pytest
+
 from balsam import api
 from balsam.core import states, write_client
 from balsam.core.models import BalsamJob, JobEvent
 from balsam.dbclient.base import WriteClient
 from balsam.launcher.launcher import make_launcher
 from balsam.launcher.nodes import Node
+
+pytestmark = pytest.mark.both_backends
 
 APPS = Path(__file__).resolve().parents[1] / "fixtures" / "apps"
 FULL_LIFE = [states.READY, states.STAGED_IN, states.PREPROCESSED, states.RUNNING, states.RUN_DONE,

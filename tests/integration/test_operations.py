@@ -10,6 +10,8 @@ import pytest
 from balsam.core.models import BalsamJob, JobEvent, QueuedLaunch
 from balsam.exceptions import InvalidStateTransition, NotFound, ValidationError
 
+pytestmark = pytest.mark.both_backends
+
 OWNER = "launcher-1"
 FINISH = ("READY", "STAGED_IN", "PREPROCESSED", "RUNNING", "RUN_DONE", "POSTPROCESSED", "JOB_FINISHED")
 

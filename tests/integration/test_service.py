@@ -29,6 +29,7 @@ def assert_one_line_error(result, fragment):
     assert len(lines) == 1 and lines[0].startswith("Error: ") and fragment in lines[0], result.stderr
 
 
+@pytest.mark.both_backends
 def test_local_service_runs_every_job(db):
     api.make_dummies(50)
     write_policy(db, "local", local={"max_queued": 2, "max_nodes": 1, "max_minutes": 10, "jobs_per_node": 20})

@@ -1,5 +1,5 @@
 """The write-path contract: the same behaviour through the direct client and
-through a live dbserver (every test runs once with each)."""
+through a live dbserver (every test runs once with each), and on PostgreSQL."""
 
 import uuid
 
@@ -14,6 +14,8 @@ from balsam.exceptions import (
     NotFound,
     ValidationError,
 )
+
+pytestmark = pytest.mark.both_backends
 
 
 def test_apps_create_update_delete(writer, make_app):

@@ -19,6 +19,8 @@ from balsam.core.operations.transitions import record
 from balsam.core.outputs import run_output_name
 from balsam.exceptions import BalsamError, ValidationError
 
+pytestmark = pytest.mark.both_backends  # the aggregates: SQLite's triggers and PostgreSQL's
+
 UTC = datetime.timezone.utc
 T0 = datetime.datetime(2026, 1, 1, 12, 0, tzinfo=UTC)  # on a minute
 

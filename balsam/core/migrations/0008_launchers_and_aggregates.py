@@ -12,10 +12,12 @@ sort. Dropped and created by name, because Django would rebuild the whole job
 table to drop an index it made from ``db_index``.
 
 The per-minute table is a WITHOUT ROWID table on SQLite (made here with SQL;
-Django's model state has its composite primary key). The triggers and the
-backfill are SQLite's. PostgreSQL support is a later issue: it needs the same
-triggers in PL/pgSQL; until then, on another backend this migration makes the
-tables but neither fills nor keeps them.
+Django's model state has its composite primary key). On PostgreSQL the same
+counts are kept by PL/pgSQL triggers (``PG_TRIGGERS``): statement-level ones
+over transition tables for inserts and removals (one upsert per statement,
+not per row), a row-level one for workflow changes (PostgreSQL allows no
+transition tables with a column list). A PostgreSQL DB is made by this
+migration on empty tables, so it has nothing to backfill.
 """
 
 from django.db import migrations, models
@@ -104,11 +106,94 @@ BACKFILL = [
 ]
 
 
+# PostgreSQL: the same counting in PL/pgSQL. A time stamp's minute since the
+# epoch and the seconds left to the end of that minute, as _MINUTE and _REST.
+PG_FUNCTIONS = [
+    """CREATE OR REPLACE FUNCTION balsam_minute_move(st text, at timestamptz, wf text, n integer, entering boolean)
+    RETURNS void LANGUAGE plpgsql AS $$
+    DECLARE
+        epoch double precision := extract(epoch FROM at);
+        m integer := floor(epoch / 60);
+        rest double precision := n * ((m + 1) * 60 - epoch);
+    BEGIN
+        INSERT INTO balsam_state_minute AS s (state, minute, workflow, entered, exited, entered_rest, exited_rest)
+        VALUES (st, m, wf, CASE WHEN entering THEN n ELSE 0 END, CASE WHEN entering THEN 0 ELSE n END,
+                CASE WHEN entering THEN rest ELSE 0.0 END, CASE WHEN entering THEN 0.0 ELSE rest END)
+        ON CONFLICT (state, minute, workflow) DO UPDATE SET entered = s.entered + excluded.entered,
+            exited = s.exited + excluded.exited, entered_rest = s.entered_rest + excluded.entered_rest,
+            exited_rest = s.exited_rest + excluded.exited_rest;
+    END $$""",
+    """CREATE OR REPLACE FUNCTION balsam_add_count(wf text, st text, delta integer)
+    RETURNS void LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO balsam_job_count AS c (workflow, state, count) VALUES (wf, st, delta)
+        ON CONFLICT (workflow, state) DO UPDATE SET count = c.count + excluded.count;
+    END $$""",
+    """CREATE OR REPLACE FUNCTION balsam_job_count_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO balsam_job_count AS c (workflow, state, count)
+        SELECT workflow, state, count(*) FROM new_rows GROUP BY workflow, state ORDER BY workflow, state
+        ON CONFLICT (workflow, state) DO UPDATE SET count = c.count + excluded.count;
+        RETURN NULL;
+    END $$""",
+    """CREATE OR REPLACE FUNCTION balsam_job_count_delete() RETURNS trigger LANGUAGE plpgsql AS $$
+    DECLARE r record;
+    BEGIN
+        FOR r IN SELECT workflow, state, count(*)::integer AS n FROM old_rows GROUP BY workflow, state
+                 ORDER BY workflow, state LOOP
+            PERFORM balsam_add_count(r.workflow, r.state, -r.n);
+            PERFORM balsam_minute_move(r.state, now(), r.workflow, r.n, false);
+        END LOOP;
+        RETURN NULL;
+    END $$""",
+    """CREATE OR REPLACE FUNCTION balsam_job_workflow_change() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        PERFORM balsam_add_count(OLD.workflow, OLD.state, -1);
+        PERFORM balsam_add_count(NEW.workflow, NEW.state, 1);
+        PERFORM balsam_minute_move(OLD.state, now(), OLD.workflow, 1, false);
+        PERFORM balsam_minute_move(NEW.state, now(), NEW.workflow, 1, true);
+        RETURN NULL;
+    END $$""",
+]
+PG_TRIGGERS = {
+    "balsam_job_count_insert": (
+        "CREATE TRIGGER balsam_job_count_insert AFTER INSERT ON balsam_job REFERENCING NEW TABLE AS new_rows "
+        "FOR EACH STATEMENT EXECUTE FUNCTION balsam_job_count_insert()"
+    ),
+    "balsam_job_count_delete": (
+        "CREATE TRIGGER balsam_job_count_delete AFTER DELETE ON balsam_job REFERENCING OLD TABLE AS old_rows "
+        "FOR EACH STATEMENT EXECUTE FUNCTION balsam_job_count_delete()"
+    ),
+    "balsam_job_workflow_change": (
+        "CREATE TRIGGER balsam_job_workflow_change AFTER UPDATE OF workflow ON balsam_job FOR EACH ROW "
+        "WHEN (OLD.workflow IS DISTINCT FROM NEW.workflow) EXECUTE FUNCTION balsam_job_workflow_change()"
+    ),
+}
+PG_FUNCTION_NAMES = ["balsam_job_workflow_change()", "balsam_job_count_delete()", "balsam_job_count_insert()",
+                     "balsam_add_count(text, text, integer)",
+                     "balsam_minute_move(text, timestamptz, text, integer, boolean)"]
+
+
+def create_pg_triggers(schema_editor):
+    schema_editor.execute(f"DROP INDEX IF EXISTS {OLD_STATE_INDEX}")
+    schema_editor.execute(f"DROP INDEX IF EXISTS {OLD_STATE_INDEX}_like")
+    for statement in PG_FUNCTIONS + list(PG_TRIGGERS.values()):
+        schema_editor.execute(statement, params=None)
+
+
+def drop_pg_triggers(schema_editor):
+    for name in PG_TRIGGERS:
+        schema_editor.execute(f"DROP TRIGGER IF EXISTS {name} ON balsam_job")
+    for signature in PG_FUNCTION_NAMES:
+        schema_editor.execute(f"DROP FUNCTION IF EXISTS {signature}")
+    schema_editor.execute(f"CREATE INDEX IF NOT EXISTS {OLD_STATE_INDEX} ON balsam_job (state)")
+
+
 def create_state_minute_table(apps, schema_editor):
     if schema_editor.connection.vendor == "sqlite":
         schema_editor.execute(STATE_MINUTE_TABLE)
-    else:
-        schema_editor.create_model(apps.get_model("balsam", "StateMinute"))
+    else:  # the model is not in the state yet (SeparateDatabaseAndState runs this first): the same SQL
+        schema_editor.execute(STATE_MINUTE_TABLE.replace(" WITHOUT ROWID", "").replace(" real ", " double precision "))
 
 
 def drop_state_minute_table(apps, schema_editor):
@@ -117,8 +202,10 @@ def drop_state_minute_table(apps, schema_editor):
 
 def create_triggers(apps, schema_editor):
     connection = schema_editor.connection
+    if connection.vendor == "postgresql":
+        return create_pg_triggers(schema_editor)
     if connection.vendor != "sqlite":
-        return  # PostgreSQL: a later issue (see the module docstring)
+        return
     schema_editor.execute(f"DROP INDEX IF EXISTS {OLD_STATE_INDEX}")
     for statement in BACKFILL:
         schema_editor.execute(statement, params=None)  # no placeholders: %s is strftime's
@@ -127,6 +214,8 @@ def create_triggers(apps, schema_editor):
 
 
 def drop_triggers(apps, schema_editor):
+    if schema_editor.connection.vendor == "postgresql":
+        return drop_pg_triggers(schema_editor)
     if schema_editor.connection.vendor != "sqlite":
         return
     for name in TRIGGERS:

@@ -16,6 +16,7 @@ from balsam.core.operations import (applications, cleanup, dependencies, identit
                                     transitions)
 from balsam.core.operations.applications import enable_app_name_cache
 from balsam.core.operations.jobs import create_jobs_many
+from balsam.core.operations.leases import UNSERIALIZED
 
 OPERATIONS = {}
 for _module in (applications, jobs, transitions, dependencies, leases, launches, identity, cleanup, launchers):
@@ -25,4 +26,18 @@ for _module in (applications, jobs, transitions, dependencies, leases, launches,
     OPERATIONS.update(_module.OPERATIONS)
 del _module, _clash
 
-__all__ = ["OPERATIONS", "create_jobs_many", "enable_app_name_cache"]
+
+
+def needs_write_lock(op, payload):
+    """Whether ``op`` must run alone (on PostgreSQL, under the advisory write
+    lock of ``sql.write_transaction``). All do but those that only touch rows
+    they lock or make: lease claims and heartbeats (``leases.UNSERIALIZED``)
+    and inserts of jobs without parents (they read no other job's state)."""
+    if op in UNSERIALIZED:
+        return False
+    if op == "create_jobs":
+        return jobs.reads_other_jobs(payload.get("rows"))
+    return True
+
+
+__all__ = ["OPERATIONS", "UNSERIALIZED", "create_jobs_many", "enable_app_name_cache", "needs_write_lock"]

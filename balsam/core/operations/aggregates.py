@@ -15,16 +15,17 @@ from balsam.core.models import JobCount, StateMinute
 
 def _upsert():
     return (
-        f"INSERT INTO {sql.table(StateMinute)} (state, minute, workflow, entered, exited, entered_rest, exited_rest) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (state, minute, workflow) DO UPDATE SET "
-        "entered = entered + excluded.entered, exited = exited + excluded.exited, "
-        "entered_rest = entered_rest + excluded.entered_rest, exited_rest = exited_rest + excluded.exited_rest"
+        # The table's alias ``s``: PostgreSQL finds a bare ``entered`` ambiguous (the row or ``excluded``).
+        f"INSERT INTO {sql.table(StateMinute)} AS s (state, minute, workflow, entered, exited, entered_rest, "
+        "exited_rest) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (state, minute, workflow) DO UPDATE SET "
+        "entered = s.entered + excluded.entered, exited = s.exited + excluded.exited, "
+        "entered_rest = s.entered_rest + excluded.entered_rest, exited_rest = s.exited_rest + excluded.exited_rest"
     )
 
 
 def _count_upsert():
-    return (f"INSERT INTO {sql.table(JobCount)} (workflow, state, count) VALUES (%s, %s, %s) "
-            "ON CONFLICT (workflow, state) DO UPDATE SET count = count + excluded.count")
+    return (f"INSERT INTO {sql.table(JobCount)} AS c (workflow, state, count) VALUES (%s, %s, %s) "
+            "ON CONFLICT (workflow, state) DO UPDATE SET count = c.count + excluded.count")
 
 
 def add_moves(sources, to_state, now):

@@ -91,7 +91,7 @@ def _insert_jobs(jobs, now):
             index, prep = slots[name]
             row[index] = value if prep is None else prep(value, connection)
         rows.append(row)
-    sql.raw_executemany(statement, rows)
+    sql.insert_rows(statement, rows)
 
 
 def _prepare_jobs(rows):
@@ -175,6 +175,14 @@ def create_jobs_many(requests):
         )
         start += size
     return results
+
+
+def reads_other_jobs(rows):
+    """Does a ``create_jobs`` request read other jobs (its rows name parents)?
+    Anything malformed counts as yes: it is refused under the write lock."""
+    if not isinstance(rows, list):
+        return True
+    return any(not isinstance(row, dict) or row.get("parents") for row in rows)
 
 
 def create_jobs(rows):

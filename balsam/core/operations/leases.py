@@ -35,7 +35,9 @@ def claim_jobs(owner, states, limit=1, lease_expiry_sec=180, scope=None):
     ``queries.job_scope``) that nobody holds, or whose lease lapsed; returns
     their ids. The lease lapses ``lease_expiry_sec`` from now unless renewed.
 
-    Runs inside the write transaction, so two launchers never get the same job.
+    Runs inside the write transaction, so two launchers never get the same
+    job; on PostgreSQL the rows are taken ``FOR UPDATE SKIP LOCKED``
+    (``sql.claimable``), outside the one-writer lock (``UNSERIALIZED``).
     """
     owner = valid_owner(owner)
     wanted = state_list(states)
@@ -43,7 +45,7 @@ def claim_jobs(owner, states, limit=1, lease_expiry_sec=180, scope=None):
     positive_number("lease_expiry_sec", lease_expiry_sec)
     now = timezone.now()
     qs = queries.scope_from(scope).filter(models.Q(lease_owner="") | lapsed(now, lease_expiry_sec), state__in=wanted)
-    ids = list(qs.order_by("created_at").values_list("pk", flat=True)[: int(limit)])
+    ids = list(sql.claimable(qs.order_by("created_at")).values_list("pk", flat=True)[: int(limit)])
     for chunk in sql.chunks(ids):
         BalsamJob.objects.filter(pk__in=chunk)._direct_update(
             lease_owner=owner, lease_heartbeat=now, lease_expires_at=_expires(now, lease_expiry_sec))
@@ -118,6 +120,10 @@ def apply_batch(moves=(), fields=(), release_owner=None, release_ids=(), notes=(
         release_leases(release_owner, list(release_ids) + list(refused))
     return {"refused": refused}
 
+
+# Operations that lock only the rows they change: on PostgreSQL they run
+# beside other writes (``sql.write_transaction(serialize=False)``).
+UNSERIALIZED = frozenset({"claim_jobs", "heartbeat_leases"})
 
 OPERATIONS = {
     "claim_jobs": claim_jobs,

@@ -67,8 +67,8 @@ def insert_events(rows):
     the user the write is made for (``core.actor``). (Notes and creation notes
     change no state, so the aggregates of ``record`` skip them.)"""
     user = actor.current()
-    sql.raw_executemany(
-        f"INSERT INTO {sql.table(JobEvent)} (job_id, timestamp, from_state, to_state, message, user) "
+    sql.insert_rows(  # "user" quoted: a reserved word in PostgreSQL
+        f'INSERT INTO {sql.table(JobEvent)} (job_id, timestamp, from_state, to_state, message, "user") '
         f"VALUES (%s, %s, %s, %s, %s, %s)",
         [row + (user,) for row in rows],
     )
