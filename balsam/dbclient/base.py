@@ -123,6 +123,10 @@ class WriteClient(ABC):
     def delete_finished_jobs(self, ids):
         return self.request("delete_finished_jobs", {"ids": [str(i) for i in ids]})
 
+    def reclaim_space(self, pages):
+        """One bounded step of giving free pages back (``db compact``); ``{"freed", "free_pages"}``."""
+        return self.request("reclaim_space", {"pages": pages})
+
     # -- launcher records -----------------------------------------------------------
     def register_launcher(self, owner, host, pid, job_mode, num_nodes, capacity, lease_expiry_sec, wf_filter="",
                           queued_launch_id=None):

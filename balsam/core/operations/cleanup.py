@@ -15,7 +15,7 @@ from balsam.core.models import AppliedRequest, BalsamJob, JobEvent
 from balsam.core.operations.jobs import delete_jobs
 from balsam.core.operations.leases import lapsed
 from balsam.core.operations.transitions import job_states, record, settle_children
-from balsam.core.operations.validation import positive_number
+from balsam.core.operations.validation import positive_number, whole_number
 from balsam.exceptions import ValidationError
 
 logger = logging.getLogger(__name__)
@@ -62,6 +62,23 @@ def delete_finished_jobs(ids):
     return delete_jobs(finished)
 
 
+RECLAIM_MAX_PAGES = 10_000  # one step's bound: the write lock is held while it moves them
+
+
+def reclaim_space(pages):
+    """Give up to ``pages`` free pages of the file back (SQLite's
+    ``incremental_vacuum``), one bounded step: ``db compact`` asks again until
+    none are left, so through a dbserver other requests are served between
+    the steps. Changes no row. On a DB whose ``auto_vacuum`` is not
+    incremental (made before Balsam set it), nothing is freed. Returns
+    ``{"freed", "free_pages"}`` (the pages still free)."""
+    pages = whole_number("pages", pages)
+    if pages > RECLAIM_MAX_PAGES:
+        raise ValidationError(f"pages must be at most {RECLAIM_MAX_PAGES}, not {pages}")
+    freed = sql.incremental_vacuum(pages) if sql.auto_vacuum_mode() == "incremental" else 0
+    return {"freed": freed, "free_pages": sql.free_pages()}
+
+
 def _moment(text):
     moment = parse_datetime(text) if isinstance(text, str) else None
     if moment is None:
@@ -106,6 +123,7 @@ OPERATIONS = {
     "apply_restart_rules": apply_restart_rules,
     "prune_events": prune_events,
     "delete_finished_jobs": delete_finished_jobs,
+    "reclaim_space": reclaim_space,
     "settle_orphaned_waiters": settle_orphaned_waiters,
     "prune_applied_requests": prune_applied_requests,
 }
