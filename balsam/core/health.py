@@ -10,6 +10,8 @@ an index once each.
 
 import datetime
 import os
+import queue
+import threading
 
 from django.db import connection
 from django.utils.dateparse import parse_datetime
@@ -135,21 +137,24 @@ def state_event_mismatches(most):
     # (minutes on millions); two sequential scans and a dict cost seconds. Each
     # piece comes as one group_concat text: building a Python row per event
     # would cost more than SQLite's whole scan.
+    # The pieces are read on a thread of their own, a few ahead, while this
+    # one matches them (SQLite leaves Python's lock while it reads).
     event, job = sql.table(JobEvent), sql.table(BalsamJob)
-    last = {}
-    for low, high in _key_ranges(event, "id"):
-        ids, to_states = sql.raw_fetchall(
-            f"SELECT group_concat(job_id, ','), group_concat(to_state, ',') FROM "
-            f"(SELECT job_id, to_state FROM {event} WHERE id >= %s AND id < %s ORDER BY id)", [low, high])[0]
-        if ids:
-            last.update(zip(ids.split(","), to_states.split(",")))  # in id order: the newest event wins
-    wrong, pop, created = [], last.pop, states.CREATED
-    for low, high in _key_ranges(job, "rowid"):
-        ids, job_states = sql.raw_fetchall(
-            f"SELECT group_concat(job_id, ','), group_concat(state, ',') FROM {job} WHERE rowid >= %s AND rowid < %s",
-            [low, high])[0]
-        if ids:
-            wrong += [(pk, state) for pk, state in zip(ids.split(","), job_states.split(",")) if pop(pk, created) != state]
+    events = [(f"SELECT group_concat(job_id, ','), group_concat(to_state, ',') FROM "
+               f"(SELECT job_id, to_state FROM {event} WHERE id >= %s AND id < %s ORDER BY id)", [low, high])
+              for low, high in _key_ranges(event, "id")]
+    jobs = [(f"SELECT group_concat(job_id, ','), group_concat(state, ',') FROM {job} WHERE rowid >= %s AND rowid < %s",
+             [low, high]) for low, high in _key_ranges(job, "rowid")]
+    last, wrong, created = {}, [], states.CREATED
+    pop = last.pop
+    for n, rows in enumerate(_fetched_ahead(events + jobs)):
+        ids, values = rows[0]
+        if not ids:
+            continue
+        if n < len(events):
+            last.update(zip(ids.split(","), values.split(",")))  # in id order: the newest event wins
+        else:
+            wrong += [(pk, state) for pk, state in zip(ids.split(","), values.split(",")) if pop(pk, created) != state]
     shown = []
     for pk, state in wrong[:most]:
         name = BalsamJob.objects.filter(pk=job_id(pk)).values_list("name", flat=True).first()
@@ -158,7 +163,44 @@ def state_event_mismatches(most):
     return shown, len(wrong), len(last)
 
 
-def _key_ranges(table_sql, key, span=200_000):
+def _fetched_ahead(statements, ahead=3):
+    """The rows of each ``(sql, params)`` in turn, read by a thread with a
+    connection of its own (mapped: ``sql.map_file``) up to ``ahead``
+    statements before the caller takes them. Its error is raised here."""
+    results = queue.Queue(maxsize=ahead)
+    stop = threading.Event()
+
+    def read():
+        try:
+            sql.map_file()
+            for statement, params in statements:
+                if stop.is_set():
+                    return
+                results.put((sql.raw_fetchall(statement, params), None))
+        except Exception as exc:
+            results.put((None, exc))
+        finally:
+            connection.close()
+
+    reader = threading.Thread(target=read, name="balsam-read-ahead", daemon=True)
+    reader.start()
+    try:
+        for _ in statements:
+            rows, error = results.get()
+            if error is not None:
+                raise error
+            yield rows
+    finally:
+        stop.set()
+        while reader.is_alive():  # let a reader blocked on a full queue see the stop
+            try:
+                results.get(timeout=0.1)
+            except queue.Empty:
+                pass
+        reader.join()
+
+
+def _key_ranges(table_sql, key, span=100_000):
     """``[low, high)`` ranges of an integer key covering the table, ``span`` keys each."""
     # Two queries: SQLite answers a lone MIN or MAX from the key, not both at once.
     low = sql.raw_fetchall(f"SELECT MIN({key}) FROM {table_sql}", [])[0][0]

@@ -217,6 +217,21 @@ def check_sound(seconds):
     return problems is not None
 
 
+MAP_BYTES = 1 << 40  # more than any DB file: SQLite maps what the file holds
+
+
+def map_file():
+    """Let this connection read the SQLite file through a memory map
+    (``mmap_size``) instead of copying each page into its cache: a read that
+    visits a large DB in random order (``db check``) goes twice as fast.
+    Only for reads (the write path never maps)."""
+    if connection.vendor != "sqlite":
+        return
+    connection.ensure_connection()
+    with connection.wrap_database_errors:
+        connection.connection.execute(f"PRAGMA mmap_size={MAP_BYTES}").fetchall()
+
+
 def auto_vacuum_mode():
     """SQLite's ``auto_vacuum`` of the attached DB: ``"none"``, ``"full"`` or
     ``"incremental"`` (Balsam makes new DBs incremental); None on other backends."""
