@@ -171,3 +171,21 @@ def test_bad_ages_are_one_line(db, balsam_cmd, snapshot, age):
     assert result.returncode != 0 and len(result.stderr.splitlines()) == 1
     assert result.stderr.startswith("Error: --events-older-than must be")
     assert snapshot() == before
+
+
+def test_reclaim_space_takes_bounded_steps_and_refuses_bad_sizes(writer, history, db):
+    from balsam.core import write_client
+    from balsam.exceptions import ValidationError
+
+    client = write_client.get()
+    for bad in (0, -1, 1.5, True, "10", 10_001):
+        with pytest.raises(ValidationError, match="pages must be"):
+            client.reclaim_space(bad)
+    assert client.prune_events("2999-01-01T00:00:00+00:00", 20_000) == 6 * (FINISHED + 1)
+    free = db_rows(db, "PRAGMA freelist_count")[0][0]
+    assert free > 10
+    step = client.reclaim_space(10)
+    assert step == {"freed": 10, "free_pages": free - 10}
+    while step["free_pages"]:
+        step = client.reclaim_space(10_000)
+    assert db_rows(db, "PRAGMA freelist_count") == [(0,)]
