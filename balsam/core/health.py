@@ -361,7 +361,8 @@ def live_lease_owners(now):
 def events_to_prune_sql(count):
     """Events older than a time (first parameter) of jobs that can no longer
     change (END states), except each job's newest: what ``db compact``
-    removes. Oldest first; ``count``: a COUNT instead of ids (then LIMIT is ignored)."""
+    removes. Oldest first; ``count``: a COUNT instead of ids (otherwise two more
+    parameters: the id to start after, and LIMIT)."""
     job, event = sql.table(BalsamJob), sql.table(JobEvent)
     end = sorted(states.END_STATES)
     select = "COUNT(*)" if count else "e.id"
@@ -369,7 +370,7 @@ def events_to_prune_sql(count):
         f"SELECT {select} FROM {event} e JOIN {job} j ON j.job_id = e.job_id "
         f"WHERE e.timestamp < %s AND j.state IN ({sql.marks(len(end))}) "
         f"AND e.id < (SELECT MAX(n.id) FROM {event} n WHERE n.job_id = e.job_id)"
-        + ("" if count else " ORDER BY e.id LIMIT %s")
+        + ("" if count else " AND e.id > %s ORDER BY e.id LIMIT %s")
     ), end
 
 

@@ -117,8 +117,9 @@ class WriteClient(ABC):
         return self.request("apply_restart_rules", {"lease_expiry_sec": lease_expiry_sec})
 
     # -- compaction (balsam db compact) ----------------------------------------------
-    def prune_events(self, before, limit=20_000):
-        return self.request("prune_events", {"before": before, "limit": limit})
+    def prune_events(self, before, limit=20_000, after_id=0):
+        """``{"removed", "last_id"}``: pass ``last_id`` as ``after_id`` to go on."""
+        return self.request("prune_events", {"before": before, "limit": limit, "after_id": after_id})
 
     def delete_finished_jobs(self, ids):
         return self.request("delete_finished_jobs", {"ids": [str(i) for i in ids]})

@@ -71,10 +71,12 @@ def compact(db_path, events_older_than=None, finished_workflows=False, dry_run=F
     removed = {"events": 0, "jobs": 0, "applied_requests": 0}
     if found["before"] is not None:
         before = found["before"].isoformat()
+        last_id = 0
         while True:  # short transactions: writers get their turn between them
-            n = client.prune_events(before)
-            removed["events"] += n
-            if not n:
+            step = client.prune_events(before, after_id=last_id)
+            removed["events"] += step["removed"]
+            last_id = step["last_id"]
+            if not step["removed"]:
                 break
     for workflow in found["workflows"]:
         ids = health.workflow_job_ids(workflow)

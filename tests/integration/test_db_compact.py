@@ -181,7 +181,12 @@ def test_reclaim_space_takes_bounded_steps_and_refuses_bad_sizes(writer, history
     for bad in (0, -1, 1.5, True, "10", 10_001):
         with pytest.raises(ValidationError, match="pages must be"):
             client.reclaim_space(bad)
-    assert client.prune_events("2999-01-01T00:00:00+00:00", 20_000) == 6 * (FINISHED + 1)
+    first = client.prune_events("2999-01-01T00:00:00+00:00", 1_000)
+    assert first["removed"] == 1_000
+    rest = client.prune_events("2999-01-01T00:00:00+00:00", 20_000, after_id=first["last_id"])
+    assert rest["removed"] == 6 * (FINISHED + 1) - 1_000 and rest["last_id"] > first["last_id"]
+    assert client.prune_events("2999-01-01T00:00:00+00:00", 20_000, after_id=rest["last_id"]) == {
+        "removed": 0, "last_id": rest["last_id"]}
     free = db_rows(db, "PRAGMA freelist_count")[0][0]
     assert free > 10
     step = client.reclaim_space(10)

@@ -40,18 +40,22 @@ def prune_applied_requests(retention_sec):
     return AppliedRequest.objects.prune(timezone.now() - datetime.timedelta(seconds=retention_sec))
 
 
-def prune_events(before, limit=20_000):
+def prune_events(before, limit=20_000, after_id=0):
     """Remove up to ``limit`` of the events older than ``before`` (ISO time)
-    of jobs in an END state, oldest first, keeping each job's newest event (so
-    its state still agrees with its history). Returns how many; the caller
-    repeats until 0, one short transaction each."""
+    of jobs in an END state, oldest first from id ``after_id`` on, keeping
+    each job's newest event (so its state still agrees with its history).
+    Returns ``{"removed", "last_id"}``: the caller repeats with ``after_id =
+    last_id`` until none is removed, one short transaction each (starting
+    past the last one keeps the events that stay from being read again every
+    time: a million-event prune would otherwise be quadratic)."""
     moment = _moment(before)
     positive_number("limit", limit)
+    after_id = whole_number("after_id", after_id) if after_id else 0
     query, end = health.events_to_prune_sql(count=False)
-    ids = [row[0] for row in sql.raw_fetchall(query, [health.stamp(moment)] + end + [int(limit)])]
+    ids = [row[0] for row in sql.raw_fetchall(query, [health.stamp(moment)] + end + [after_id, int(limit)])]
     for chunk in sql.chunks(ids):
         sql.raw_executemany(f"DELETE FROM {sql.table(JobEvent)} WHERE id IN ({sql.marks(len(chunk))})", [chunk])
-    return len(ids)
+    return {"removed": len(ids), "last_id": ids[-1] if ids else after_id}
 
 
 def delete_finished_jobs(ids):
