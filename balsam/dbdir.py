@@ -2,9 +2,10 @@
 
 import os
 import secrets
+import sqlite3
 from pathlib import Path
 
-from balsam.config import absolute_path, is_balsam_db, require_write_access
+from balsam.config import SQLITE_NAME, absolute_path, is_balsam_db, require_write_access
 from balsam.wire.credentials import ensure_credentials
 from balsam.wire.serverinfo import ServerInfo, served_elsewhere
 from balsam.django_config.settings import SECRET_KEY_NAME
@@ -82,6 +83,8 @@ def init_db(path, db_type=None, on_backup=None):
 
         migrate_postgres(path, created)
         return path, created
+    if created:
+        new_sqlite_file(path / SQLITE_NAME)
     activate(path, admin=True)
     if not created:
         from balsam.core.sql import check_sound
@@ -99,6 +102,21 @@ def init_db(path, db_type=None, on_backup=None):
 
         write_client.get().request("renew_db_identity", {})
     return path, created
+
+
+def new_sqlite_file(file):
+    """An empty SQLite file whose ``auto_vacuum`` is incremental, set before
+    any table exists (afterwards only a full ``VACUUM`` can change it): then
+    ``db compact`` gives freed pages back in small steps while the DB is in
+    use (``PRAGMA incremental_vacuum``). A non-empty file is left as it is."""
+    if file.exists() and file.stat().st_size:
+        return
+    conn = sqlite3.connect(file)
+    try:
+        conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+        conn.execute("PRAGMA journal_mode=WAL")  # writes the header, which keeps the setting
+    finally:
+        conn.close()
 
 
 INIT_CHECK_SEC = 30  # `balsam init` reads the whole file once; a DB too big for this is checked in part

@@ -16,13 +16,15 @@ from pathlib import Path
 from django.utils import timezone
 
 from balsam.core import health, launch_states, queries, states
-from balsam.core.models import ApplicationDefinition, BalsamJob, QueuedLaunch
+from balsam.core.models import ApplicationDefinition, BalsamJob, LauncherRecord, QueuedLaunch
 from balsam.dbserver.control import watchdog_running
 from balsam.exceptions import ConfigError
 from balsam.maintenance.backup import users
 
 SHOWN = 5  # jobs named per finding
 STUCK_QUEUED = datetime.timedelta(minutes=30)  # a launch queued longer than this is worth a look
+# A launcher that holds nothing while jobs have been ready this long is idle, not between two passes.
+IDLE_AFTER = datetime.timedelta(minutes=2)
 
 
 @dataclass
@@ -63,6 +65,9 @@ def diagnose(db_path, lease_expiry_sec, workflow=None, job=None):
     findings += _waiting(unfinished)
     findings += _dead_holders(unfinished, now, lease_expiry_sec)
     findings += _too_big(db_path, unfinished)
+    launchers = _live_launchers(now)
+    findings += _larger_than_launchers(unfinished, launchers)
+    findings += _idle_launchers(launchers, now)
     findings += _stuck_launches(now)
     findings += _missing_executables(unfinished)
     return findings
@@ -131,6 +136,50 @@ def _too_big(db_path, unfinished):
                     f"queue allows ({most_nodes} node(s), {longest:g} min in {policy.path.name})",
                     f"balsam modify jobs {j.pk.hex[:8]} --attr num_nodes --value {most_nodes}   "
                     f"(or raise max_nodes/max_minutes in {policy.path})") for j in jobs]
+
+
+def _live_launchers(now):
+    """The launchers that have not stopped and were heard from within their own lease expiry."""
+    records = LauncherRecord.objects.filter(stopped_at__isnull=True).order_by("owner")
+    return [r for r in records if (now - r.last_seen_at).total_seconds() < r.lease_expiry_sec]
+
+
+def _larger_than_launchers(unfinished, launchers):
+    """Jobs no running launcher can place: more nodes than the largest one has."""
+    if not launchers:
+        return []
+    largest = max(launchers, key=lambda r: r.num_nodes)
+    too_big = unfinished.filter(num_nodes__gt=largest.num_nodes).order_by("num_nodes", "pk")
+    jobs, total = list(too_big[:SHOWN]), too_big.count()
+    where = f"launcher {largest.owner} on {largest.host}" if len(launchers) == 1 else \
+        f"the largest of the {len(launchers)} running launchers ({largest.owner} on {largest.host})"
+    found = [Finding(f"job {_label(j)} needs {j.num_nodes} node(s); {where} has {largest.num_nodes}",
+                     f"balsam modify jobs {j.pk.hex[:8]} --attr num_nodes --value {largest.num_nodes}   "
+                     f"(or run a launcher on {j.num_nodes} or more nodes)") for j in jobs]
+    if total > len(jobs):
+        found.append(Finding(f"... and {total - len(jobs)} more jobs larger than any running launcher",
+                             f"run a launcher on more nodes, or lower their num_nodes: balsam modify jobs ID "
+                             f"--attr num_nodes --value {largest.num_nodes}"))
+    return found
+
+
+def _idle_launchers(launchers, now):
+    """Running launchers that hold no job although jobs they could take have
+    waited for over ``IDLE_AFTER`` (in their workflow, mode and size)."""
+    found = []
+    for record in launchers:
+        if BalsamJob.objects.filter(lease_owner=record.owner).exists():
+            continue
+        ready = queries.job_scope(workflow=record.wf_filter or None, serial_only=record.job_mode == "serial",
+                                  max_num_nodes=record.num_nodes).filter(
+            state__in=states.CLAIMABLE_STATES, lease_owner="", state_changed_at__lt=now - IDLE_AFTER)
+        count = ready.count()
+        if count and now - record.started_at > IDLE_AFTER:
+            found.append(Finding(
+                f"launcher {record.owner} on {record.host} is running but holds no job, while {count} job(s) it "
+                f"could run have been ready for over {IDLE_AFTER.seconds // 60} minutes",
+                f"balsam log --launcher {record.host}-{record.pid}   (what it is doing; or stop it and start another)"))
+    return found
 
 
 def _stuck_launches(now):

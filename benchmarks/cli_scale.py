@@ -19,7 +19,11 @@ scratch DB created with ``balsam init``.  stdout and stderr go to pipes that
    ``balsam ls --wf dummy --state RUN_ERROR``; ``balsam db stats`` (target < 2 s),
    ``balsam db check`` (< 10 s; it exits 1 there: the jobs never ran, so their
    directories are missing) and ``balsam db backup --to FILE`` (< 10 s, the copy
-   and its integrity check).  Each command runs once untimed
+   and its integrity check).  Last, ``balsam db compact --events-older-than 0m``
+   once on a copy of the DB (no time target): the events of the finished jobs
+   go except each one's newest, then ``VACUUM`` rewrites the file; the row is
+   ``ok`` when the file shrank and every unfinished job's row and events are
+   unchanged (a digest before and after), with the gain in its name.  Each command runs once untimed
    (warm page cache), then ``--repeat`` timed runs; median and best reported.
 
    The large DB is built with a few ``balsam make_dummies`` calls, then a spread
@@ -40,10 +44,12 @@ The script always exits 0 (it is a report); missed targets are marked MISS.
 
 import argparse
 import datetime
+import hashlib
 import importlib
 import json
 import os
 import platform
+import re
 import shutil
 import sqlite3
 import statistics
@@ -256,6 +262,49 @@ def bench_backup(db_path, jobs, workdir, repeat):
                       passed=statistics.median(times) < DB_BACKUP_TARGET_SECONDS)
 
 
+END_STATES_SQL = "('JOB_FINISHED', 'FAILED', 'USER_KILLED', 'PARENT_KILLED')"
+GAIN_LINE = re.compile(r"^(\d+) -> (\d+) bytes \(gain=(\d+\.\d\d)x\)$", re.M)
+
+
+def unfinished_digest(db_path):
+    """A digest of every unfinished job's row and events: compact must not change it."""
+    digest = hashlib.sha256()
+    conn = sqlite3.connect(db_path / "db.sqlite3")
+    try:
+        for query in (f"SELECT * FROM balsam_job WHERE state NOT IN {END_STATES_SQL} ORDER BY rowid",
+                      f"SELECT e.* FROM balsam_job_event e JOIN balsam_job j ON j.job_id = e.job_id "
+                      f"WHERE j.state NOT IN {END_STATES_SQL} ORDER BY e.id"):
+            for row in conn.execute(query):
+                digest.update(repr(row).encode())
+    finally:
+        conn.close()
+    return digest.hexdigest()
+
+
+def bench_compact(db_path, jobs, workdir):
+    """``balsam db compact --events-older-than 0m`` once, on a copy of the large
+    DB (it changes the DB): the events of its finished jobs go except each
+    one's newest; then the file is rewritten (nothing else uses the copy).
+    Checks that the file shrank and that no unfinished job or event changed."""
+    copy = workdir / "compact_bench_db"
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(db_path, copy)
+    before_digest = unfinished_digest(copy)
+    events_before = sql(copy, "SELECT COUNT(*) FROM balsam_job_event")[0][0]
+    elapsed, proc = run_balsam(copy, "db", "compact", "--events-older-than", "0m")
+    found = GAIN_LINE.search(proc.stdout)
+    if not found:
+        raise RuntimeError(f"balsam db compact printed no gain line:\n{proc.stdout}")
+    size_before, size_after = int(found.group(1)), int(found.group(2))
+    events_after = sql(copy, "SELECT COUNT(*) FROM balsam_job_event")[0][0]
+    unchanged = unfinished_digest(copy) == before_digest
+    shutil.rmtree(copy, ignore_errors=True)
+    log(f"  balsam db compact: {elapsed:.1f} s; events {events_before:,} -> {events_after:,}; "
+        f"{found.group(0)}; unfinished jobs and their events unchanged: {unchanged}")
+    return result_row(f"balsam db compact --events-older-than 0m (gain={found.group(3)}x)", f"{jobs:,}", [elapsed],
+                      target="shrinks; unfinished unchanged", passed=size_after < size_before and unchanged)
+
+
 def bench_large(workdir, jobs, repeat, rebuild):
     db = large_db(workdir, jobs, rebuild)
     counts = state_counts(db)
@@ -270,6 +319,7 @@ def bench_large(workdir, jobs, repeat, rebuild):
         # The benchmark's jobs never ran: `db check` reports their missing directories (exit 1).
         bench_read(db, total, ["db", "check"], repeat, DB_CHECK_TARGET_SECONDS, ok_codes=(0, 1)),
         bench_backup(db, total, workdir, repeat),
+        bench_compact(db, total, workdir),
     ]
 
 

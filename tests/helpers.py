@@ -6,6 +6,7 @@ import selectors
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -92,3 +93,37 @@ def db_write(db, statement, params=()):
             con.execute(statement, params)
     finally:
         con.close()
+
+
+# A process adding a job every 50 ms (through a dbserver when one serves the DB) until
+# the file argv[3] exists; it logs "name start end" once each insert is acknowledged.
+WRITER = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from balsam import api
+
+    api.attach()
+    me, log, stop = sys.argv[1], open(sys.argv[2], "w"), Path(sys.argv[3])
+    n = 0
+    while not stop.exists():
+        name = f"{me}-{n}"
+        start = time.time()
+        api.add_job(name=name, workflow="load", application="hello")
+        log.write(f"{name} {start} {time.time()}\\n")  # written only once the insert was acknowledged
+        log.flush()
+        n += 1
+        time.sleep(0.05)
+""")
+
+
+def acked(logs):
+    """[(name, start, end)] of every acknowledged insert so far."""
+    rows = []
+    for path in logs:
+        if not path.exists():  # the writer has not started yet
+            continue
+        for line in path.read_text().splitlines():
+            parts = line.split()
+            if len(parts) == 3:
+                rows.append((parts[0], float(parts[1]), float(parts[2])))
+    return rows

@@ -270,9 +270,13 @@ def compact(ctx, age, finished_workflows, dry_run):
     removed = done["removed"]
     click.echo(f"Removed: {removed['events']:,} events, {removed['jobs']:,} jobs of {len(workflows)} finished "
                f"workflow(s), {removed['applied_requests']:,} applied-request ids")
-    if done.get("not_vacuumed"):
+    if done["shrunk_by"] == "steps":
+        click.echo(f"Gave back {done['reclaimed_pages']:,} free page(s) in {done['steps']:,} step(s) while the DB "
+                   "is in use (incremental vacuum)")
+    elif done.get("not_vacuumed"):
         click.echo("Not shrunk: the DB is in use by " + "; ".join(done["not_vacuumed"])
-                   + " (the freed pages are reused by new rows; run again when it is idle to shrink the file)")
+                   + ", and it was made before Balsam shrank DBs in use: run compact once when it is idle "
+                   "(the freed pages are reused by new rows meanwhile)")
     before, after = done["size_before"], done["size_after"]
     click.echo(f"{before} -> {after} bytes (gain={before / after if after else 1:.2f}x)")
 

@@ -10,6 +10,8 @@ an index once each.
 
 import datetime
 import os
+import queue
+import threading
 
 from django.db import connection
 from django.utils.dateparse import parse_datetime
@@ -17,7 +19,8 @@ from django.db.models import Max, Min
 
 from balsam.core import sql, states
 from balsam.core.json_values import job_id
-from balsam.core.models import AppliedRequest, ApplicationDefinition, BalsamJob, JobDependency, JobEvent, QueuedLaunch
+from balsam.core.models import (AppliedRequest, ApplicationDefinition, BalsamJob, JobCount, JobDependency, JobEvent,
+                                 QueuedLaunch)
 
 # States a job reaches only after its application ran (its directory exists from then on).
 RAN_STATES = frozenset(
@@ -34,12 +37,28 @@ def _pk(value):
     return value if not isinstance(value, str) else job_id(value)
 
 
-def row_counts():
-    """{table role: rows} for the jobs, events, edges, applications, launches and applied requests."""
-    counts = {}
+def kept_job_counts():
+    """{workflow: {state: jobs}} as the write path keeps them (``JobCount``:
+    every state change adds to it in its own transaction, SQLite triggers count
+    inserts, removals and workflow changes), a few rows instead of a scan of a
+    million; None where they are not kept (other backends)."""
+    if connection.vendor != "sqlite":
+        return None
+    per_workflow = {}
+    for workflow, state, n in JobCount.objects.filter(count__gt=0).values_list("workflow", "state", "count"):
+        per_workflow.setdefault(workflow, {})[state] = n
+    return per_workflow
+
+
+def row_counts(jobs=None):
+    """{table role: rows} for the jobs (unless counted already: ``jobs``),
+    events, edges, applications, launches and applied requests."""
+    counts = {} if jobs is None else {"jobs": jobs}
     for label, model in (("jobs", BalsamJob), ("events", JobEvent), ("dependencies", JobDependency),
                          ("applications", ApplicationDefinition), ("launches", QueuedLaunch),
                          ("applied_requests", AppliedRequest)):
+        if label in counts:
+            continue
         # COUNT(*) lets SQLite count the smallest index instead of the table.
         counts[label] = sql.raw_fetchall(f"SELECT COUNT(*) FROM {sql.table(model)}", [])[0][0]
     return counts
@@ -135,21 +154,24 @@ def state_event_mismatches(most):
     # (minutes on millions); two sequential scans and a dict cost seconds. Each
     # piece comes as one group_concat text: building a Python row per event
     # would cost more than SQLite's whole scan.
+    # The pieces are read on a thread of their own, a few ahead, while this
+    # one matches them (SQLite leaves Python's lock while it reads).
     event, job = sql.table(JobEvent), sql.table(BalsamJob)
-    last = {}
-    for low, high in _key_ranges(event, "id"):
-        ids, to_states = sql.raw_fetchall(
-            f"SELECT group_concat(job_id, ','), group_concat(to_state, ',') FROM "
-            f"(SELECT job_id, to_state FROM {event} WHERE id >= %s AND id < %s ORDER BY id)", [low, high])[0]
-        if ids:
-            last.update(zip(ids.split(","), to_states.split(",")))  # in id order: the newest event wins
-    wrong, pop, created = [], last.pop, states.CREATED
-    for low, high in _key_ranges(job, "rowid"):
-        ids, job_states = sql.raw_fetchall(
-            f"SELECT group_concat(job_id, ','), group_concat(state, ',') FROM {job} WHERE rowid >= %s AND rowid < %s",
-            [low, high])[0]
-        if ids:
-            wrong += [(pk, state) for pk, state in zip(ids.split(","), job_states.split(",")) if pop(pk, created) != state]
+    events = [(f"SELECT group_concat(job_id, ','), group_concat(to_state, ',') FROM "
+               f"(SELECT job_id, to_state FROM {event} WHERE id >= %s AND id < %s ORDER BY id)", [low, high])
+              for low, high in _key_ranges(event, "id")]
+    jobs = [(f"SELECT group_concat(job_id, ','), group_concat(state, ',') FROM {job} WHERE rowid >= %s AND rowid < %s",
+             [low, high]) for low, high in _key_ranges(job, "rowid")]
+    last, wrong, created = {}, [], states.CREATED
+    pop = last.pop
+    for n, rows in enumerate(_fetched_ahead(events + jobs)):
+        ids, values = rows[0]
+        if not ids:
+            continue
+        if n < len(events):
+            last.update(zip(ids.split(","), values.split(",")))  # in id order: the newest event wins
+        else:
+            wrong += [(pk, state) for pk, state in zip(ids.split(","), values.split(",")) if pop(pk, created) != state]
     shown = []
     for pk, state in wrong[:most]:
         name = BalsamJob.objects.filter(pk=job_id(pk)).values_list("name", flat=True).first()
@@ -158,7 +180,44 @@ def state_event_mismatches(most):
     return shown, len(wrong), len(last)
 
 
-def _key_ranges(table_sql, key, span=200_000):
+def _fetched_ahead(statements, ahead=3):
+    """The rows of each ``(sql, params)`` in turn, read by a thread with a
+    connection of its own (mapped: ``sql.map_file``) up to ``ahead``
+    statements before the caller takes them. Its error is raised here."""
+    results = queue.Queue(maxsize=ahead)
+    stop = threading.Event()
+
+    def read():
+        try:
+            sql.map_file()
+            for statement, params in statements:
+                if stop.is_set():
+                    return
+                results.put((sql.raw_fetchall(statement, params), None))
+        except Exception as exc:
+            results.put((None, exc))
+        finally:
+            connection.close()
+
+    reader = threading.Thread(target=read, name="balsam-read-ahead", daemon=True)
+    reader.start()
+    try:
+        for _ in statements:
+            rows, error = results.get()
+            if error is not None:
+                raise error
+            yield rows
+    finally:
+        stop.set()
+        while reader.is_alive():  # let a reader blocked on a full queue see the stop
+            try:
+                results.get(timeout=0.1)
+            except queue.Empty:
+                pass
+        reader.join()
+
+
+def _key_ranges(table_sql, key, span=100_000):
     """``[low, high)`` ranges of an integer key covering the table, ``span`` keys each."""
     # Two queries: SQLite answers a lone MIN or MAX from the key, not both at once.
     low = sql.raw_fetchall(f"SELECT MIN({key}) FROM {table_sql}", [])[0][0]
@@ -302,15 +361,22 @@ def live_lease_owners(now):
 def events_to_prune_sql(count):
     """Events older than a time (first parameter) of jobs that can no longer
     change (END states), except each job's newest: what ``db compact``
-    removes. Oldest first; ``count``: a COUNT instead of ids (then LIMIT is ignored)."""
+    removes. Oldest first; ``count``: a COUNT instead of ids (otherwise two more
+    parameters: the id to start after, and LIMIT)."""
     job, event = sql.table(BalsamJob), sql.table(JobEvent)
     end = sorted(states.END_STATES)
     select = "COUNT(*)" if count else "e.id"
+    # The ids: walk the events in id order from the start id and stop at the
+    # LIMIT (SQLite keeps the left table of a CROSS JOIN outside); joined the
+    # other way, each batch would find every prunable event of every ended
+    # job and sort them, a million-event prune taking minutes per batch.
+    joined = f"{event} e JOIN {job} j ON j.job_id = e.job_id" if count else \
+        f"{event} e CROSS JOIN {job} j WHERE j.job_id = e.job_id AND"
     return (
-        f"SELECT {select} FROM {event} e JOIN {job} j ON j.job_id = e.job_id "
-        f"WHERE e.timestamp < %s AND j.state IN ({sql.marks(len(end))}) "
+        f"SELECT {select} FROM {joined}" + (" WHERE" if count else "") +
+        f" e.timestamp < %s AND j.state IN ({sql.marks(len(end))}) "
         f"AND e.id < (SELECT MAX(n.id) FROM {event} n WHERE n.job_id = e.job_id)"
-        + ("" if count else " ORDER BY e.id LIMIT %s")
+        + ("" if count else " AND e.id > %s ORDER BY e.id LIMIT %s")
     ), end
 
 

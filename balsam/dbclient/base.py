@@ -117,11 +117,16 @@ class WriteClient(ABC):
         return self.request("apply_restart_rules", {"lease_expiry_sec": lease_expiry_sec})
 
     # -- compaction (balsam db compact) ----------------------------------------------
-    def prune_events(self, before, limit=20_000):
-        return self.request("prune_events", {"before": before, "limit": limit})
+    def prune_events(self, before, limit=20_000, after_id=0):
+        """``{"removed", "last_id"}``: pass ``last_id`` as ``after_id`` to go on."""
+        return self.request("prune_events", {"before": before, "limit": limit, "after_id": after_id})
 
     def delete_finished_jobs(self, ids):
         return self.request("delete_finished_jobs", {"ids": [str(i) for i in ids]})
+
+    def reclaim_space(self, pages):
+        """One bounded step of giving free pages back (``db compact``); ``{"freed", "free_pages"}``."""
+        return self.request("reclaim_space", {"pages": pages})
 
     # -- launcher records -----------------------------------------------------------
     def register_launcher(self, owner, host, pid, job_mode, num_nodes, capacity, lease_expiry_sec, wf_filter="",

@@ -1,4 +1,14 @@
-"""``balsam db compact``: prune what the user chose, then give the space back."""
+"""``balsam db compact``: prune what the user chose, then give the space back.
+
+Giving space back: when nothing else uses the DB, SQLite's ``VACUUM``
+rewrites the file (the most compact result; it also makes an older DB's
+``auto_vacuum`` incremental). While the DB is in use, ``VACUUM`` would hold the
+write lock for minutes, so the freed pages go back in small steps of
+``incremental_vacuum`` through the write path instead (``reclaim_space``: the
+dbserver, when one serves the DB, runs each step between its write groups).
+An older DB without incremental ``auto_vacuum`` is left as it is then: it
+must be converted by one ``VACUUM`` while idle.
+"""
 
 import datetime
 import re
@@ -14,6 +24,8 @@ _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([wdhm])\s*$")
 _UNITS = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes"}
 MAX_AGE_DAYS = 100 * 366
 DELETE_CHUNK = 5_000  # jobs per delete request
+# Pages per reclaim step (4 MiB of 4 KiB pages): tens of milliseconds of the write lock.
+RECLAIM_STEP_PAGES = 1_000
 
 
 def parse_age(text):
@@ -46,9 +58,11 @@ def plan(events_older_than=None, finished_workflows=False):
 
 
 def compact(db_path, events_older_than=None, finished_workflows=False, dry_run=False):
-    """Prune (through the write path), then VACUUM when nothing else uses the
-    DB. Returns the plan plus ``removed``, sizes and, when the file was not
-    rewritten, ``not_vacuumed`` (why)."""
+    """Prune (through the write path), then give the space back: ``VACUUM``
+    when nothing else uses the DB, ``incremental_vacuum`` steps through the
+    write path otherwise. Returns the plan plus ``removed``, the sizes,
+    ``shrunk_by`` (``"vacuum"``, ``"steps"`` or None), ``reclaimed_pages``,
+    ``steps`` and, when the file could not be shrunk, ``not_vacuumed`` (what uses it)."""
     found = plan(events_older_than, finished_workflows)
     found.update(size_before=_size(db_path), dry_run=dry_run)
     if dry_run:
@@ -57,10 +71,12 @@ def compact(db_path, events_older_than=None, finished_workflows=False, dry_run=F
     removed = {"events": 0, "jobs": 0, "applied_requests": 0}
     if found["before"] is not None:
         before = found["before"].isoformat()
+        last_id = 0
         while True:  # short transactions: writers get their turn between them
-            n = client.prune_events(before)
-            removed["events"] += n
-            if not n:
+            step = client.prune_events(before, after_id=last_id)
+            removed["events"] += step["removed"]
+            last_id = step["last_id"]
+            if not step["removed"]:
                 break
     for workflow in found["workflows"]:
         ids = health.workflow_job_ids(workflow)
@@ -68,10 +84,25 @@ def compact(db_path, events_older_than=None, finished_workflows=False, dry_run=F
             removed["jobs"] += client.delete_finished_jobs(ids[start : start + DELETE_CHUNK])
     removed["applied_requests"] = client.prune_applied_requests(APPLIED_ID_RETENTION_SEC)
     found["removed"] = removed
-    busy = users(db_path)
-    if busy:
-        found["not_vacuumed"] = busy
-    else:
-        sql.vacuum()
+    found.update(_give_back(db_path, client))
     found["size_after"] = _size(db_path)
     return found
+
+
+def _give_back(db_path, client):
+    busy = users(db_path)
+    if not busy:
+        sql.vacuum()
+        sql.checkpoint()  # in WAL mode the rewritten file goes through the log first
+        return {"shrunk_by": "vacuum", "reclaimed_pages": None, "steps": 0}
+    if sql.auto_vacuum_mode() != "incremental":
+        return {"shrunk_by": None, "not_vacuumed": busy, "reclaimed_pages": 0, "steps": 0}
+    freed = steps = 0
+    while True:
+        step = client.reclaim_space(RECLAIM_STEP_PAGES)
+        freed += step["freed"]
+        steps += 1
+        if not step["freed"] or not step["free_pages"]:
+            break
+    sql.checkpoint()  # the file shrinks when the log is copied back into it
+    return {"shrunk_by": "steps", "reclaimed_pages": freed, "steps": steps}

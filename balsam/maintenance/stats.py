@@ -16,13 +16,15 @@ def _iso(moment):
 def db_stats(db_path):
     """Everything ``balsam db stats`` shows, JSON-able."""
     now = timezone.now()
-    per_workflow = queries.workflow_state_counts()
+    per_workflow = health.kept_job_counts()
+    if per_workflow is None:
+        per_workflow = queries.workflow_state_counts()
     by_state = {}  # summed from the per-workflow counts: one pass over the (workflow, state) index, not two
     for counts in per_workflow.values():
         for state, n in counts.items():
             by_state[state] = by_state.get(state, 0) + n
     oldest, newest = health.job_time_range()
-    counts = health.row_counts()
+    counts = health.row_counts(jobs=sum(by_state.values()))
     pages = health.page_usage()
     if pages:
         used = pages["pages"] - pages["free_pages"]

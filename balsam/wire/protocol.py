@@ -57,6 +57,7 @@ WRITE_OPS = frozenset(
         "apply_restart_rules",
         "prune_events",
         "delete_finished_jobs",
+        "reclaim_space",
         "register_launcher",
         "stop_launcher",
     }

@@ -6,47 +6,14 @@ import sqlite3
 import statistics
 import subprocess
 import sys
-import textwrap
 import time
 
 import pytest
 
 from balsam import backups
-from tests.helpers import db_rows, wait_until
+from tests.helpers import WRITER, acked, db_rows, wait_until
 
 WRITERS = 16
-WRITER = textwrap.dedent("""
-    import sys, time
-    from pathlib import Path
-    from balsam import api
-
-    api.attach()
-    me, log, stop = sys.argv[1], open(sys.argv[2], "w"), Path(sys.argv[3])
-    n = 0
-    while not stop.exists():
-        name = f"{me}-{n}"
-        start = time.time()
-        api.add_job(name=name, workflow="load", application="hello")
-        log.write(f"{name} {start} {time.time()}\\n")  # written only once the insert was acknowledged
-        log.flush()
-        n += 1
-        time.sleep(0.05)
-""")
-
-
-def acked(logs):
-    """[(name, start, end)] of every acknowledged insert so far."""
-    rows = []
-    for path in logs:
-        if not path.exists():  # the writer has not started yet
-            continue
-        for line in path.read_text().splitlines():
-            parts = line.split()
-            if len(parts) == 3:
-                rows.append((parts[0], float(parts[1]), float(parts[2])))
-    return rows
-
-
 def p99(values):
     return statistics.quantiles(values, n=100)[98] if len(values) >= 2 else max(values)
 

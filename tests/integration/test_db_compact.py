@@ -3,11 +3,16 @@ few unfinished jobs: what goes, what stays untouched, the size, the gain line;
 directly and through a live dbserver."""
 
 import json
+import os
 import re
+import sqlite3
+import subprocess
+import sys
+import time
 
 import pytest
 
-from tests.helpers import db_rows
+from tests.helpers import WRITER, acked, db_rows, wait_until
 
 FINISH = ("READY", "STAGED_IN", "PREPROCESSED", "RUNNING", "RUN_DONE", "POSTPROCESSED", "JOB_FINISHED")
 FINISHED = 3000
@@ -85,17 +90,78 @@ def test_finished_workflows_go_with_their_rows_but_not_their_files(db, history, 
     assert live_rows(db) == live_before and folder.is_dir()
 
 
-def test_compact_through_a_dbserver_prunes_and_leaves_the_file_size(db, history, dbserver, balsam_cmd):
+def auto_vacuum(db):
+    return db_rows(db, "PRAGMA auto_vacuum")[0][0]  # 0: none, 2: incremental
+
+
+def test_a_new_db_gives_pages_back_in_steps(db):
+    assert auto_vacuum(db) == 2
+
+
+def test_compact_through_a_dbserver_shrinks_the_file_while_a_writer_runs(db, history, dbserver, balsam_cmd, tmp_path):
     from balsam.dbserver.control import status
 
+    live_before = live_rows(db)
     commits = status(db)["commits"]
-    result = balsam_cmd("db", "compact", "--events-older-than", "0m")
+    stop, log = tmp_path / "stop", tmp_path / "writer.log"
+    env = {**os.environ, "BALSAM_DB_PATH": str(db)}
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, "w", str(log), str(stop)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: len(acked([log])) >= 3, 60, "the writer's first inserts")
+        started = time.time()
+        result = balsam_cmd("db", "compact", "--events-older-than", "0m")
+        ended = time.time()
+        count = len(acked([log]))
+        wait_until(lambda: len(acked([log])) >= count + 3, 60, "inserts after the compact")
+    finally:
+        stop.touch()
+        out, err = writer.communicate(timeout=60)
+    assert [name for name, start, end in acked([log]) if started <= end <= ended], "no insert overlapped the compact"
+    assert writer.returncode == 0 and not err, err[-2000:]
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"Removed: {6 * (FINISHED + 1):,} events")
+    freed = re.search(r"^Gave back ([\d,]+) free page\(s\) in ([\d,]+) step\(s\) while the DB is in use", result.stdout,
+                      flags=re.M)
+    assert freed and int(freed.group(1).replace(",", "")) > 100, result.stdout
+    before, after, gain = gain_line(result.stdout)
+    assert after < before and gain > 1.0
+    assert status(db)["commits"] > commits  # the prunes and the steps went through the server
+    # Every acknowledged insert is there; nothing unfinished was touched.
+    names = {row[0] for row in db_rows(db, "SELECT name FROM balsam_job WHERE workflow = 'load'")}
+    assert {name for name, _, _ in acked([log])} <= names
+    assert live_rows(db) == live_before
+    assert db_rows(db, "SELECT COUNT(*) FROM balsam_job_event e JOIN balsam_job j ON j.job_id = e.job_id "
+                       "WHERE j.workflow = 'done'") == [(FINISHED,)]
+    assert db_rows(db, "PRAGMA freelist_count")[0][0] < 100
+
+
+def test_an_older_db_is_shrunk_only_when_idle_and_converted_then(db, history, balsam_cmd):
+    from django.db import connections
+
+    from balsam.dbserver import control
+
+    connections.close_all()
+    con = sqlite3.connect(db / "db.sqlite3")
+    con.execute("PRAGMA auto_vacuum = NONE")  # as `balsam init` made DBs before it set incremental
+    con.execute("VACUUM")
+    con.close()
+    assert auto_vacuum(db) == 0
+    control.start(db, host="127.0.0.1")
+    try:
+        result = balsam_cmd("db", "compact", "--events-older-than", "0m")
+    finally:
+        control.stop(db)
+    assert result.returncode == 0, result.stderr
     assert "Not shrunk: the DB is in use by a dbserver" in result.stdout
-    gain_line(result.stdout)
-    assert status(db)["commits"] > commits  # the prunes went through the server
-    assert db_rows(db, "SELECT COUNT(*) FROM balsam_job_event") == [(FINISHED + 1 + 4,)]
+    assert "run compact once when it is idle" in result.stdout
+    before, after, _ = gain_line(result.stdout)
+    assert auto_vacuum(db) == 0 and db_rows(db, "PRAGMA freelist_count")[0][0] > 100
+    result = balsam_cmd("db", "compact")  # idle now: VACUUM rewrites the file and converts it
+    assert result.returncode == 0, result.stderr
+    before, after, gain = gain_line(result.stdout)
+    assert after < before and gain > 1.0
+    assert auto_vacuum(db) == 2 and db_rows(db, "PRAGMA freelist_count") == [(0,)]
 
 
 @pytest.mark.parametrize("age", ["", "30", "x", "-1d", "1e9d", "30y"])
@@ -105,3 +171,26 @@ def test_bad_ages_are_one_line(db, balsam_cmd, snapshot, age):
     assert result.returncode != 0 and len(result.stderr.splitlines()) == 1
     assert result.stderr.startswith("Error: --events-older-than must be")
     assert snapshot() == before
+
+
+def test_reclaim_space_takes_bounded_steps_and_refuses_bad_sizes(writer, history, db):
+    from balsam.core import write_client
+    from balsam.exceptions import ValidationError
+
+    client = write_client.get()
+    for bad in (0, -1, 1.5, True, "10", 10_001):
+        with pytest.raises(ValidationError, match="pages must be"):
+            client.reclaim_space(bad)
+    first = client.prune_events("2999-01-01T00:00:00+00:00", 1_000)
+    assert first["removed"] == 1_000
+    rest = client.prune_events("2999-01-01T00:00:00+00:00", 20_000, after_id=first["last_id"])
+    assert rest["removed"] == 6 * (FINISHED + 1) - 1_000 and rest["last_id"] > first["last_id"]
+    assert client.prune_events("2999-01-01T00:00:00+00:00", 20_000, after_id=rest["last_id"]) == {
+        "removed": 0, "last_id": rest["last_id"]}
+    free = db_rows(db, "PRAGMA freelist_count")[0][0]
+    assert free > 10
+    step = client.reclaim_space(10)
+    assert step == {"freed": 10, "free_pages": free - 10}
+    while step["free_pages"]:
+        step = client.reclaim_space(10_000)
+    assert db_rows(db, "PRAGMA freelist_count") == [(0,)]

@@ -124,3 +124,47 @@ def test_a_job_that_ended_and_a_db_with_nothing_left(db, make_job, balsam_cmd):
         {"cause": f"job [a | {job.pk.hex[:8]}] has ended: FAILED", "fix": f"balsam ls --id {job.pk.hex[:8]} --history"}]
     assert causes(balsam_cmd) == ["every job has ended: nothing to run"]
     assert db_rows(db, "SELECT state FROM balsam_job") == [("FAILED",)]
+
+
+def launcher(owner, host="nid7", pid=77, nodes=2, job_mode="mpi", wf_filter=""):
+    from balsam.core import write_client
+
+    write_client.get().register_launcher(owner, host, pid, job_mode, nodes, nodes * 4, 180, wf_filter=wf_filter)
+
+
+def test_jobs_larger_than_the_running_launchers_nodes(db, make_job, balsam_cmd):
+    launcher("nid7:77", nodes=2)
+    small = make_job(name="small", num_nodes=2)
+    hold(db, small, "nid7:77")
+    big = make_job(name="big", num_nodes=16)
+    found = [f for f in findings(balsam_cmd) if "node(s);" in f["cause"]]
+    assert found == [{"cause": f"job [big | {big.pk.hex[:8]}] needs 16 node(s); launcher nid7:77 on nid7 has 2",
+                      "fix": f"balsam modify jobs {big.pk.hex[:8]} --attr num_nodes --value 2   "
+                             "(or run a launcher on 16 or more nodes)"}]
+    # A launcher that stopped does not count: then nothing runs jobs at all.
+    from balsam.core import write_client
+
+    write_client.get().stop_launcher("nid7:77")
+    db_write(db, "UPDATE balsam_job SET lease_owner = '', lease_expires_at = NULL")
+    assert not any("node(s);" in c for c in causes(balsam_cmd))
+    assert "no launcher, service or batch launch is active" in causes(balsam_cmd)[0]
+
+
+def test_an_idle_launcher_while_jobs_are_ready(db, make_job, balsam_cmd):
+    from balsam.core import write_client
+
+    launcher("nid7:77", nodes=2)
+    busy = make_job(name="busy")
+    hold(db, busy, "nid8:88")  # another launcher at work: "nothing runs jobs" does not apply
+    ready = [make_job(name=f"ready{n}") for n in range(3)]
+    write_client.get().transition([str(j.pk) for j in ready], "READY")
+    assert not [c for c in causes(balsam_cmd) if "holds no job" in c]  # ready just now: between two passes
+    db_write(db, "UPDATE balsam_job SET state_changed_at = '2000-01-01 00:00:00' WHERE state = 'READY'")
+    db_write(db, "UPDATE balsam_launcher SET started_at = '2000-01-01 00:00:00'")
+    found = [f for f in findings(balsam_cmd) if "holds no job" in f["cause"]]
+    assert found == [{"cause": "launcher nid7:77 on nid7 is running but holds no job, while 3 job(s) it could run "
+                               "have been ready for over 2 minutes",
+                      "fix": "balsam log --launcher nid7-77   (what it is doing; or stop it and start another)"}]
+    # Jobs outside its workflow are not its business.
+    db_write(db, "UPDATE balsam_launcher SET wf_filter = 'other'")
+    assert not [c for c in causes(balsam_cmd) if "holds no job" in c]

@@ -15,7 +15,7 @@ from balsam.core.models import AppliedRequest, BalsamJob, JobEvent
 from balsam.core.operations.jobs import delete_jobs
 from balsam.core.operations.leases import lapsed
 from balsam.core.operations.transitions import job_states, record, settle_children
-from balsam.core.operations.validation import positive_number
+from balsam.core.operations.validation import positive_number, whole_number
 from balsam.exceptions import ValidationError
 
 logger = logging.getLogger(__name__)
@@ -40,18 +40,22 @@ def prune_applied_requests(retention_sec):
     return AppliedRequest.objects.prune(timezone.now() - datetime.timedelta(seconds=retention_sec))
 
 
-def prune_events(before, limit=20_000):
+def prune_events(before, limit=20_000, after_id=0):
     """Remove up to ``limit`` of the events older than ``before`` (ISO time)
-    of jobs in an END state, oldest first, keeping each job's newest event (so
-    its state still agrees with its history). Returns how many; the caller
-    repeats until 0, one short transaction each."""
+    of jobs in an END state, oldest first from id ``after_id`` on, keeping
+    each job's newest event (so its state still agrees with its history).
+    Returns ``{"removed", "last_id"}``: the caller repeats with ``after_id =
+    last_id`` until none is removed, one short transaction each (starting
+    past the last one keeps the events that stay from being read again every
+    time: a million-event prune would otherwise be quadratic)."""
     moment = _moment(before)
     positive_number("limit", limit)
+    after_id = whole_number("after_id", after_id) if after_id else 0
     query, end = health.events_to_prune_sql(count=False)
-    ids = [row[0] for row in sql.raw_fetchall(query, [health.stamp(moment)] + end + [int(limit)])]
+    ids = [row[0] for row in sql.raw_fetchall(query, [health.stamp(moment)] + end + [after_id, int(limit)])]
     for chunk in sql.chunks(ids):
         sql.raw_executemany(f"DELETE FROM {sql.table(JobEvent)} WHERE id IN ({sql.marks(len(chunk))})", [chunk])
-    return len(ids)
+    return {"removed": len(ids), "last_id": ids[-1] if ids else after_id}
 
 
 def delete_finished_jobs(ids):
@@ -60,6 +64,23 @@ def delete_finished_jobs(ids):
     finished = [str(pk) for pk, state in job_states([job_id(i) for i in ids]).items()
                 if state[0] in states.END_STATES]
     return delete_jobs(finished)
+
+
+RECLAIM_MAX_PAGES = 10_000  # one step's bound: the write lock is held while it moves them
+
+
+def reclaim_space(pages):
+    """Give up to ``pages`` free pages of the file back (SQLite's
+    ``incremental_vacuum``), one bounded step: ``db compact`` asks again until
+    none are left, so through a dbserver other requests are served between
+    the steps. Changes no row. On a DB whose ``auto_vacuum`` is not
+    incremental (made before Balsam set it), nothing is freed. Returns
+    ``{"freed", "free_pages"}`` (the pages still free)."""
+    pages = whole_number("pages", pages)
+    if pages > RECLAIM_MAX_PAGES:
+        raise ValidationError(f"pages must be at most {RECLAIM_MAX_PAGES}, not {pages}")
+    freed = sql.incremental_vacuum(pages) if sql.auto_vacuum_mode() == "incremental" else 0
+    return {"freed": freed, "free_pages": sql.free_pages()}
 
 
 def _moment(text):
@@ -106,6 +127,7 @@ OPERATIONS = {
     "apply_restart_rules": apply_restart_rules,
     "prune_events": prune_events,
     "delete_finished_jobs": delete_finished_jobs,
+    "reclaim_space": reclaim_space,
     "settle_orphaned_waiters": settle_orphaned_waiters,
     "prune_applied_requests": prune_applied_requests,
 }
