@@ -536,7 +536,7 @@ class JobEvent(models.Model):
     to_state = models.CharField(max_length=32)
     message = models.TextField(blank=True, default="")
     # Who made the change (a UNIX user name: the writing process's, or the
-    # dbserver client's by its key); NULL on events from before migration 0010.
+    # dbserver client's by its key); NULL on events from before migration 0009.
     user = models.CharField(max_length=64, null=True, blank=True)
 
     objects = JobEventQuerySet.as_manager()
