@@ -247,7 +247,10 @@ class Launcher:
         if self.stop_reason:
             return False
         candidates = [pk for pk, job in self.held.items() if job.state in states.RUNNABLE_STATES and pk not in self.runs]
-        if not candidates or not self.slots.has_room():
+        if not candidates:
+            return False
+        predecessors = self.processes.free_predecessors()
+        if not (self.slots.has_room() or predecessors):
             return False
         # Re-read the jobs a script ran for: a preprocess script or an error
         # handler may have changed args, env, num_nodes or node_packing_count.
@@ -257,31 +260,54 @@ class Launcher:
         if stale:
             fresh.update((j.pk, j) for j in queries.jobs_by_id(stale))
             self._scripted.difference_update(stale)
-        placed = []
+        placed, rest = [], []
         for pk, job in fresh.items():
             job.state = self.held[pk].state
             why = misfit(self.job_mode, len(self.nodes), job.num_nodes, job.ranks_per_node) if pk in stale else None
             if why:
                 self._hand_back(job, why)
                 continue
+            self.held[pk] = job
             hosts = self.slots.take(job)
             if hosts is not None:
-                self.held[pk] = job
-                placed.append((job, hosts))
+                placed.append((job, hosts, None))
+            else:
+                rest.append(job)
+        placed += self._ahead(rest, predecessors)
         if not placed:
             return False
-        parents, children = queries.relatives([job.pk for job, _ in placed])
-        for job, hosts in placed:
+        parents, children = queries.relatives([job.pk for job, _, _ in placed])
+        for job, hosts, after in placed:
             try:
-                self._start_run(job, hosts, parents[job.pk], children[job.pk])
+                self._start_run(job, hosts, parents[job.pk], children[job.pk], after)
             except Exception as exc:
-                self.slots.give_back(job, hosts)
+                if after is None:
+                    self.slots.give_back(job, hosts)
                 self._move(job, states.FAILED, f"cannot start the run: {exc}")
                 continue
-            self._move(job, steps.RUN_START[job.state], f"on {','.join(hosts)}")
+            if after is None:
+                self._move(job, steps.RUN_START[job.state], f"on {','.join(hosts)}")
         return True
 
-    def _start_run(self, job, hosts, parents, children):
+    def _ahead(self, jobs, predecessors):
+        """Runs to request ahead: each of ``jobs`` that fits exactly the hosts
+        of a running run is queued in the spawner to start the moment that run
+        ends (its state moves when the spawner says it started). A slot that
+        frees is then refilled without a pass of this loop or a DB round trip.
+        Returns ``(job, hosts, predecessor job id)``."""
+        ahead = []
+        for job in jobs:
+            if not predecessors:
+                break
+            for i, (pk, hosts) in enumerate(predecessors):
+                running = self.held.get(pk)
+                if running is not None and self.slots.same_share(job, running, hosts):
+                    ahead.append((job, hosts, pk))
+                    del predecessors[i]
+                    break
+        return ahead
+
+    def _start_run(self, job, hosts, parents, children, after=None):
         app = self._app(job.application)
         if app is None:
             raise BalsamError(f"application {job.application!r} does not exist")
@@ -289,16 +315,24 @@ class Launcher:
         workdir = job.working_directory  # the spawner makes it if stage-in had no reason to
         timeout = job.wall_time_minutes * 60 if job.wall_time_minutes else None
         output = os.path.join(workdir, run_output_name(job.name))
-        self.processes.start_run(job.pk, hosts, self.commands.argv(job, app, hosts, env), workdir, env, output, timeout)
+        self.processes.start_run(job.pk, hosts, self.commands.argv(job, app, hosts, env), workdir, env, output, timeout,
+                                 after)
 
     def _reap_runs(self):
-        busy = False
-        for pk, process, hosts, code in self.processes.ended_runs():
-            busy = True
+        ended = list(self.processes.ended_runs())
+        # Runs requested ahead that started (in the place of runs among
+        # ``ended``): their RUNNING comes before anything else they did.
+        for pk, hosts in self.processes.started_ahead():
+            job = self.held.get(pk)
+            if job is not None and job.state in states.RUNNABLE_STATES:
+                self._move(job, steps.RUN_START[job.state], f"on {','.join(hosts)}")
+        for pk, process, hosts, code in ended:
+            handed_on = self.processes.takes_over(pk)  # a run requested after it holds its hosts now
             job = self.held.get(pk)
             if job is None:
                 continue
-            self.slots.give_back(job, hosts)
+            if not handed_on:
+                self.slots.give_back(job, hosts)
             if process.start_error:
                 self._move(job, states.FAILED, f"cannot start the run: {process.start_error}")
             elif process.timed_out:
@@ -309,7 +343,7 @@ class Launcher:
                 self._move(job, states.RUN_DONE, "exit code 0", {"runtime_seconds": round(process.elapsed, 3)})
             else:
                 self._move(job, states.RUN_ERROR, f"exit code {code}: {process.tail(OUTPUT_TAIL_LINES)}")
-        return busy
+        return bool(ended)
 
     def _reap_transitions(self):
         busy = False
