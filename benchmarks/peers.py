@@ -18,7 +18,9 @@ done (the system is already up; submitting is part of the time). Systems:
   (``node_packing_count`` W) go in with one ``BalsamJob.objects.bulk_create``
   while it runs; done when the DB file shows them all ended. Every job must
   be JOB_FINISHED with exactly the 7 events of a job's life, or it counts as
-  a failure. ``balsam-dbserver`` is the same behind ``balsam dbserver``.
+  a failure. ``balsam-dbserver`` is the same behind ``balsam dbserver``;
+  ``balsam-base`` (with ``--baseline-src DIR``) the same with another Balsam
+  source tree first on PYTHONPATH, for before/after figures in one run.
 
 Scenarios: ``/bin/true`` N=``--n-true``, ``/bin/sleep 0.01`` N=``--n-sleep``
 (W = ``--width``); ``mpi``: N=``--mpi-n`` two-rank ``mpiexec`` runs of a
@@ -73,9 +75,9 @@ PEERS = ("hyperqueue", "parsl-threads", "parsl-htex")
 MPI_PROGRAM = "#include <mpi.h>\nint main(int c, char **v) { MPI_Init(&c, &v); MPI_Finalize(); return 0; }\n"
 # scenario -> (task, systems); the systems a scenario may run, in table order
 SCENARIOS = {
-    "true": ("true", ("loop", *PEERS, "balsam", "balsam-dbserver")),
-    "sleep": ("sleep", ("loop", *PEERS, "balsam", "balsam-dbserver")),
-    "mpi": ("mpi", ("loop", "balsam")),
+    "true": ("true", ("loop", *PEERS, "balsam-base", "balsam", "balsam-dbserver")),
+    "sleep": ("sleep", ("loop", *PEERS, "balsam-base", "balsam", "balsam-dbserver")),
+    "mpi": ("mpi", ("loop", "balsam-base", "balsam")),
     "backlog": ("true", ("balsam-wf", "balsam-backlog")),
 }
 
@@ -173,6 +175,8 @@ def run_once(args, system, task, n, width, rundir):
     env = dict(os.environ)
     if system in PEERS:  # Parsl starts helpers (interchange.py) by name from the venv's bin
         env["PATH"] = f"{python.parent}{os.pathsep}{env.get('PATH', '')}"
+    if system == "balsam-base":  # another Balsam source tree first on the path: before/after in one run
+        env["PYTHONPATH"] = str(args.baseline_src)
     group = RunGroup()
     log_file = rundir.parent / f"{rundir.name}.log"
     try:
@@ -272,6 +276,8 @@ def parse_args():
     p.add_argument("--mpi-n", type=int, default=1000, help="two-rank mpiexec jobs (default 1,000)")
     p.add_argument("--backlog", type=int, default=1_000_000, help="jobs in the backlog DB (default 1,000,000)")
     p.add_argument("--timeout", type=float, default=1800, help="seconds before one run is killed (default 1,800)")
+    p.add_argument("--baseline-src", type=Path,
+                   help="a Balsam source tree (e.g. `git archive main | tar -x -C DIR`) to run as system balsam-base")
     p.add_argument("--peers-venv", type=Path, default=DEFAULT_PEERS_VENV, help="scratch venv for the peers")
     p.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR, help=f"scratch directory (default {DEFAULT_WORKDIR})")
     return p.parse_args()
@@ -282,6 +288,8 @@ def main():
     prepare(args)
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     wanted = [s.strip() for s in args.systems.split(",") if s.strip()]
+    if args.baseline_src:
+        wanted.append("balsam-base")
     unknown = [s for s in scenarios if s not in SCENARIOS]
     if unknown:
         sys.exit(f"Error: unknown scenario(s) {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")

@@ -34,6 +34,10 @@ MAX_IDLE_SLEEP_SEC = 0.25
 SHUTDOWN_GRACE_SEC = 30
 HOLD_PER_SLOT = 16
 CLAIM_PERIOD_SEC = 1.0  # how often to top up while more than half the target is in hand
+# Also hold what the launcher gets through in this long (bounded): at hundreds
+# of jobs/s a fixed target meant a claim (a few ms of DB work) every few dozen jobs.
+HOLD_AHEAD_SEC = 0.25
+MAX_HOLD_AHEAD = 1000
 REFILL_ROUNDS = 3
 MAX_STARTS_PER_PASS = 256
 MAX_STEPS_PER_PASS = 4
@@ -72,6 +76,7 @@ class Launcher:
         self._overran = set()  # held jobs killed for exceeding their own wall time
         self._plain_step = steps.StepContext(max_timeout_retries=max_timeout_retries)  # most steps need no more
         self._claimed_at = float("-inf")
+        self._ended, self._rate, self._rate_since = 0, 0.0, time.monotonic()  # jobs/s ended, for the claim target
         self.stop_reason = None
         self.progress = progress
 
@@ -152,7 +157,7 @@ class Launcher:
             return False
         # Enough jobs in hand that every pass writes large batches, yet bounded so
         # that launchers sharing a DB share its work.
-        target = HOLD_PER_SLOT * self.slots.capacity + 2 * self.num_transition_processes + 32
+        target = HOLD_PER_SLOT * self.slots.capacity + 2 * self.num_transition_processes + 32 + self._hold_ahead()
         if len(self.held) > target // 2:  # enough in hand: claim in large, infrequent batches
             if time.monotonic() - self._claimed_at < CLAIM_PERIOD_SEC:
                 return False
@@ -165,6 +170,14 @@ class Launcher:
         for job in claimed:
             self.held[job.pk] = job
         return bool(claimed)
+
+    def _hold_ahead(self):
+        """Jobs this launcher ends in HOLD_AHEAD_SEC, at its rate over the last CLAIM_PERIOD_SEC."""
+        now = time.monotonic()
+        if now - self._rate_since >= CLAIM_PERIOD_SEC:
+            self._rate = self._ended / (now - self._rate_since)
+            self._ended, self._rate_since = 0, now
+        return min(MAX_HOLD_AHEAD, int(self._rate * HOLD_AHEAD_SEC))
 
     def _app(self, name):
         if name not in self.apps:
@@ -241,6 +254,7 @@ class Launcher:
         self.held.pop(pk, None)
         self.batch.release(pk)
         self.source.job_ended()
+        self._ended += 1
 
     # ------------------------------------------------------------------ runs
     def _start_runs(self):
