@@ -11,8 +11,9 @@ from balsam.core import states
 # Each write has a fixed cost per round of moves (a SELECT, an UPDATE, an
 # INSERT and the aggregates, whatever the number of jobs), which dominated the
 # CPU per job when passes of one or two jobs each started their own write.
-# Writes therefore start at most this often, unless much is waiting.
-MIN_WRITE_INTERVAL_SEC = 0.03
+# Writes therefore start at most this often, unless much is waiting (a state
+# lands up to this much later; dependency checks run every 0.25-1 s anyway).
+MIN_WRITE_INTERVAL_SEC = 0.1
 WRITE_NOW_MOVES = 256
 # A job's usual life. When every job's moves in a batch climb it, moves to the
 # same state with the same message go in one request whatever their rounds
