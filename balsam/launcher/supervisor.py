@@ -5,7 +5,7 @@ here; which job moves where is the launcher's business."""
 
 import logging
 
-from balsam.launcher.processes import ManagedProcess, Spawner
+from balsam.launcher.processes import ManagedProcess, Spawner, SpawnerDied
 
 logger = logging.getLogger(__name__)
 
@@ -132,7 +132,10 @@ class Supervisor:
         for process, _ in self.runs.values():
             if process.waiting:
                 process.kill()  # cancelled: it never started, its job stays as it was
-        self.spawner.send()  # the cancels go before the SIGTERMs that end their predecessors
+        try:
+            self.spawner.send()  # the cancels go before the SIGTERMs that end their predecessors
+        except SpawnerDied:
+            pass  # nothing will start them now
         for _, process in stopped:
             process.kill()
         self.runs.clear()
