@@ -236,6 +236,10 @@ def targets(scenario, stats):
     return out
 
 
+def rate(value):
+    return f"{value:,.0f}" if value >= 100 else f"{value:.2g}" if value < 1 else f"{value:.1f}"
+
+
 def table_rows(scenario, label, stats, missed):
     judged = targets(scenario, stats)
     loop, balsam = stats.get("loop"), stats.get("balsam") or stats.get("balsam-wf")
@@ -252,7 +256,7 @@ def table_rows(scenario, label, stats, missed):
                 missed.append(f"{label} {system} {text}")
         row = {
             "scenario": label, "system": system,
-            "tasks/s (min-max)": f"{s['rate']:,.0f} ({s['lo']:,.0f}-{s['hi']:,.0f})",
+            "tasks/s (min-max)": f"{rate(s['rate'])} ({rate(s['lo'])}-{rate(s['hi'])})",
             "CPU ms/task": "-" if s["cpu"] is None else f"{s['cpu']:.2f}",
             "x loop": f"{s['rate'] / loop['rate']:.2f}" if loop else "-",
             "x balsam": f"{s['rate'] / balsam['rate']:.2f}" if balsam else "-",
