@@ -1,9 +1,26 @@
 """The launcher's writes of one loop pass, collected and sent as one request."""
 
+import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 
 from django.db import connection
+
+from balsam.core import states
+
+# Each write has a fixed cost per round of moves (a SELECT, an UPDATE, an
+# INSERT and the aggregates, whatever the number of jobs), which dominated the
+# CPU per job when passes of one or two jobs each started their own write.
+# Writes therefore start at most this often, unless much is waiting (a state
+# lands up to this much later; dependency checks run every 0.25-1 s anyway).
+MIN_WRITE_INTERVAL_SEC = 0.1
+WRITE_NOW_MOVES = 256
+# A job's usual life. When every job's moves in a batch climb it, moves to the
+# same state with the same message go in one request whatever their rounds
+# (fewer, larger requests; each job's moves still land in its order).
+LIFE_ORDER = {state: rank for rank, state in enumerate(
+    (states.READY, states.STAGED_IN, states.PREPROCESSED, states.RUNNING, states.RUN_DONE, states.POSTPROCESSED,
+     states.JOB_FINISHED))}
 
 
 class Batch:
@@ -26,10 +43,20 @@ class Batch:
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="balsam-batch")
         self._in_flight = None
         self._refused = []
+        self._pending_moves = 0
+        self._written_at = float("-inf")
+        self._life_rank = {}  # job id -> rank of its last move in this batch
+        self._in_life_order = True
 
     def move(self, job_id, state, message=""):
         self.rounds[job_id] += 1
         self.moves[(self.rounds[job_id], state, message)].append(str(job_id))
+        self._pending_moves += 1
+        if self._in_life_order:
+            rank = LIFE_ORDER.get(state)
+            if rank is None or rank <= self._life_rank.get(job_id, -1):
+                self._in_life_order = False
+            self._life_rank[job_id] = rank
 
     def set_fields(self, job_id, **fields):
         self.fields.append((job_id, fields))
@@ -43,25 +70,50 @@ class Batch:
 
     def flush(self, wait=False):
         """Start writing everything collected, unless a write is still in
-        flight: then it waits for the next flush and goes in a larger batch
-        (the loop never stalls on the DB). Returns the ids whose move an
-        earlier write refused (a user killed the job meanwhile; their leases
-        are released). ``wait``: return only once everything has landed."""
+        flight or the last one started less than MIN_WRITE_INTERVAL_SEC ago
+        (then it goes in the next, larger batch: the loop never stalls on the
+        DB). Returns the ids whose move an earlier write refused (a user
+        killed the job meanwhile; their leases are released). ``wait``:
+        return only once everything has landed."""
         if self._in_flight is not None and (wait or self._in_flight.done()):
-            self.wait()
-        if self._in_flight is None and (self.moves or self.fields or self.releases or self.notes):
-            moves = [(ids, state, message) for (_, state, message), ids in sorted(self.moves.items())]
-            self._in_flight = self._writer.submit(self._write, moves, self.fields, self.releases, self.notes)
-            self.moves, self.rounds = defaultdict(list), defaultdict(int)
-            self.fields, self.releases, self.notes = [], [], []
+            self._land()
+        due = wait or self._pending_moves >= WRITE_NOW_MOVES or \
+            time.monotonic() - self._written_at >= MIN_WRITE_INTERVAL_SEC
+        if self._in_flight is None and due:
+            self._submit()
         if wait:
-            self.wait()
+            self._land()
         refused, self._refused = self._refused, []
         return refused
 
     def wait(self):
-        """Until the write in flight (if any) has landed: before reading back
-        states this launcher has written."""
+        """Until everything collected so far has landed: before reading back
+        states this launcher has written. (Refused ids wait for the next flush.)"""
+        self._land()
+        if self._submit():
+            self._land()
+
+    def _submit(self):
+        if not (self.moves or self.fields or self.releases or self.notes):
+            return False
+        self._in_flight = self._writer.submit(self._write, self._move_requests(), self.fields, self.releases, self.notes)
+        self.moves, self.rounds = defaultdict(list), defaultdict(int)
+        self.fields, self.releases, self.notes = [], [], []
+        self._pending_moves = 0
+        self._written_at = time.monotonic()
+        self._life_rank, self._in_life_order = {}, True
+        return True
+
+    def _move_requests(self):
+        """``[(ids, state, message)]`` in the order to apply them."""
+        if not self._in_life_order:
+            return [(ids, state, message) for (_, state, message), ids in sorted(self.moves.items())]
+        merged = defaultdict(list)
+        for (_, state, message), ids in self.moves.items():
+            merged[(LIFE_ORDER[state], state, message)] += ids
+        return [(ids, state, message) for (_, state, message), ids in sorted(merged.items())]
+
+    def _land(self):
         if self._in_flight is not None:
             future, self._in_flight = self._in_flight, None
             self._refused += future.result()  # a failed write raises here, in the loop

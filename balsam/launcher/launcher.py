@@ -34,6 +34,10 @@ MAX_IDLE_SLEEP_SEC = 0.25
 SHUTDOWN_GRACE_SEC = 30
 HOLD_PER_SLOT = 16
 CLAIM_PERIOD_SEC = 1.0  # how often to top up while more than half the target is in hand
+# Also hold what the launcher gets through in this long (bounded): at hundreds
+# of jobs/s a fixed target meant a claim (a few ms of DB work) every few dozen jobs.
+HOLD_AHEAD_SEC = 0.25
+MAX_HOLD_AHEAD = 1000
 REFILL_ROUNDS = 3
 MAX_STARTS_PER_PASS = 256
 MAX_STEPS_PER_PASS = 4
@@ -72,6 +76,7 @@ class Launcher:
         self._overran = set()  # held jobs killed for exceeding their own wall time
         self._plain_step = steps.StepContext(max_timeout_retries=max_timeout_retries)  # most steps need no more
         self._claimed_at = float("-inf")
+        self._ended, self._rate, self._rate_since = 0, 0.0, time.monotonic()  # jobs/s ended, for the claim target
         self.stop_reason = None
         self.progress = progress
 
@@ -152,7 +157,7 @@ class Launcher:
             return False
         # Enough jobs in hand that every pass writes large batches, yet bounded so
         # that launchers sharing a DB share its work.
-        target = HOLD_PER_SLOT * self.slots.capacity + 2 * self.num_transition_processes + 32
+        target = HOLD_PER_SLOT * self.slots.capacity + 2 * self.num_transition_processes + 32 + self._hold_ahead()
         if len(self.held) > target // 2:  # enough in hand: claim in large, infrequent batches
             if time.monotonic() - self._claimed_at < CLAIM_PERIOD_SEC:
                 return False
@@ -165,6 +170,14 @@ class Launcher:
         for job in claimed:
             self.held[job.pk] = job
         return bool(claimed)
+
+    def _hold_ahead(self):
+        """Jobs this launcher ends in HOLD_AHEAD_SEC, at its rate over the last CLAIM_PERIOD_SEC."""
+        now = time.monotonic()
+        if now - self._rate_since >= CLAIM_PERIOD_SEC:
+            self._rate = self._ended / (now - self._rate_since)
+            self._ended, self._rate_since = 0, now
+        return min(MAX_HOLD_AHEAD, int(self._rate * HOLD_AHEAD_SEC))
 
     def _app(self, name):
         if name not in self.apps:
@@ -241,13 +254,17 @@ class Launcher:
         self.held.pop(pk, None)
         self.batch.release(pk)
         self.source.job_ended()
+        self._ended += 1
 
     # ------------------------------------------------------------------ runs
     def _start_runs(self):
         if self.stop_reason:
             return False
         candidates = [pk for pk, job in self.held.items() if job.state in states.RUNNABLE_STATES and pk not in self.runs]
-        if not candidates or not self.slots.has_room():
+        if not candidates:
+            return False
+        predecessors = self.processes.free_predecessors()
+        if not (self.slots.has_room() or predecessors):
             return False
         # Re-read the jobs a script ran for: a preprocess script or an error
         # handler may have changed args, env, num_nodes or node_packing_count.
@@ -257,31 +274,54 @@ class Launcher:
         if stale:
             fresh.update((j.pk, j) for j in queries.jobs_by_id(stale))
             self._scripted.difference_update(stale)
-        placed = []
+        placed, rest = [], []
         for pk, job in fresh.items():
             job.state = self.held[pk].state
             why = misfit(self.job_mode, len(self.nodes), job.num_nodes, job.ranks_per_node) if pk in stale else None
             if why:
                 self._hand_back(job, why)
                 continue
+            self.held[pk] = job
             hosts = self.slots.take(job)
             if hosts is not None:
-                self.held[pk] = job
-                placed.append((job, hosts))
+                placed.append((job, hosts, None))
+            else:
+                rest.append(job)
+        placed += self._ahead(rest, predecessors)
         if not placed:
             return False
-        parents, children = queries.relatives([job.pk for job, _ in placed])
-        for job, hosts in placed:
+        parents, children = queries.relatives([job.pk for job, _, _ in placed])
+        for job, hosts, after in placed:
             try:
-                self._start_run(job, hosts, parents[job.pk], children[job.pk])
+                self._start_run(job, hosts, parents[job.pk], children[job.pk], after)
             except Exception as exc:
-                self.slots.give_back(job, hosts)
+                if after is None:
+                    self.slots.give_back(job, hosts)
                 self._move(job, states.FAILED, f"cannot start the run: {exc}")
                 continue
-            self._move(job, steps.RUN_START[job.state], f"on {','.join(hosts)}")
+            if after is None:
+                self._move(job, steps.RUN_START[job.state], f"on {','.join(hosts)}")
         return True
 
-    def _start_run(self, job, hosts, parents, children):
+    def _ahead(self, jobs, predecessors):
+        """Runs to request ahead: each of ``jobs`` that fits exactly the hosts
+        of a running run is queued in the spawner to start the moment that run
+        ends (its state moves when the spawner says it started). A slot that
+        frees is then refilled without a pass of this loop or a DB round trip.
+        Returns ``(job, hosts, predecessor job id)``."""
+        ahead = []
+        for job in jobs:
+            if not predecessors:
+                break
+            for i, (pk, hosts) in enumerate(predecessors):
+                running = self.held.get(pk)
+                if running is not None and self.slots.same_share(job, running, hosts):
+                    ahead.append((job, hosts, pk))
+                    del predecessors[i]
+                    break
+        return ahead
+
+    def _start_run(self, job, hosts, parents, children, after=None):
         app = self._app(job.application)
         if app is None:
             raise BalsamError(f"application {job.application!r} does not exist")
@@ -289,16 +329,24 @@ class Launcher:
         workdir = job.working_directory  # the spawner makes it if stage-in had no reason to
         timeout = job.wall_time_minutes * 60 if job.wall_time_minutes else None
         output = os.path.join(workdir, run_output_name(job.name))
-        self.processes.start_run(job.pk, hosts, self.commands.argv(job, app, hosts, env), workdir, env, output, timeout)
+        self.processes.start_run(job.pk, hosts, self.commands.argv(job, app, hosts, env), workdir, env, output, timeout,
+                                 after)
 
     def _reap_runs(self):
-        busy = False
-        for pk, process, hosts, code in self.processes.ended_runs():
-            busy = True
+        ended = list(self.processes.ended_runs())
+        # Runs requested ahead that started (in the place of runs among
+        # ``ended``): their RUNNING comes before anything else they did.
+        for pk, hosts in self.processes.started_ahead():
+            job = self.held.get(pk)
+            if job is not None and job.state in states.RUNNABLE_STATES:
+                self._move(job, steps.RUN_START[job.state], f"on {','.join(hosts)}")
+        for pk, process, hosts, code in ended:
+            handed_on = self.processes.takes_over(pk)  # a run requested after it holds its hosts now
             job = self.held.get(pk)
             if job is None:
                 continue
-            self.slots.give_back(job, hosts)
+            if not handed_on:
+                self.slots.give_back(job, hosts)
             if process.start_error:
                 self._move(job, states.FAILED, f"cannot start the run: {process.start_error}")
             elif process.timed_out:
@@ -309,7 +357,7 @@ class Launcher:
                 self._move(job, states.RUN_DONE, "exit code 0", {"runtime_seconds": round(process.elapsed, 3)})
             else:
                 self._move(job, states.RUN_ERROR, f"exit code {code}: {process.tail(OUTPUT_TAIL_LINES)}")
-        return busy
+        return bool(ended)
 
     def _reap_transitions(self):
         busy = False

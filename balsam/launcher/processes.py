@@ -47,11 +47,20 @@ class Spawner:
         self._queued = []
         self._handles = {}  # key -> ManagedProcess not yet ended
         self._keys = 0
+        self.started_ahead = []  # handles requested ahead that have started since the launcher last looked
 
-    def start(self, handle, argv, cwd, env_extra, output_path, header):
+    def start(self, handle, argv, cwd, env_extra, output_path, header, after=None):
+        """Queue a start; ``after``: a handle whose place this one takes when
+        it ends (see the protocol in spawner.py). Returns the handle's key."""
         self._keys += 1
         self._handles[self._keys] = handle
-        self._queued.append(("start", self._keys, list(argv), str(cwd), env_extra, output_path, header))
+        self._queued.append(("start", self._keys, list(argv), str(cwd), env_extra, output_path, header,
+                             after.key if after is not None else None))
+        return self._keys
+
+    def cancel(self, handle):
+        """Forget a start that waits for another process to end (if it still waits)."""
+        self._queued.append(("cancel", handle.key))
 
     def send(self):
         if not self._queued:
@@ -78,6 +87,8 @@ class Spawner:
                 continue
             if kind == "started":
                 handle._started(details[0])
+                if handle.ahead:
+                    self.started_ahead.append(handle)
             else:
                 del self._handles[key]
                 if kind == "failed":
@@ -110,15 +121,20 @@ class Spawner:
 
 class ManagedProcess:
     """A process started through the spawner. ``poll`` is the exit code once
-    it has ended (None until then); ``start_error`` says why it never started."""
+    it has ended (None until then); ``start_error`` says why it never started.
+    With ``after`` (another handle) it starts when that one ends: ``waiting``
+    until the spawner says it started, and its timeout counts from then."""
 
-    def __init__(self, spawner, kind, job_id, argv, cwd, env_extra, output_path, timeout_sec=None, header=None):
+    def __init__(self, spawner, kind, job_id, argv, cwd, env_extra, output_path, timeout_sec=None, header=None,
+                 after=None):
         self.spawner = spawner
         self.kind = kind  # "run", "stage_in", "preprocess", "postprocess", "stage_out"
         self.job_id = job_id
         self.output_path = str(output_path)
         self.started = time.monotonic()
-        self.deadline = self.started + timeout_sec if timeout_sec else None
+        self.timeout_sec = timeout_sec
+        self.deadline = self.started + timeout_sec if timeout_sec and after is None else None
+        self.ahead = after is not None  # requested ahead, to start when ``after`` ends
         self.pid = None
         self.code = None
         self.runtime = None
@@ -126,11 +142,15 @@ class ManagedProcess:
         self.killed_at = None
         self.timed_out = False
         self._signal_when_started = None
-        spawner.start(self, argv, cwd, env_extra, self.output_path, header)
+        self._cancelled = False
+        self.key = spawner.start(self, argv, cwd, env_extra, self.output_path, header, after)
 
     # Results, from Spawner.collect
     def _started(self, pid):
         self.pid = pid
+        if self.ahead:
+            self.started = time.monotonic()
+            self.deadline = self.started + self.timeout_sec if self.timeout_sec else None
         if self._signal_when_started:
             self._signal(self._signal_when_started)
 
@@ -140,6 +160,11 @@ class ManagedProcess:
 
     def _ended(self, code, runtime):
         self.code, self.runtime = code, runtime
+
+    @property
+    def waiting(self):
+        """Requested ahead and not started yet (as far as the launcher knows)."""
+        return self.ahead and self.pid is None and self.code is None
 
     @property
     def elapsed(self):
@@ -183,6 +208,9 @@ class ManagedProcess:
             return
         if self.pid is None:
             self._signal_when_started = sig
+            if self.ahead and not self._cancelled:  # most likely it never starts now
+                self._cancelled = True
+                self.spawner.cancel(self)
             return
         try:
             os.killpg(self.pid, sig)

@@ -31,6 +31,10 @@ class SerialSlots:
         """Whether some job could start now (the smallest share fits somewhere)."""
         return any(self.count[h] < self.max_per_node and self.load[h] < 1.0 + 1e-9 for h in self.load)
 
+    def same_share(self, job, running, hosts):
+        """Whether ``job`` can take exactly the place of ``running`` (on ``hosts``) when it ends."""
+        return max(1, job.node_packing_count) == max(1, running.node_packing_count)
+
     def give_back(self, job, hosts):
         share = 1.0 / max(1, job.node_packing_count)
         for host in hosts:
@@ -55,6 +59,10 @@ class MPISlots:
 
     def has_room(self):
         return bool(self.free)
+
+    def same_share(self, job, running, hosts):
+        """Whether ``job`` can take exactly the place of ``running`` (on ``hosts``) when it ends."""
+        return job.num_nodes == len(hosts)
 
     def give_back(self, job, hosts):
         self.free.extend(hosts)

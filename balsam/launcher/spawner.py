@@ -9,11 +9,17 @@ only sends requests and reads results.
 
 Protocol (pickled lists, each framed by a 4-byte big-endian length), in order:
 
-* launcher -> spawner: ``("start", key, argv, cwd, env_extra, output_path, header)``,
+* launcher -> spawner: ``("start", key, argv, cwd, env_extra, output_path, header, after)``,
   with absolute ``cwd`` and ``output_path`` (the spawner ``chdir``s for every
-  start, so a relative path would be read from the previous job's directory)
+  start, so a relative path would be read from the previous job's directory).
+  ``after``: None to start now, or the key of a running process whose place
+  this one takes: it starts the moment that one is reaped (at once if that
+  one is already gone), with no round trip through the launcher -- this is
+  how a freed slot is refilled within the spawner's wakeup for SIGCHLD.
+  ``("cancel", key)``: forget a start still waiting for its ``after``.
 * spawner -> launcher: ``("started", key, pid)``, ``("failed", key, message)``,
-  ``("ended", key, exit_code, elapsed_seconds)``.
+  ``("ended", key, exit_code, elapsed_seconds)``; the ``ended`` of a process
+  comes before the ``started`` of the one that waited for it.
 
 A process runs in ``cwd`` (made if missing), in a session of its own (so a
 kill reaches everything it started), with stdin from /dev/null and stdout and
@@ -88,7 +94,22 @@ class _Children:
     def __init__(self):
         self.base_env = dict(os.environ)
         self.running = {}  # pid -> (key, start time)
+        self.running_keys = set()
+        self.waiting = {}  # key of a running process -> the start request that takes its place
         self.executables = {}  # (name, PATH) -> full path
+
+    def request(self, key, argv, cwd, env_extra, output_path, header, after=None):
+        if after is not None and after in self.running_keys:
+            self.waiting[after] = (key, argv, cwd, env_extra, output_path, header)
+            return []
+        return [self.start(key, argv, cwd, env_extra, output_path, header)]
+
+    def cancel(self, key):
+        for after, waiting in list(self.waiting.items()):
+            if waiting[0] == key:
+                del self.waiting[after]
+                return [("failed", key, "cancelled before it started")]
+        return []  # started already: the launcher signals it by its pid
 
     def start(self, key, argv, cwd, env_extra, output_path, header):
         try:
@@ -96,6 +117,7 @@ class _Children:
         except OSError as exc:
             return ("failed", key, str(exc))
         self.running[pid] = (key, time.monotonic())
+        self.running_keys.add(key)
         return ("started", key, pid)
 
     def _spawn(self, argv, cwd, env, output_path, header):
@@ -150,10 +172,15 @@ class _Children:
             entry = self.running.pop(pid, None)
             if entry is not None:
                 key, began = entry
+                self.running_keys.discard(key)
                 ended.append(("ended", key, os.waitstatus_to_exitcode(status), time.monotonic() - began))
+                successor = self.waiting.pop(key, None)
+                if successor is not None:  # its slot is free: fill it now
+                    ended.append(self.start(*successor))
         return ended
 
     def kill_all(self):
+        self.waiting.clear()
         for pid in list(self.running):
             try:
                 os.killpg(pid, signal.SIGKILL)
@@ -196,7 +223,9 @@ def serve(requests_fd, replies_fd):
         replies = []
         for op, key, *args in reader.read():
             if op == "start":
-                replies.append(children.start(key, *args))
+                replies += children.request(key, *args)
+            elif op == "cancel":
+                replies += children.cancel(key)
         try:
             while os.read(wake_r, 4096):
                 pass

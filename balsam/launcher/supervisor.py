@@ -5,7 +5,7 @@ here; which job moves where is the launcher's business."""
 
 import logging
 
-from balsam.launcher.processes import ManagedProcess, Spawner
+from balsam.launcher.processes import ManagedProcess, Spawner, SpawnerDied
 
 logger = logging.getLogger(__name__)
 
@@ -14,7 +14,8 @@ class Supervisor:
     def __init__(self, base_env):
         self.base_env = base_env
         self.spawner = None  # started by start()
-        self.runs = {}  # job id -> (ManagedProcess, hosts)
+        self.runs = {}  # job id -> (ManagedProcess, hosts); also runs requested ahead (``waiting``)
+        self.successors = {}  # job id of a run -> job id of the run requested to start in its place
         self.transitions = {}  # job id -> (ManagedProcess, ProcessSpec)
         self._zombies = []  # stopped processes not yet reaped
 
@@ -24,8 +25,29 @@ class Supervisor:
     def busy(self):
         return bool(self.runs or self.transitions)
 
-    def start_run(self, pk, hosts, argv, workdir, env, output, timeout):
-        self.runs[pk] = (ManagedProcess(self.spawner, "run", pk, argv, workdir, env, output, timeout), hosts)
+    def start_run(self, pk, hosts, argv, workdir, env, output, timeout, after=None):
+        """Start the job's run on ``hosts``; ``after``: the job id of a run on
+        the same hosts whose place it takes the moment that run ends."""
+        predecessor = self.runs[after][0] if after is not None else None
+        process = ManagedProcess(self.spawner, "run", pk, argv, workdir, env, output, timeout, after=predecessor)
+        process.hosts = hosts
+        self.runs[pk] = (process, hosts)
+        if after is not None:
+            self.successors[after] = pk
+
+    def free_predecessors(self):
+        """``(job id, hosts)`` of the runs no run waits for yet."""
+        return [(pk, hosts) for pk, (process, hosts) in self.runs.items()
+                if pk not in self.successors and not process.waiting and process.code is None]
+
+    def started_ahead(self):
+        """``(job id, hosts)`` of the runs requested ahead that started since the last call."""
+        handles, self.spawner.started_ahead = self.spawner.started_ahead, []
+        return [(handle.job_id, handle.hosts) for handle in handles]
+
+    def takes_over(self, pk):
+        """The run of job ``pk`` ended: whether a run requested after it holds its hosts now."""
+        return self.successors.pop(pk, None) in self.runs
 
     def start_transition(self, pk, spec, workdir, env, log_path, timeout):
         process = ManagedProcess(self.spawner, spec.kind, pk, spec.argv, workdir, env, log_path, timeout,
@@ -57,16 +79,29 @@ class Supervisor:
         return self._ended(self.transitions)
 
     def stop(self, pk):
-        """Stop the job's process (SIGTERM, then SIGKILL); returns the hosts its run held, if any."""
+        """Stop the job's process (SIGTERM, then SIGKILL); returns the hosts its
+        run held, if any and if no run requested after it takes them over (it
+        starts when this one has ended). A run still waiting to start is
+        cancelled: it held no hosts."""
         hosts = None
         for table in (self.runs, self.transitions):
             if pk in table:
                 process, extra = table.pop(pk)
+                was_waiting = process.waiting
                 process.kill()
                 self._zombies.append(process)
                 if table is self.runs:
-                    hosts = extra
+                    if was_waiting:
+                        self.spawner.send()  # the cancel, before its predecessor can end
+                        self._unlink(pk)
+                    elif not self.takes_over(pk):
+                        hosts = extra
         return hosts
+
+    def _unlink(self, successor):
+        for pk, waiting in list(self.successors.items()):
+            if waiting == successor:
+                del self.successors[pk]
 
     def reap_stopped(self):
         for process in list(self._zombies):
@@ -81,8 +116,9 @@ class Supervisor:
                      len(self.runs) + len(self.transitions))
         for process, _ in list(self.transitions.values()) + list(self.runs.values()):
             process.kill_group()
-        lost = {pk: hosts for pk, (_, hosts) in self.runs.items()}
+        lost = {pk: hosts for pk, (process, hosts) in self.runs.items() if not process.waiting}
         self.runs.clear()
+        self.successors.clear()
         self.transitions.clear()
         self._zombies.clear()
         self.spawner.close()
@@ -92,10 +128,18 @@ class Supervisor:
     def terminate_runs(self):
         """SIGTERM every run (applications may save a checkpoint); returns
         ``[(job id, process)]`` for ``kill_everything`` to finish off."""
-        stopped = [(pk, process) for pk, (process, _) in self.runs.items()]
+        stopped = [(pk, process) for pk, (process, _) in self.runs.items() if not process.waiting]
+        for process, _ in self.runs.values():
+            if process.waiting:
+                process.kill()  # cancelled: it never started, its job stays as it was
+        try:
+            self.spawner.send()  # the cancels go before the SIGTERMs that end their predecessors
+        except SpawnerDied:
+            pass  # nothing will start them now
         for _, process in stopped:
             process.kill()
         self.runs.clear()
+        self.successors.clear()
         return stopped
 
     def kill_everything(self, extra=()):
@@ -105,6 +149,7 @@ class Supervisor:
             process.kill_now()
         self.transitions.clear()
         self.runs.clear()
+        self.successors.clear()
 
     def close(self):
         self.spawner.close()
