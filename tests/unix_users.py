@@ -40,9 +40,7 @@ def make_group(name):
 def make_user(name, groups=()):
     """A user with a home under /tmp, in ``groups`` (supplementary); returns its home."""
     home = Path("/tmp") / f"home-{name}"
-    try:
-        pwd.getpwnam(name)
-    except KeyError:
+    if not exists(name):
         argv = ["useradd", "--create-home", "--home-dir", str(home), "--shell", "/bin/bash", name]
         if groups:
             argv[1:1] = ["--groups", ",".join(groups)]
@@ -69,12 +67,20 @@ def run_as(user, argv, env=None, timeout=120):
                           capture_output=True, text=True, timeout=timeout)
 
 
-def python_for(user):
+def exists(name):
+    try:
+        pwd.getpwnam(name)
+        return True
+    except KeyError:
+        return False
+
+
+def python_for(user, imports="balsam.cli.main, django, zmq"):
     """An interpreter of this Python version that ``user`` may execute and that imports Balsam's packages."""
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
     path = pythonpath()
     for candidate in (os.path.realpath(sys.executable), f"/usr/bin/{version}", f"/usr/local/bin/{version}"):
-        if os.path.exists(candidate) and run_as(user, [candidate, "-c", "import balsam.cli.main, django, zmq"],
+        if os.path.exists(candidate) and run_as(user, [candidate, "-c", f"import {imports}"],
                                                 env={"PYTHONPATH": path}).returncode == 0:
             return candidate
     unavailable(f"no Python {sys.version_info.major}.{sys.version_info.minor} that {user} may run with Balsam's packages")

@@ -7,68 +7,34 @@ this checkout's packages on ``PYTHONPATH``.
 """
 
 import os
-import pwd
 import shutil
-import site
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
+from tests import unix_users
 from tests.conftest import BALSAM
 from tests.helpers import db_rows
 
 READER = "balsam-reader"
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _unavailable(reason):
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"the read-access tests need a second UNIX user: {reason}")
-    pytest.skip(f"the read-access tests need a second UNIX user: {reason}")
-
-
-def _reader_python():
-    """An interpreter of this Python version that the reader may execute."""
-    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
-    for candidate in (os.path.realpath(sys.executable), f"/usr/bin/{version}", f"/usr/local/bin/{version}"):
-        if os.path.exists(candidate) and _as_reader([candidate, "-c", "pass"]).returncode == 0:
-            return candidate
-    return None
-
-
-def _as_reader(argv, env=None):
-    return subprocess.run(["runuser", "-u", READER, "--", "env", *(f"{k}={v}" for k, v in (env or {}).items()), *argv],
-                          capture_output=True, text=True, timeout=120)
 
 
 @pytest.fixture(scope="module")
 def reader():
     """Runs ``balsam ARGS`` as the second user; returns the CompletedProcess."""
-    if os.geteuid() != 0 or not shutil.which("runuser"):
-        _unavailable("making one and switching to it needs root and runuser")
-    try:
-        pwd.getpwnam(READER)
-    except KeyError:
-        made = subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", READER],
-                              capture_output=True, text=True)
-        if made.returncode != 0:
-            _unavailable(f"useradd failed: {made.stderr.strip()}")
-    python = _reader_python()
-    if python is None:
-        _unavailable(f"no Python {sys.version_info.major}.{sys.version_info.minor} that {READER} may run")
-    path = os.pathsep.join([str(REPO), *site.getsitepackages()])
-    probe = _as_reader([python, "-c", "import balsam.cli.main, django, zmq"], env={"PYTHONPATH": path})
-    if probe.returncode != 0:
-        _unavailable(f"{READER} cannot import Balsam's packages from this checkout: {probe.stderr.strip()[-200:]}")
+    unix_users.require_root()
+    home = unix_users.make_user(READER)
+    python = unix_users.python_for(READER)
+    path = unix_users.pythonpath()
 
     def run(db, *args):
-        return _as_reader([python, "-m", "balsam.cli.main", *map(str, args)],
-                          env={"PYTHONPATH": path, "BALSAM_DB_PATH": str(db), "HOME": "/tmp"})
+        return unix_users.run_as(READER, [python, "-m", "balsam.cli.main", *map(str, args)],
+                                 env={"PYTHONPATH": path, "BALSAM_DB_PATH": str(db), "HOME": str(home)})
 
-    return run
+    yield run
+    unix_users.remove_user(READER)
 
 
 @pytest.fixture
