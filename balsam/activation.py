@@ -12,8 +12,7 @@ import os
 import shlex
 
 from balsam import dbsettings, used_dbs
-
-POSTGRES_DIR = "balsamdb"
+from balsam.postgres.cluster import is_postgres_dir, pg_dir
 
 
 def plan(name):
@@ -22,9 +21,11 @@ def plan(name):
 
     db_path = used_dbs.find(name)
     used_dbs.record(db_path)
-    if os.stat(db_path).st_uid != os.geteuid():
+    postgres = is_postgres_dir(db_path)
+    # A PostgreSQL server belongs to whoever owns its cluster (balsamdb/), not the directory around it.
+    if os.stat(pg_dir(db_path) if postgres else db_path).st_uid != os.geteuid():
         return db_path, False
-    wanted = (db_path / POSTGRES_DIR).is_dir() or bool(dbsettings.read(db_path).get("dbserver"))
+    wanted = postgres or bool(dbsettings.read(db_path).get("dbserver"))
     # Both backends' servers run under the watchdog, which holds dbserver.lock.
     return db_path, wanted and not watchdog_running(db_path)
 

@@ -57,6 +57,20 @@ def test_activate_starts_the_owners_server_once_when_the_db_asks_for_one(templat
         subprocess.run([BALSAM, "dbserver", "--stop", "--path", str(db)], capture_output=True, timeout=60)
 
 
+def test_activate_leaves_a_postgresql_server_to_the_owner_of_its_cluster(template_db, tmp_path, home):
+    """The directory is this user's, its cluster (balsamdb/) another's: no start is attempted
+    (a launch script sourcing balsamactivate used to fail here with "only its owner may")."""
+    if os.geteuid() != 0:
+        pytest.skip("giving balsamdb/ to another user needs root")
+    db = _db(template_db, tmp_path / "pg-db")
+    (db / "balsamdb").mkdir(mode=0o700)
+    os.chown(db / "balsamdb", 65534, 65534)
+    result = bash(f'. "$S/balsamactivate" {db} && echo "db=$BALSAM_DB_PATH"', home)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.endswith(f"db={db}\n"), result.stdout
+    assert "Error" not in result.stderr
+
+
 def test_a_name_picks_a_used_db_by_a_unique_part_of_its_path(template_db, tmp_path, home):
     one = _db(template_db, tmp_path / "project-one")
     two = _db(template_db, tmp_path / "project-two")
