@@ -19,15 +19,26 @@ def pid_file(job):
     return Path(job.working_directory) / "sleeper.pid"
 
 
-def test_a_job_waiting_for_the_slot_starts_when_the_run_before_it_ends(db):
+def one_busy_slot(db, waiting_name):
+    """A launcher with one slot, its run of job "first" going, and a second job runnable
+    behind it: ``(launcher, first, first_pid, waiting)``."""
     py_app("sleeper", "sleeper.py")
     first = api.add_job(name="first", workflow="w", application="sleeper", args="30")
     launcher = start_launcher(db, *ONE_SLOT)
     try:
         first_pid = sleeper_pid(first)
-        second = api.add_job(name="second", workflow="w", application="sleeper", args="30")
-        wait_until(lambda: state(second) == "PREPROCESSED", 30, "the second job to be runnable")
-        time.sleep(1)  # a pass or two: it is claimed and queued behind the first run
+        waiting = api.add_job(name=waiting_name, workflow="w", application="sleeper", args="30")
+        wait_until(lambda: state(waiting) == "PREPROCESSED", 30, f"job {waiting_name} to be runnable")
+        time.sleep(1)  # a pass or two: it is claimed and queued in the spawner behind the first run
+    except BaseException:
+        stop(launcher)
+        raise
+    return launcher, first, first_pid, waiting
+
+
+def test_a_job_waiting_for_the_slot_starts_when_the_run_before_it_ends(db):
+    launcher, first, first_pid, second = one_busy_slot(db, "second")
+    try:
         assert not pid_file(second).exists() and state(second) == "PREPROCESSED"
         api.kill(first)
         wait_until(lambda: gone(first_pid), 5, "the first run to be stopped")
@@ -50,14 +61,8 @@ def test_a_job_waiting_for_the_slot_starts_when_the_run_before_it_ends(db):
 
 
 def test_a_job_killed_while_it_waits_for_the_slot_never_starts(db):
-    py_app("sleeper", "sleeper.py")
-    first = api.add_job(name="first", workflow="w", application="sleeper", args="30")
-    launcher = start_launcher(db, *ONE_SLOT)
+    launcher, first, first_pid, waiting = one_busy_slot(db, "waiting")
     try:
-        first_pid = sleeper_pid(first)
-        waiting = api.add_job(name="waiting", workflow="w", application="sleeper", args="30")
-        wait_until(lambda: state(waiting) == "PREPROCESSED", 30, "the job to be runnable")
-        time.sleep(1)
         api.kill(waiting)
         wait_until(lambda: state(waiting) == "USER_KILLED", 10, "the kill")
         time.sleep(1)  # the launcher sees the kill (every 0.5 s) and cancels the queued start
@@ -75,16 +80,8 @@ def test_a_job_killed_while_it_waits_for_the_slot_never_starts(db):
 
 
 def test_stopping_the_launcher_leaves_a_waiting_job_unstarted_for_the_next(db):
-    py_app("sleeper", "sleeper.py")
-    first = api.add_job(name="first", workflow="w", application="sleeper", args="30")
-    launcher = start_launcher(db, *ONE_SLOT)
-    try:
-        sleeper_pid(first)
-        waiting = api.add_job(name="waiting", workflow="w", application="sleeper", args="30")
-        wait_until(lambda: state(waiting) == "PREPROCESSED", 30, "the job to be runnable")
-        time.sleep(1)
-    finally:
-        code, err = stop(launcher)  # SIGTERM: the first run ends, which must not start the waiting one
+    launcher, first, _, waiting = one_busy_slot(db, "waiting")
+    code, err = stop(launcher)  # SIGTERM: the first run ends, which must not start the waiting one
     assert code == 0, err
     assert state(first) == "RUN_TIMEOUT"
     assert state(waiting) == "PREPROCESSED" and not pid_file(waiting).exists()
