@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 
 from balsam.exceptions import ConfigError
+from balsam.files import write_json_atomically
 
 FILE_NAME = "settings.json"
 SHARED_UMASK = "0007"
@@ -51,13 +52,7 @@ def update(db_path, **changes):
     data = read(db_path)
     data.update(changes)
     path = settings_file(db_path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.chmod(tmp, 0o640)
-    os.replace(tmp, path)
+    write_json_atomically(path, data, mode=0o640)
     return data
 
 

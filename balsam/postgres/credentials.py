@@ -15,6 +15,7 @@ import secrets
 from pathlib import Path
 
 from balsam.exceptions import AccessDenied, ConfigError
+from balsam.files import write_json_atomically
 
 DIR_NAME = "credentials"  # shared with balsam.wire.credentials
 FILE_NAME = "postgres"
@@ -36,16 +37,7 @@ def write_owner_credentials(db_path, role):
     directory.mkdir(mode=0o700, exist_ok=True)
     password = secrets.token_urlsafe(32)
     path = credentials_file(db_path)
-    tmp = path.with_name(FILE_NAME + ".tmp")
-    try:
-        tmp.unlink()
-    except FileNotFoundError:
-        pass
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump({"user": role, "password": password, "database": DATABASE}, f)
-        f.write("\n")
-    os.replace(tmp, path)
+    write_json_atomically(path, {"user": role, "password": password, "database": DATABASE})
     return password
 
 

@@ -23,6 +23,7 @@ import zmq
 
 from balsam.config import owner_name
 from balsam.exceptions import AccessDenied, ConfigError
+from balsam.files import write_json_atomically
 from balsam.wire.serverinfo import ServerInfo
 
 DIR_NAME = "credentials"
@@ -42,17 +43,6 @@ def _write_private_json(path, data, mode=0o600):
     with os.fdopen(fd, "w") as f:
         json.dump(data, f)
     os.chmod(path, mode)  # whatever the umask
-
-
-def _replace_private_json(path, data, mode=0o600):
-    """Write ``path`` by atomic rename: a reader sees the old or the new contents."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.unlink()
-    except FileNotFoundError:
-        pass
-    _write_private_json(tmp, data, mode)
-    os.replace(tmp, path)
 
 
 def ensure_credentials(db_path):
@@ -166,7 +156,7 @@ def authorize(db_path, user):
     public, secret = zmq.curve_keypair()
     users = authorized_users(db_path)
     users[user] = {"public": public.decode(), "added": datetime.datetime.now(datetime.timezone.utc).isoformat()}
-    _replace_private_json(users_file(db_path), users, USERS_MODE)
+    write_json_atomically(users_file(db_path), users, USERS_MODE)
     payload = {"user": user, "public": public.decode(), "secret": secret.decode(),
                "server_public": server_keys(db_path)["public"].decode()}
     return TOKEN_PREFIX + base64.urlsafe_b64encode(json.dumps(payload).encode()).decode()
@@ -177,7 +167,7 @@ def revoke(db_path, user):
     users = authorized_users(db_path)
     if users.pop(user, None) is None:
         return False
-    _replace_private_json(users_file(db_path), users, USERS_MODE)
+    write_json_atomically(users_file(db_path), users, USERS_MODE)
     return True
 
 
@@ -217,7 +207,7 @@ def save_login(payload):
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     directory.chmod(0o700)
     path = directory / f"{fingerprint(payload['server_public'])}.json"
-    _replace_private_json(path, {k: payload[k] for k in ("user", "public", "secret", "server_public")})
+    write_json_atomically(path, {k: payload[k] for k in ("user", "public", "secret", "server_public")})
     return path
 
 

@@ -8,7 +8,6 @@ half-written file and two writers never lose each other's keys.
 import json
 import os
 import socket
-import tempfile
 from pathlib import Path
 
 import psutil
@@ -16,6 +15,7 @@ from filelock import FileLock
 
 from balsam.config import SERVER_INFO_NAME, SQLITE_NAME
 from balsam.exceptions import AccessDenied, DBNotFound
+from balsam.files import write_json_atomically
 
 LOCK_SUFFIX = ".lock"
 
@@ -104,7 +104,7 @@ class ServerInfo:
                 data = {"db_type": "sqlite3"}
             data.update(address=None, local_address=None, server_pid=None, watchdog_pid=None, db_inode=None,
                         db_path=None)
-            _atomic_write_json(self.path, data)
+            write_json_atomically(self.path, data, mode=0o644)
             return data
 
     def update(self, **changes):
@@ -112,23 +112,7 @@ class ServerInfo:
         with self._lock:
             data = self.read() if self.path.exists() else {}
             data.update(changes)
-            _atomic_write_json(self.path, data)
+            write_json_atomically(self.path, data, mode=0o644)
             return data
 
 
-def _atomic_write_json(path, data):
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=True)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
