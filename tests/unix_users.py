@@ -17,6 +17,14 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# Appended to every test user's and group's name, so two checkouts' suites can
+# run at once on one machine without removing each other's users.
+SUFFIX = os.environ.get("BALSAM_TEST_USER_SUFFIX", "")
+
+
+def named(base):
+    """The name of the test user or group ``base`` in this run (see SUFFIX)."""
+    return base + SUFFIX
 
 
 def unavailable(reason):

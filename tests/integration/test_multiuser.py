@@ -19,10 +19,10 @@ import pytest
 from tests import unix_users
 from tests.helpers import db_rows
 
-GROUP = "balsam-mu-grp"
-OWNER = "balsam-mu-owner"
-COLLAB = "balsam-mu-collab"
-OUTSIDER = "balsam-mu-other"
+GROUP = unix_users.named("balsam-mu-grp")
+OWNER = unix_users.named("balsam-mu-owner")
+COLLAB = unix_users.named("balsam-mu-collab")
+OUTSIDER = unix_users.named("balsam-mu-other")
 
 
 @pytest.fixture(scope="module")

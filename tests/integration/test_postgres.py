@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import wait_until
+from tests.fixtures.postgres import USER as PG_USER
 
 BALSAM = str(Path(sys.executable).with_name("balsam"))
 on_postgres = pytest.mark.parametrize("db_backend", ["postgres"], indirect=True)  # the `db` fixture's backend
@@ -163,7 +164,7 @@ def test_a_non_owner_may_not_stop_or_start_the_server(pg_cluster):
     before = address(pg_cluster.path)
     for args in (["--stop"], []):
         line = one_line_error(balsam("dbserver", *args, "--path", pg_cluster.path))
-        assert "only its owner balsam-pg may" in line
+        assert f"only its owner {PG_USER} may" in line
     assert address(pg_cluster.path) == before
     assert pg_cluster.owner.balsam("dbserver", "--status", "--path", pg_cluster.path).returncode == 0
 

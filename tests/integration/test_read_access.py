@@ -18,7 +18,7 @@ from tests import unix_users
 from tests.conftest import BALSAM
 from tests.helpers import db_rows
 
-READER = "balsam-reader"
+READER = unix_users.named("balsam-reader")
 
 
 @pytest.fixture(scope="module")
