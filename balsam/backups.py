@@ -40,15 +40,30 @@ def db_file(db_path):
     return Path(db_path) / SQLITE_NAME
 
 
-def default_target(db_path, now=None):
-    """``<DB>/backups/<UTC time>.sqlite3``, a new name (``-2``, ``-3`` ... within one second)."""
+def default_target(db_path, now=None, suffix=SUFFIX, prefix=""):
+    """``<DB>/backups/<prefix><UTC time><suffix>``, a new name (``-2``, ``-3`` ... within one second)."""
     now = now or datetime.datetime.now(datetime.timezone.utc)
     folder = Path(db_path) / BACKUP_DIR
-    base = now.strftime(_STAMP)
-    target, n = folder / f"{base}{SUFFIX}", 1
+    base = prefix + now.strftime(_STAMP)
+    target, n = folder / f"{base}{suffix}", 1
     while target.exists() or target.with_name(target.name + ".partial").exists():
         n += 1
-        target = folder / f"{base}-{n}{SUFFIX}"
+        target = folder / f"{base}-{n}{suffix}"
+    return target
+
+
+def new_target(db_path, target=None, suffix=SUFFIX):
+    """The path a new backup goes to (``default_target`` unless given), its
+    folder made; refuses an existing file or a path that cannot be a file."""
+    target = Path(target) if target else default_target(db_path, suffix=suffix)
+    if target.exists():
+        raise BackupError(f"{target} exists; choose another file (a backup never overwrites one)")
+    if target.is_dir() or (target.parent.exists() and not target.parent.is_dir()):
+        raise BackupError(f"cannot write a backup to {target}: not a file path")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BackupError(f"cannot write a backup to {target}: {exc}") from None
     return target
 
 
@@ -94,13 +109,8 @@ def copy_db(source, target):
 def take(db_path, target=None):
     """Back up the DB at ``db_path`` to ``target`` (default: ``default_target``),
     verified; returns ``(path, bytes)``. Refuses an existing ``target``."""
-    target = Path(target) if target else default_target(db_path)
-    if target.exists():
-        raise BackupError(f"{target} exists; choose another file (a backup never overwrites one)")
-    if target.is_dir() or (target.parent.exists() and not target.parent.is_dir()):
-        raise BackupError(f"cannot write a backup to {target}: not a file path")
+    target = new_target(db_path, target)
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
         partial = copy_db(db_file(db_path), target)
     except (OSError, sqlite3.Error) as exc:
         Path(str(target) + ".partial").unlink(missing_ok=True)

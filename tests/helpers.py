@@ -22,13 +22,36 @@ def wait_until(predicate, timeout, what):
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
-def db_rows(db, query):
-    """Rows of ``query`` read straight from the DB file with sqlite3 (no Django, no Balsam)."""
+def _pg_connection(db):
+    """A psycopg connection to the PostgreSQL DB at ``db`` (autocommit), or None for a SQLite DB."""
+    if not (Path(db) / "balsamdb").exists():
+        return None
+    import json
+
+    from balsam.postgres.cluster import connect
+    from balsam.postgres.credentials import pg_credentials
+
+    info = json.loads((Path(db) / "dbwriter_address").read_text())
+    return connect(info["host"], info["port"], pg_credentials(db))
+
+
+def _pg_marks(statement):
+    """SQLite's ``?`` marks as psycopg's ``%s`` (and a literal ``%`` escaped)."""
+    return statement.replace("%", "%%").replace("?", "%s")
+
+
+def db_rows(db, query, params=()):
+    """Rows of ``query`` read straight from the DB (sqlite3 on the file, or
+    psycopg on PostgreSQL; no Django, no Balsam). ``?`` marks parameters."""
+    pg = _pg_connection(db)
+    if pg is not None:
+        with pg:
+            return pg.execute(_pg_marks(query), params).fetchall() if params else pg.execute(query).fetchall()
     import sqlite3
 
     con = sqlite3.connect(db / "db.sqlite3")
     try:
-        return con.execute(query).fetchall()
+        return con.execute(query, params).fetchall()
     finally:
         con.close()
 
@@ -83,8 +106,14 @@ class WebProcess:
 
 
 def db_write(db, statement, params=()):
-    """One write straight to the DB file with sqlite3: how tests break or
-    stage a DB on purpose (bypassing Balsam's write path)."""
+    """One write straight to the DB (sqlite3 on the file, or psycopg on
+    PostgreSQL; ``?`` marks parameters): how tests break or stage a DB on
+    purpose (bypassing Balsam's write path)."""
+    pg = _pg_connection(db)
+    if pg is not None:
+        with pg:
+            pg.execute(_pg_marks(statement), params) if params else pg.execute(statement)
+        return
     import sqlite3
 
     con = sqlite3.connect(db / "db.sqlite3")

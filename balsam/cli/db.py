@@ -49,15 +49,6 @@ def _backend(path, sqlite_name):
     return f"postgres  ({pg_dir(path)}; server {address or 'not running'})"
 
 
-def _not_yet_on_postgres(path, command):
-    from balsam.exceptions import ConfigError
-    from balsam.postgres.cluster import is_postgres_dir
-
-    if is_postgres_dir(path):
-        raise ConfigError(f"balsam {command} is not yet available on PostgreSQL DBs ({path} is one); "
-                          "use PostgreSQL's own tools (pg_dump, VACUUM) meanwhile")
-
-
 WHICH_CHECK_SEC = 0.2  # `which` is a quick look: a large DB is checked in part, at a bounded cost
 
 
@@ -126,7 +117,6 @@ def _size(n):
 def stats(ctx, as_json):
     """What the DB holds and how big it is: jobs by state and workflow, events, files, pages, recent activity."""
     selection = attach(ctx)
-    _not_yet_on_postgres(selection.path, "db stats")
     from balsam.maintenance.stats import db_stats  # Django models: only once attached
 
     found = db_stats(selection.path)
@@ -166,18 +156,17 @@ def stats(ctx, as_json):
 @db.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
 @click.option("--full", is_flag=True, help="SQLite's integrity_check and foreign_key_check (every index against "
-              "its table; slower) instead of its quick_check.")
+              "its table; slower) instead of its quick_check; PostgreSQL: every row checked to be in each index.")
 @click.option("--repair", is_flag=True, help="Fix what is safe to fix (lapsed leases, children of dead parents, "
               "old applied-request ids) through the write path; never touches files.")
 @click.pass_context
 def check(ctx, as_json, full, repair):
-    """Check the DB: SQLite's integrity and foreign keys, then Balsam's invariants. Exit 0 when healthy,
-    1 with one line per problem otherwise."""
+    """Check the DB: SQLite's integrity and foreign keys (PostgreSQL: its indexes against their tables),
+    then Balsam's invariants. Exit 0 when healthy, 1 with one line per problem otherwise."""
     from balsam import api
     from balsam.config import load_settings
 
     selection = attach(ctx)
-    _not_yet_on_postgres(selection.path, "db check")
     from balsam.maintenance import check as checks  # Django models: only once attached
 
     lease_expiry = load_settings().launcher_lease_expiry_sec
@@ -207,12 +196,12 @@ def check(ctx, as_json, full, repair):
 
 @db.command()
 @click.option("--to", "target", type=click.Path(dir_okay=False), metavar="FILE",
-              help="Where to write the copy (default: backups/<UTC time>.sqlite3 in the DB directory).")
+              help="Where to write the copy (default: backups/<UTC time>.sqlite3 in the DB directory; "
+              "a PostgreSQL DB: a pg_dump, backups/<UTC time>.pgdump).")
 @click.pass_context
 def backup(ctx, target):
     """Copy the DB while it is in use (writers keep going), verify the copy and print its path and size."""
     selection = attach(ctx)
-    _not_yet_on_postgres(selection.path, "db backup")
     from balsam.maintenance import backup as backups  # Django models: only once attached
 
     path, size = backups.backup(selection.path, target)
@@ -223,18 +212,18 @@ def backup(ctx, target):
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.pass_context
 def restore(ctx, file):
-    """Put the backup FILE in place of the DB; refused while a dbserver, service or launcher is active.
-    The current file is kept as db.sqlite3.before-restore-<UTC time>."""
+    """Put the backup FILE in place of the DB; refused while a dbserver, service or launcher is active
+    (PostgreSQL: while anyone else is connected). The current DB is kept as db.sqlite3.before-restore-<UTC time>
+    (PostgreSQL: backups/before-restore-<UTC time>.pgdump)."""
     from balsam import api
 
     selection = attach(ctx)
-    _not_yet_on_postgres(selection.path, "db restore")
     api.require_writable("restore it")
     from balsam.maintenance import backup as backups  # Django models: only once attached
 
     kept = backups.restore(selection.path, file)
     click.echo(f"Restored {selection.path} from {file}")
-    click.echo(f"The previous DB file is kept as {kept}")
+    click.echo(f"The previous DB is kept as {kept}")
 
 
 @db.command()
@@ -249,7 +238,6 @@ def compact(ctx, age, finished_workflows, dry_run):
     from balsam import api
 
     selection = attach(ctx)
-    _not_yet_on_postgres(selection.path, "db compact")
     from balsam.maintenance import compact as compaction  # Django models: only once attached
 
     older = compaction.parse_age(age) if age is not None else None
@@ -273,6 +261,10 @@ def compact(ctx, age, finished_workflows, dry_run):
     if done["shrunk_by"] == "steps":
         click.echo(f"Gave back {done['reclaimed_pages']:,} free page(s) in {done['steps']:,} step(s) while the DB "
                    "is in use (incremental vacuum)")
+    elif done["shrunk_by"] == "plain-vacuum":
+        click.echo("PostgreSQL VACUUM while the DB is in use by " + "; ".join(done["not_vacuumed"])
+                   + ": the freed space is reused by new rows; run compact when nobody is connected for "
+                   "VACUUM FULL, which gives it back to the file system")
     elif done.get("not_vacuumed"):
         click.echo("Not shrunk: the DB is in use by " + "; ".join(done["not_vacuumed"])
                    + ", and it was made before Balsam shrank DBs in use: run compact once when it is idle "

@@ -120,8 +120,16 @@ def page_usage():
 
 
 def file_sizes():
-    """Bytes of the DB file and of its write-ahead log (0 when there is none)."""
+    """Bytes of the DB file and of its write-ahead log (0 when there is none).
+    PostgreSQL: the database's size on disk (its write-ahead log is the
+    cluster's, not the database's: 0)."""
     name = connection.settings_dict["NAME"]
+    if connection.vendor == "postgresql":
+        connection.ensure_connection()
+        params = connection.get_connection_params()
+        size = sql.raw_fetchall("SELECT pg_database_size(current_database())", [])[0][0]
+        return {"db_file": f"PostgreSQL database {params['dbname']} at {params['host']}:{params['port']}",
+                "db_bytes": size, "wal_bytes": 0}
 
     def size(path):
         try:
@@ -282,6 +290,11 @@ def lapsed_running(now, lease_expiry_sec, most):
     return [(_pk(pk), name, owner, expires) for pk, name, owner, expires in rows[:most]], len(rows)
 
 
+def _position():
+    """The SQL function that finds a substring's position (1-based, 0 if absent): SQLite's ``instr``, PostgreSQL's ``strpos``."""
+    return "instr" if connection.vendor == "sqlite" else "strpos"
+
+
 def ran_jobs_by_folder():
     """{folder under data/ ('' for jobs without a workflow): jobs that ran in
     it}, for jobs in a state reached only by running that have no
@@ -289,19 +302,21 @@ def ran_jobs_by_folder():
     ran = sorted(RAN_STATES)
     job = sql.table(BalsamJob)
     return dict(sql.raw_fetchall(
-        f"SELECT substr(workdir, 1, instr(workdir, '/') - 1) AS folder, COUNT(*) FROM {job} "
+        f"SELECT substr(workdir, 1, {_position()}(workdir, '/') - 1) AS folder, COUNT(*) FROM {job} "
         f"WHERE state IN ({sql.marks(len(ran))}) AND user_workdir = '' GROUP BY folder", ran))
 
 
-def ran_jobs_in_folder(folder, limit=-1):
+def ran_jobs_in_folder(folder, limit=None):
     """``(id text, name, workdir)`` of the jobs that ran in ``data/<folder>/``
-    (``''``: directly in ``data/``), without a ``user_workdir``."""
+    (``''``: directly in ``data/``), without a ``user_workdir``; at most ``limit`` (None: all)."""
+    if limit is None:  # no bound: SQLite's is a negative LIMIT, PostgreSQL's a NULL one
+        limit = -1 if connection.vendor == "sqlite" else None
     ran = sorted(RAN_STATES)
     job = sql.table(BalsamJob)
     if folder:  # a range of the unique workdir index ('/' sorts just before '0')
         where, params = "workdir >= %s AND workdir < %s", [f"{folder}/", f"{folder}0"]
     else:
-        where, params = "instr(workdir, '/') = 0", []
+        where, params = f"{_position()}(workdir, '/') = 0", []
     return sql.raw_fetchall(
         f"SELECT job_id, name, workdir FROM {job} WHERE {where} AND state IN ({sql.marks(len(ran))}) "
         f"AND user_workdir = '' LIMIT %s", params + ran + [limit])

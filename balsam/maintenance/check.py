@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from balsam.core import health, sql, write_client
 from balsam.core.json_values import job_id
+from balsam.maintenance import pg
 from balsam.wire.protocol import APPLIED_ID_RETENTION_SEC
 
 MAX_SHOWN = 20  # lines per kind of problem; the rest are counted
@@ -72,6 +73,11 @@ def _capped(kind, shown, total, what, repairable=False):
 # the checks
 # ---------------------------------------------------------------------------
 def _integrity(notes, full):
+    if pg.is_postgres():
+        found, note = pg.integrity_problems(full, MAX_SHOWN)
+        if note:
+            notes.append(note)
+        return [Problem("integrity", line) for line in found]
     pragma = "integrity_check" if full else "quick_check"
     found = sql.quick_check(INTEGRITY_CHECK_SEC, pragma=pragma, most=MAX_SHOWN)
     if found is None:

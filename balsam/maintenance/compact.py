@@ -8,6 +8,9 @@ write lock for minutes, so the freed pages go back in small steps of
 dbserver, when one serves the DB, runs each step between its write groups).
 An older DB without incremental ``auto_vacuum`` is left as it is then: it
 must be converted by one ``VACUUM`` while idle.
+
+On PostgreSQL: ``VACUUM FULL`` when nobody else is connected, a plain
+``VACUUM`` (no lock that stops writers) otherwise (``maintenance.pg``).
 """
 
 import datetime
@@ -17,6 +20,7 @@ from django.utils import timezone
 
 from balsam.core import health, sql, write_client
 from balsam.exceptions import ValidationError
+from balsam.maintenance import pg
 from balsam.maintenance.backup import users
 from balsam.wire.protocol import APPLIED_ID_RETENTION_SEC
 
@@ -90,6 +94,11 @@ def compact(db_path, events_older_than=None, finished_workflows=False, dry_run=F
 
 
 def _give_back(db_path, client):
+    if pg.is_postgres():
+        busy = pg.other_sessions()
+        pg.vacuum(full=not busy)
+        return {"shrunk_by": "vacuum" if not busy else "plain-vacuum", "reclaimed_pages": None, "steps": 0,
+                **({"not_vacuumed": busy} if busy else {})}
     busy = users(db_path)
     if not busy:
         sql.vacuum()

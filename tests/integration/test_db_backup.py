@@ -74,7 +74,7 @@ def test_online_backup_under_16_writers_is_complete_and_restores(db, prefilled, 
     restored = balsam_cmd("db", "restore", copy)
     assert restored.returncode == 0, restored.stderr
     kept = [p for p in db.iterdir() if p.name.startswith("db.sqlite3.before-restore-")]
-    assert len(kept) == 1 and restored.stdout.splitlines()[1] == f"The previous DB file is kept as {kept[0]}"
+    assert len(kept) == 1 and restored.stdout.splitlines()[1] == f"The previous DB is kept as {kept[0]}"
     con = sqlite3.connect(kept[0])
     assert con.execute("SELECT COUNT(*) FROM balsam_job WHERE workflow = 'load'").fetchall() == [(len(writes),)]
     con.close()
@@ -182,3 +182,80 @@ def test_init_backs_up_a_db_before_migrating_it(db, balsam_cmd, make_job):
     assert "0007_db_identity" not in in_copy and jobs == 1
     again = balsam_cmd("init", db)
     assert "Backed up" not in again.stdout  # nothing to migrate: no copy
+
+
+on_postgres = pytest.mark.parametrize("db_backend", ["postgres"], indirect=True)  # the `db` fixture's backend
+
+
+def load_jobs(db):
+    return {row[0] for row in db_rows(db, "SELECT name FROM balsam_job WHERE workflow = 'load'")}
+
+
+@on_postgres
+def test_postgres_backup_while_writing_restores_all_or_nothing(db, balsam_cmd, tmp_path):
+    """A pg_dump taken while 4 writers insert holds every insert acknowledged
+    before it began; restore is refused while they are connected, then puts
+    the dump back and keeps the DB it replaced (restoring that one gives every
+    acknowledged insert back)."""
+    from django.db import connections
+
+    from balsam import api
+
+    api.add_app("hello", "echo")
+    api.make_dummies(2_000)
+    connections.close_all()
+    stop = tmp_path / "stop"
+    logs = [tmp_path / f"writer{i}.log" for i in range(4)]
+    env = {**os.environ, "BALSAM_DB_PATH": str(db)}
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, f"w{i}", str(logs[i]), str(stop)], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(4)]
+    copy = tmp_path / "copy.pgdump"
+    try:
+        wait_until(lambda: all(len(acked([p])) >= 3 for p in logs), 120, "every writer to insert 3 jobs")
+        before = {name for name, _, _ in acked(logs)}
+        taken = balsam_cmd("db", "backup", "--to", copy)
+        assert taken.returncode == 0, taken.stderr
+        assert taken.stdout.startswith(f"Backed up to {copy}  (") and copy.stat().st_size > 0
+        count_at_end = len(acked(logs))
+        wait_until(lambda: len(acked(logs)) >= count_at_end + 4, 60, "writes after the backup")
+        refused = balsam_cmd("db", "restore", copy)
+        assert refused.returncode == 1 and len(refused.stderr.splitlines()) == 1, refused.stderr
+        assert refused.stderr.startswith(f"Error: the DB at {db} is in use by ") and "session(s) of" in refused.stderr
+        assert not list((db / "backups").glob("before-restore-*"))
+    finally:
+        stop.touch()
+        outcomes = [w.communicate(timeout=60) for w in writers]
+    assert [w.returncode for w in writers] == [0] * 4, [err[-500:] for _, err in outcomes]
+    written = {name for name, _, _ in acked(logs)}
+    assert load_jobs(db) == written
+
+    restored = balsam_cmd("db", "restore", copy)
+    assert restored.returncode == 0, restored.stderr
+    (kept,) = (db / "backups").glob("before-restore-*.pgdump")
+    assert restored.stdout.splitlines() == [f"Restored {db} from {copy}", f"The previous DB is kept as {kept}"]
+    in_dump = load_jobs(db)
+    assert before <= in_dump < written  # the dump is of one moment: later inserts are not in it
+    assert db_rows(db, "SELECT COUNT(*) FROM balsam_job WHERE workflow IS NULL OR workflow <> 'load'") == [(2_000,)]
+    assert balsam_cmd("db", "check").returncode == 0
+    assert balsam_cmd("db", "restore", kept).returncode == 0
+    assert load_jobs(db) == written
+
+
+@on_postgres
+def test_postgres_backup_refusals_are_one_line(db, make_job, balsam_cmd, tmp_path, snapshot):
+    make_job(name="a")
+    taken = balsam_cmd("db", "backup")
+    assert taken.returncode == 0, taken.stderr
+    path = taken.stdout.split()[3]
+    assert path.startswith(str(db / "backups")) and path.endswith(".pgdump")
+    again = balsam_cmd("db", "backup", "--to", path)
+    assert (again.returncode, again.stderr) == (1, f"Error: {path} exists; choose another file (a backup never "
+                                                   "overwrites one)\n")
+    before = snapshot()
+    (tmp_path / "junk.pgdump").write_bytes(b"not a dump" * 100)
+    bad = balsam_cmd("db", "restore", tmp_path / "junk.pgdump")
+    assert bad.returncode == 1 and len(bad.stderr.splitlines()) == 1
+    assert bad.stderr.startswith(f"Error: {tmp_path / 'junk.pgdump'} is not a sound PostgreSQL dump")
+    missing = balsam_cmd("db", "restore", tmp_path / "none.pgdump")
+    assert missing.stderr == f"Error: no backup file at {tmp_path / 'none.pgdump'}\n"
+    assert snapshot() == before

@@ -190,9 +190,3 @@ def test_missing_postgresql_is_one_line_naming_what_was_looked_for(tmp_path):
     message = str(raised.value)
     assert "initdb and postgres" in message and "apt-get install postgresql" in message
     assert "\n" not in message
-
-
-@on_postgres
-@pytest.mark.parametrize("command", [["stats"], ["backup"], ["compact", "--events-older-than", "1d"]])
-def test_db_maintenance_is_refused_on_postgres_in_one_line(db, command):
-    one_line_error(balsam("db", *command, env={"BALSAM_DB_PATH": str(db)}), "not yet available on PostgreSQL")
