@@ -144,11 +144,14 @@ def settle_children(dead_ids, known, now=None):
             continue
         waiting = {}
         for chunk in sql.chunks(child_ids):
+            # By id alone, the state checked here (see queries.waiting_jobs: a
+            # state term may lead SQLite to read every waiting job of the DB).
             waiting.update(
                 (pk, (state, name))
-                for pk, state, name in BalsamJob.objects.filter(
-                    pk__in=chunk, state__in=states.WAITING_STATES, wait_for_parents=True
+                for pk, state, name in BalsamJob.objects.order_by().filter(
+                    pk__in=chunk, wait_for_parents=True
                 ).values_list("pk", "state", "name")
+                if state in states.WAITING_STATES
             )
         for parent, kids in links.items():
             moves = {kid: waiting[kid][0] for kid in kids if kid in waiting}

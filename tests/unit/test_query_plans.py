@@ -1,0 +1,67 @@
+"""Queries of jobs by id use the id's index, whatever else they filter on.
+
+Without statistics (Balsam does not ANALYZE), SQLite may prefer an index on a
+state term to the id's, and then reads every job in that state: with a
+million-job backlog of CREATED jobs in another workflow, resolving a few
+waiting jobs' dependencies took 1.5 s inside the write lock on every pass of a
+launcher. The plans here are checked as SQLite makes them (the same on a
+small DB as on a large one: the choice uses no statistics, only the terms; a
+long id list is what tips it).
+"""
+
+import uuid
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from balsam.core import queries, write_client
+
+pytestmark = pytest.mark.usefixtures("db")
+
+# Ids of no job, to make the id lists as long as a launcher's.
+ABSENT = [str(uuid.uuid4()) for _ in range(500)]
+
+
+def job_reads_not_by_id(captured):
+    """Plans of the captured statements that read balsam_job through anything but its id's index."""
+    bad = []
+    with connection.cursor() as cursor:
+        for query in captured:
+            text = query["sql"]
+            if "balsam_job" not in text or not text.lstrip().upper().startswith("SELECT"):
+                continue
+            cursor.execute("EXPLAIN QUERY PLAN " + text)
+            for row in cursor.fetchall():
+                detail = row[-1]
+                if ("balsam_job " in detail or detail.endswith("balsam_job")) and "job_event" not in detail \
+                        and "dependency" not in detail and "(job_id=?)" not in detail:
+                    bad.append((text[:200], detail))
+    return bad
+
+
+def test_waiting_jobs_by_id_reads_them_by_id(make_job):
+    jobs = [make_job(name=f"j{n}") for n in range(5)]
+    with CaptureQueriesContext(connection) as captured:
+        found = queries.waiting_jobs(ids=[j.pk for j in jobs] + ABSENT)
+    assert sorted(pk for pk, _, _ in found) == sorted(j.pk for j in jobs)
+    assert job_reads_not_by_id(captured) == []
+
+
+def test_resolving_and_settling_dependencies_read_jobs_by_id(make_job):
+    from balsam import api
+
+    parent, child, other = make_job(name="parent"), make_job(name="child"), make_job(name="other")
+    api.add_dependency(parent, child)
+    for n in range(300):  # a parent of many children: the kill settles them all in one read
+        api.add_dependency(parent, make_job(name=f"kid{n}"))
+    client = write_client.get()
+    with CaptureQueriesContext(connection) as captured:
+        moved = client.resolve_dependencies([str(child.pk), str(other.pk)] + ABSENT)
+    assert moved == {"ready": [str(other.pk)], "awaiting": [str(child.pk)]}
+    assert job_reads_not_by_id(captured) == []
+    with CaptureQueriesContext(connection) as captured:
+        client.kill([str(parent.pk)], recursive=False)
+    child.refresh_from_db()
+    assert child.state == "PARENT_KILLED"
+    assert job_reads_not_by_id(captured) == []
