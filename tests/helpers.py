@@ -23,9 +23,14 @@ def wait_until(predicate, timeout, what):
 
 
 def db_rows(db, query):
-    """Rows of ``query`` read straight from the DB file with sqlite3 (no Django, no Balsam)."""
+    """Rows of ``query`` read straight from the DB file with sqlite3 (no Django, no Balsam);
+    on a PostgreSQL DB, through psycopg with the owner's credentials (``pg_rows``)."""
     import sqlite3
 
+    if (Path(db) / "balsamdb").exists():
+        from tests.fixtures.postgres import pg_rows
+
+        return pg_rows(db, query)
     con = sqlite3.connect(db / "db.sqlite3")
     try:
         return con.execute(query).fetchall()
