@@ -15,7 +15,7 @@ from django.db.backends.postgresql import base
 from balsam.exceptions import AccessDenied, DBServerUnavailable
 from balsam.postgres.cluster import CONNECT_TIMEOUT_SEC
 from balsam.postgres.credentials import pg_credentials
-from balsam.wire.serverinfo import ServerInfo
+from balsam.wire.serverinfo import ServerInfo, elsewhere_message, served_elsewhere
 
 # Set by `balsam init` while it migrates through a server of its own (nothing posted).
 SERVER_KEY = "BALSAM_PG_SERVER"
@@ -27,6 +27,9 @@ def posted_server(db_path):
     if not info.get("address") or not info.get("port"):
         raise DBServerUnavailable(f"no PostgreSQL server is running for {db_path}; "
                                   f"start it with: balsam dbserver --path {db_path}")
+    served = served_elsewhere(db_path, info)
+    if served:  # a copy's address file names the original's server: never write there
+        raise DBServerUnavailable(elsewhere_message(db_path, served))
     return info["host"], info["port"]
 
 
