@@ -333,3 +333,28 @@ def test_a_wrong_postgres_password_is_one_line_and_changes_nothing(people, share
     message = _one_error_line(_add_job(people, COLLAB, db, "wrong-password"))
     assert f"refused role {COLLAB}" in message, message
     assert db_rows(db, "SELECT count(*) FROM balsam_job") == before
+
+
+@postgres_only
+def test_users_are_added_and_removed_while_the_postgres_server_is_stopped(people, shared_db):
+    db = shared_db
+    owner = people[OWNER]
+
+    def offline(*args):
+        """``balsam dbserver ARGS`` with the server stopped; the server is started again after."""
+        assert owner("dbserver", "--path", db, "--stop").returncode == 0
+        try:
+            result = owner("dbserver", "--path", db, *args)  # through a server of its own, for the change
+            assert result.returncode == 0, result.stderr
+            assert not (db / "balsamdb" / "postmaster.pid").exists()  # and none is left running
+            assert json.loads((db / "dbwriter_address").read_text())["address"] is None
+            return result
+        finally:
+            started = owner("dbserver", "--path", db, "--host", "127.0.0.1")
+            assert started.returncode == 0, started.stderr
+
+    assert offline("--add-user", COLLAB).stdout.startswith("balsam1.")
+    assert (COLLAB,) in _roles(db)
+    offline("--remove-user", COLLAB)
+    assert (COLLAB,) not in _roles(db)
+    assert COLLAB not in owner("dbserver", "--path", db, "--list-users").stdout
