@@ -8,7 +8,9 @@ keys of the collaborators the owner authorized (``balsam dbserver
 through it and nobody else can (the DB file's own permissions still govern
 reading). A collaborator's secret lives only in their own home:
 ``~/.balsam/logins/<server key fingerprint>.json`` (0600), saved by
-``balsam login`` from the one-time token the owner was shown.
+``balsam login`` from the one-time token the owner was shown. On a PostgreSQL
+DB the token and the saved login also hold the collaborator's own role and
+password (``"postgres"``), which ``postgres.credentials.pg_credentials`` reads.
 """
 
 import base64
