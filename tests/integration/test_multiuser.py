@@ -73,15 +73,18 @@ def shared_db(people, request):
     db = top / "db"
     owner = people[OWNER]
     os.chown(top, _uid(OWNER), -1)
-    made = owner("init", db, "--group", GROUP, "--db-type", db_type)
-    assert made.returncode == 0, made.stderr
-    started = owner("dbserver", "--path", db, "--host", "127.0.0.1")
-    assert started.returncode == 0, started.stderr
-    app = owner("app", "--name", "touch", "--executable", "touch made-by-job", db=db)
-    assert app.returncode == 0, app.stderr
-    yield db
-    owner("dbserver", "--path", db, "--stop")
-    shutil.rmtree(top, ignore_errors=True)
+    try:
+        made = owner("init", db, "--group", GROUP, "--db-type", db_type)
+        assert made.returncode == 0, made.stderr
+        started = owner("dbserver", "--path", db, "--host", "127.0.0.1")
+        assert started.returncode == 0, started.stderr
+        app = owner("app", "--name", "touch", "--executable", "touch made-by-job", db=db)
+        assert app.returncode == 0, app.stderr
+        yield db
+    finally:
+        if db.exists():
+            owner("dbserver", "--path", db, "--stop")
+        shutil.rmtree(top, ignore_errors=True)
 
 
 def _uid(name):
@@ -325,7 +328,9 @@ def test_a_postgres_collaborators_role_may_change_rows_and_nothing_else(people, 
 def test_a_wrong_postgres_password_is_one_line_and_changes_nothing(people, shared_db):
     db = shared_db
     _authorize(people, db)
-    saved = next(Path(f"/tmp/home-{COLLAB}/.balsam/logins").glob("*.json"))
+    from balsam.wire.credentials import fingerprint, published_server_key
+
+    saved = Path(f"/tmp/home-{COLLAB}/.balsam/logins") / f"{fingerprint(published_server_key(db))}.json"
     login = json.loads(saved.read_text())
     login["postgres"]["password"] = "not-the-password"
     saved.write_text(json.dumps(login))
