@@ -16,6 +16,7 @@ from balsam.exceptions import AccessDenied, ConfigError, DBNotFound
 SERVER_INFO_NAME = "dbwriter_address"
 MAX_DBSERVER_DEADLINE_SEC = 3000  # below the dbserver's applied-id retention (protocol.APPLIED_ID_RETENTION_SEC)
 SQLITE_NAME = "db.sqlite3"
+PG_DIR_NAME = "balsamdb"  # a PostgreSQL DB's cluster (balsam.postgres.cluster)
 
 # The repository holds user_settings.py next to default_balsamdb/.
 REPO_DIR = Path(__file__).resolve().parent.parent

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from balsam.config import SQLITE_NAME, absolute_path, is_balsam_db, require_write_access
 from balsam.wire.credentials import ensure_credentials
-from balsam.wire.serverinfo import ServerInfo, served_elsewhere
+from balsam.wire.serverinfo import IDENTITY_PENDING, ServerInfo, served_elsewhere
 from balsam.django_config.settings import SECRET_KEY_NAME
 from balsam.exceptions import ConfigError, DBNotFound, InitError
 
@@ -73,6 +73,8 @@ def init_db(path, db_type=None, on_backup=None):
         copy_of = served_elsewhere(path, current)
         if copy_of:  # a copied directory: forget the original's server (and take an identity of its own below)
             info.clear_server()
+            if db_type == "postgres":  # renewed by `balsam dbserver` once the copy's own server runs
+                info.update(**{IDENTITY_PENDING: True})
         existing = current.get("db_type", "sqlite3")
         if existing != db_type:
             raise InitError(f"{path} is a {existing} Balsam DB; it cannot be re-initialised as {db_type}")

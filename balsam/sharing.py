@@ -1,4 +1,4 @@
-"""Sharing a SQLite Balsam DB with a UNIX group, and its collaborators' keys.
+"""Sharing a Balsam DB with a UNIX group, and its collaborators' keys.
 
 What protects what (docs/multi-user.md has the user's view):
 
@@ -11,11 +11,14 @@ What protects what (docs/multi-user.md has the user's view):
   group-writable file would let them write around the server);
 * the DB directory itself is not group-writable, so nobody but the owner can
   replace the DB file or the address file;
-* nothing is readable by users outside the group.
+* nothing is readable by users outside the group;
+* on a PostgreSQL DB, ``balsamdb/`` (the cluster) stays 700 and each
+  collaborator connects with a role of their own (``sharing_postgres``),
+  whose password only their saved login holds.
 
 Only the DB's owner shares it and manages its users. Adding a user also runs
 the backend's own authorization step (``_BACKEND_STEPS``; SQLite has none:
-its dbserver reads the key list itself).
+its dbserver reads the key list itself; PostgreSQL makes the user's role).
 """
 
 import grp
@@ -24,17 +27,20 @@ import pwd
 import stat
 from pathlib import Path
 
-from balsam import dbsettings
+from balsam import dbsettings, sharing_postgres
 from balsam.config import SERVER_INFO_NAME, SQLITE_NAME, owner_name
 from balsam.exceptions import AccessDenied, ConfigError, NotFound
+from balsam.postgres.cluster import PG_DIR
 from balsam.wire import credentials
 from balsam.wire.serverinfo import ServerInfo
 
 # Directories collaborators write in (made if missing), each setgid and group-writable.
 GROUP_WRITABLE = ("data", "log", "qsubmit", "job-templates")
-OWNER_ONLY = (credentials.DIR_NAME, "secret_key")
-# Backend-specific "authorize / revoke this user" steps, by db_type: {db_type: (authorize(db_path, user), revoke(db_path, user))}.
-_BACKEND_STEPS = {}
+# balsamdb/ (a PostgreSQL cluster) stays 700: PostgreSQL refuses a data directory others may enter.
+OWNER_ONLY = (credentials.DIR_NAME, "secret_key", PG_DIR)
+# Backend-specific "authorize / revoke this user" steps, by db_type:
+# {db_type: (authorize(db_path, user) -> extra token fields, revoke(db_path, user))}.
+_BACKEND_STEPS = {"postgres": (sharing_postgres.authorize, sharing_postgres.revoke)}
 
 
 def _me():
@@ -81,7 +87,9 @@ def _planned_modes(db_path):
     """(path, mode) for every entry of the DB directory the owner owns."""
     yield db_path, 0o2750
     for entry in db_path.iterdir():
-        if entry.name in OWNER_ONLY:
+        if entry.name == PG_DIR:  # initdb made its contents owner-only; a running server changes them
+            yield entry, 0o700
+        elif entry.name in OWNER_ONLY:
             yield entry, 0o700 if entry.is_dir() else 0o600
             for inner in entry.rglob("*") if entry.is_dir() else ():
                 yield inner, 0o700 if inner.is_dir() else 0o600
@@ -152,23 +160,23 @@ def add_user(db_path, user):
         raise ConfigError(f"{user} is not in group {group}, so they could not read {db_path}; "
                           f"add them to it first (usermod -aG {group} {user}); nothing was changed")
     publish_server_key(db_path)
-    token = credentials.authorize(db_path, user)
     authorize, _ = _BACKEND_STEPS.get(_db_type(db_path), (None, None))
-    if authorize:
-        authorize(db_path, user)
-    return token
+    extra = authorize(db_path, user) if authorize else None  # first: a failure leaves no key behind
+    return credentials.authorize(db_path, user, extra)
 
 
 def remove_user(db_path, user):
     """Revoke ``user``'s key: the dbserver refuses them from their next request on."""
     db_path = Path(db_path)
     require_owner(db_path, "remove users")
-    if not credentials.revoke(db_path, user):
+    authorized = credentials.authorized_users(db_path)
+    if user not in authorized:
         raise NotFound(f"{user} is not an authorized user of {db_path}; authorized: "
-                       + (", ".join(sorted(credentials.authorized_users(db_path))) or "nobody"))
+                       + (", ".join(sorted(authorized)) or "nobody"))
     _, revoke = _BACKEND_STEPS.get(_db_type(db_path), (None, None))
     if revoke:
-        revoke(db_path, user)
+        revoke(db_path, user)  # first: their PostgreSQL role must not outlive their key
+    credentials.revoke(db_path, user)
 
 
 def list_users(db_path):

@@ -21,7 +21,7 @@ def _db_path(ctx, path):
 @click.option("--status", is_flag=True, help="Show pid, address, uptime, requests, commits, mean batch size and restarts.")
 @click.option("--reset", is_flag=True, help="Clear a stale address left after a crash.")
 @click.option("--add-user", metavar="NAME", help="Authorize a collaborator (owner only); prints their one-time login token.")
-@click.option("--remove-user", metavar="NAME", help="Revoke a collaborator's key (owner only); refused from their next request on.")
+@click.option("--remove-user", metavar="NAME", help="Revoke a collaborator's key (and PostgreSQL role; owner only); refused from their next request on.")
 @click.option("--list-users", is_flag=True, help="List the authorized collaborators (owner only).")
 @click.option("--no-group-commit", is_flag=True, hidden=True, help="Commit each request alone (for benchmarks).")
 @click.pass_context
@@ -82,7 +82,8 @@ def _users(db_path, action, name):
         click.echo(f"They run: balsam login {db_path} TOKEN", err=True)
     elif action == "remove-user":
         sharing.remove_user(db_path, name)
-        click.echo(f"Removed {name}: the dbserver of {db_path} refuses their key from now on")
+        click.echo(f"Removed {name}: {db_path} refuses them from now on (their key, and on PostgreSQL their role "
+                   "and open sessions)")
     else:
         users = sharing.list_users(db_path)
         for user, added in users:

@@ -53,5 +53,10 @@ class PostgresClient(DirectClient):
 
     mode = "postgres"
 
+    def _check_access(self):
+        # No file to check: PostgreSQL checks the privileges of this user's
+        # role (the owner's, or a collaborator's own from `balsam login`).
+        self._may_write = True
+
     def describe(self):
         return "postgres (this process writes through its own PostgreSQL connection)"

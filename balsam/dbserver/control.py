@@ -13,8 +13,8 @@ from filelock import Timeout
 from balsam.config import require_write_access
 
 from balsam.wire.credentials import ensure_credentials
-from balsam.wire.serverinfo import (ServerInfo, elsewhere_message, is_local_host, is_running, served_elsewhere,
-                                    server_alive)
+from balsam.wire.serverinfo import (IDENTITY_PENDING, ServerInfo, elsewhere_message, is_local_host, is_running,
+                                    served_elsewhere, server_alive)
 from balsam.dbserver.watchdog import last_line, server_lock
 from balsam.postgres.cluster import check_permissions, is_postgres_dir, require_owner
 from balsam.exceptions import BalsamError
@@ -49,7 +49,7 @@ def start(db_path, host=None, group_commit=True):
     current = info.read()
     if served_elsewhere(db_path, current):  # a copied directory names the original's server: this DB is its own
         info.clear_server()
-        renew_identity(db_path)
+        _renew_identity_or_mark(db_path, info)
         current = info.read()
     if watchdog_running(db_path) or _answers_elsewhere(db_path, current):
         raise BalsamError(
@@ -68,6 +68,9 @@ def start(db_path, host=None, group_commit=True):
     while time.monotonic() < deadline:
         current = info.read()
         if current.get("watchdog_pid") == watchdog.pid and current.get("address") and is_running(current.get("server_pid")):
+            if current.get(IDENTITY_PENDING):  # a copied PostgreSQL DB: now that its own server runs
+                renew_identity(db_path)
+                current = info.update(**{IDENTITY_PENDING: None})
             return current
         if watchdog.poll() is not None:
             raise BalsamError(f"the dbserver did not start: {last_line(db_path / 'log' / 'watchdog.out')}")
@@ -108,6 +111,13 @@ def _refuse_other_dbs_server(db_path, info, consequence):
     served = served_elsewhere(db_path, info)
     if served:
         raise BalsamError(f"{elsewhere_message(db_path, served)} ({consequence})")
+
+
+def _renew_identity_or_mark(db_path, info):
+    if is_postgres_dir(db_path):
+        info.update(**{IDENTITY_PENDING: True})
+    else:
+        renew_identity(db_path)
 
 
 def renew_identity(db_path):
@@ -167,8 +177,9 @@ def reset(db_path):
     served = served_elsewhere(db_path, current)
     if served:  # a copy of another DB's directory: forget that server, and become a DB of its own
         info.clear_server()
-        renew_identity(db_path)
-        return f"cleared the address of the server of {served} from {info.path}; this DB now has an identity of its own"
+        _renew_identity_or_mark(db_path, info)
+        when = "when its server starts" if is_postgres_dir(db_path) else "now"
+        return f"cleared the address of the server of {served} from {info.path}; this DB takes an identity of its own {when}"
     _require_local(db_path, current, "reset")
     if watchdog_running(db_path) or server_alive(current):
         raise BalsamError(

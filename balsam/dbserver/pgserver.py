@@ -21,6 +21,7 @@ from balsam.dbserver.watchdog import STOP_GRACE_SEC, Watchdog
 from balsam.postgres import cluster
 from balsam.postgres.credentials import DATABASE, pg_credentials
 from balsam.exceptions import BalsamError
+from balsam.wire.serverinfo import db_file_inode
 
 logger = logging.getLogger("balsam.dbserver.watchdog")
 RETRY_PAUSE_SEC = 0.5  # after a start that failed: a killed server's children need a moment to exit
@@ -37,6 +38,9 @@ class PostgresWatchdog(Watchdog):
         except BalsamError:
             previous = None
         port = cluster.free_port(self.host, preferred=previous)
+        if cluster.clear_foreign_lock(self.db_path):
+            logger.info("removed %s/postmaster.pid: it locked another cluster (this DB was copied from it)",
+                        cluster.pg_dir(self.db_path))
         command = cluster.server_command(self.db_path, self.host, port)
         log = open(self.db_path / "log" / "dbserver.out", "ab")
         try:
@@ -47,7 +51,7 @@ class PostgresWatchdog(Watchdog):
         if cluster.wait_ready(self.host, port, pg_credentials(self.db_path), process):
             self._post(db_type="postgres", address=address_of(self.host, port), local_address=None,
                        host=self.host, port=port, server_pid=process.pid, started=time.time(),
-                       db_path=str(self.db_path.resolve()))
+                       db_path=str(self.db_path.resolve()), db_inode=db_file_inode(self.db_path))
             logger.info("PostgreSQL serving %s on %s:%d (pid %d)", self.db_path, self.host, port, process.pid)
         else:
             if process.poll() is None:

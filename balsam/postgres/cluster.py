@@ -21,9 +21,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from balsam.config import PG_DIR_NAME
 from balsam.exceptions import AccessDenied, ConfigError, DBServerUnavailable, InitError
 
-PG_DIR = "balsamdb"
+PG_DIR = PG_DIR_NAME
 LOG_DIR = "log"  # inside balsamdb/, the server's own logs (logging_collector)
 BINARIES = ("initdb", "postgres")
 SEARCH = ("/usr/lib/postgresql/*/bin", "/usr/local/pgsql/bin", "/usr/pgsql-*/bin")
@@ -211,6 +212,29 @@ def free_port(host, preferred=None):
     raise ConfigError(f"no free TCP port on {host}")
 
 
+def clear_foreign_lock(db_path):
+    """Remove a ``postmaster.pid`` that locks ANOTHER cluster: one copied along
+    with the directory (``cp -a`` while its server ran) names the original's
+    data directory and its still-running postmaster, and PostgreSQL would
+    refuse to start the copy. Our own lock (a server running here, or a dead
+    one's, which PostgreSQL clears itself) is left alone."""
+    directory = pg_dir(db_path)
+    lock = directory / "postmaster.pid"
+    try:
+        locked = Path(lock.read_text().splitlines()[1])
+        ours = os.stat(directory)
+    except (OSError, IndexError, UnicodeError):
+        return False
+    try:
+        theirs = os.stat(locked)
+    except OSError:
+        return False  # that path is gone (this is it, moved): PostgreSQL decides by the pid
+    if (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino):
+        return False
+    lock.unlink()
+    return True
+
+
 def server_command(db_path, host, port):
     binaries = find_binaries()
     return [binaries["postgres"], "-D", str(pg_dir(db_path)), "-p", str(port), "-c", f"listen_addresses={host}"]
@@ -254,6 +278,7 @@ def temporary_server(db_path, credentials, host="127.0.0.1"):
     """A server for the length of the block (``balsam init`` when none runs);
     yields ``(host, port)``."""
     check_permissions(db_path)
+    clear_foreign_lock(db_path)
     port = free_port(host)
     log = open(Path(db_path) / "log" / "postgres-init.out", "ab")
     process = subprocess.Popen(server_command(db_path, host, port), stdin=subprocess.DEVNULL, stdout=log,

@@ -8,7 +8,9 @@ keys of the collaborators the owner authorized (``balsam dbserver
 through it and nobody else can (the DB file's own permissions still govern
 reading). A collaborator's secret lives only in their own home:
 ``~/.balsam/logins/<server key fingerprint>.json`` (0600), saved by
-``balsam login`` from the one-time token the owner was shown.
+``balsam login`` from the one-time token the owner was shown. On a PostgreSQL
+DB the token and the saved login also hold the collaborator's own role and
+password (``"postgres"``), which ``postgres.credentials.pg_credentials`` reads.
 """
 
 import base64
@@ -32,6 +34,9 @@ CLIENT_FILE = "client.json"
 USERS_FILE = "authorized_users.json"
 USERS_MODE = 0o640
 TOKEN_PREFIX = "balsam1."
+# What a saved login keeps of its token: the CURVE key pair and, on a
+# PostgreSQL DB, the collaborator's role and password ("postgres").
+SAVED_FIELDS = ("user", "public", "secret", "server_public", "postgres")
 
 
 def credentials_dir(db_path):
@@ -150,15 +155,16 @@ def authorized_keys(db_path):
     return keys
 
 
-def authorize(db_path, user):
+def authorize(db_path, user, extra=None):
     """A fresh key pair for ``user`` (replacing any earlier one); returns the
-    one-time token that carries its secret. Only the public half is kept here."""
+    one-time token that carries its secret (and ``extra``: a backend's own
+    secret, e.g. a PostgreSQL role's password). Only the public half is kept here."""
     public, secret = zmq.curve_keypair()
     users = authorized_users(db_path)
     users[user] = {"public": public.decode(), "added": datetime.datetime.now(datetime.timezone.utc).isoformat()}
     write_json_atomically(users_file(db_path), users, USERS_MODE)
     payload = {"user": user, "public": public.decode(), "secret": secret.decode(),
-               "server_public": server_keys(db_path)["public"].decode()}
+               "server_public": server_keys(db_path)["public"].decode(), **(extra or {})}
     return TOKEN_PREFIX + base64.urlsafe_b64encode(json.dumps(payload).encode()).decode()
 
 
@@ -207,16 +213,30 @@ def save_login(payload):
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     directory.chmod(0o700)
     path = directory / f"{fingerprint(payload['server_public'])}.json"
-    write_json_atomically(path, {k: payload[k] for k in ("user", "public", "secret", "server_public")})
+    write_json_atomically(path, {k: v for k, v in payload.items() if k in SAVED_FIELDS})
     return path
 
 
-def login_keys(server_public):
-    """This user's saved key for that server, as ``client_keys`` returns it, or None."""
+def saved_login(db_path):
+    """This user's saved login (the fields of ``SAVED_FIELDS``) for the DB at
+    ``db_path``, found by the server key its address file publishes, or None."""
+    server_public = published_server_key(db_path)
+    return _read_login(server_public) if server_public else None
+
+
+def _read_login(server_public):
     path = logins_dir() / f"{fingerprint(server_public)}.json"
     try:
         data = json.loads(path.read_text())
     except (FileNotFoundError, PermissionError, ValueError, NotADirectoryError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def login_keys(server_public):
+    """This user's saved key for that server, as ``client_keys`` returns it, or None."""
+    data = _read_login(server_public)
+    if data is None:
         return None
     return {"public": data["public"].encode(), "secret": data["secret"].encode(),
             "server_public": data["server_public"].encode()}

@@ -13,11 +13,14 @@ from pathlib import Path
 import psutil
 from filelock import FileLock
 
-from balsam.config import SERVER_INFO_NAME, SQLITE_NAME
+from balsam.config import PG_DIR_NAME, SERVER_INFO_NAME, SQLITE_NAME
 from balsam.exceptions import AccessDenied, DBNotFound
 from balsam.files import write_json_atomically
 
 LOCK_SUFFIX = ".lock"
+# Set in the address file of a copied PostgreSQL DB until `balsam dbserver`
+# renews its identity, which needs the copy's own server running.
+IDENTITY_PENDING = "identity_pending"
 
 
 def is_local_host(host):
@@ -46,13 +49,16 @@ def server_alive(info):
 
 
 def db_file_inode(db_path):
-    """The inode of the DB's SQLite file (None without one). A copy of a DB
-    directory has a new one; a moved DB keeps it. (Compared by inode alone:
-    over NFS the device number differs from host to host, the inode does not.)"""
-    try:
-        return os.stat(Path(db_path) / SQLITE_NAME).st_ino
-    except FileNotFoundError:
-        return None
+    """The inode of the DB's SQLite file, or of its PostgreSQL cluster
+    directory (None without either). A copy of a DB directory has a new one;
+    a moved DB keeps it. (Compared by inode alone: over NFS the device number
+    differs from host to host, the inode does not.)"""
+    for name in (SQLITE_NAME, PG_DIR_NAME):
+        try:
+            return os.stat(Path(db_path) / name).st_ino
+        except FileNotFoundError:
+            continue
+    return None
 
 
 def served_elsewhere(db_path, info):

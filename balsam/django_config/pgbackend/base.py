@@ -12,10 +12,10 @@ transaction (the statement that found it dropped fails once).
 
 from django.db.backends.postgresql import base
 
-from balsam.exceptions import DBServerUnavailable
+from balsam.exceptions import AccessDenied, DBServerUnavailable
 from balsam.postgres.cluster import CONNECT_TIMEOUT_SEC
 from balsam.postgres.credentials import pg_credentials
-from balsam.wire.serverinfo import ServerInfo
+from balsam.wire.serverinfo import ServerInfo, elsewhere_message, served_elsewhere
 
 # Set by `balsam init` while it migrates through a server of its own (nothing posted).
 SERVER_KEY = "BALSAM_PG_SERVER"
@@ -27,6 +27,9 @@ def posted_server(db_path):
     if not info.get("address") or not info.get("port"):
         raise DBServerUnavailable(f"no PostgreSQL server is running for {db_path}; "
                                   f"start it with: balsam dbserver --path {db_path}")
+    served = served_elsewhere(db_path, info)
+    if served:  # a copy's address file names the original's server: never write there
+        raise DBServerUnavailable(elsewhere_message(db_path, served))
     return info["host"], info["port"]
 
 
@@ -54,6 +57,11 @@ class DatabaseWrapper(base.DatabaseWrapper):
             return super().get_new_connection(conn_params)
         except self.Database.OperationalError as exc:
             detail = " ".join(str(exc).split())
+            if "password authentication failed" in detail:  # a removed collaborator (their role is gone)
+                raise AccessDenied(
+                    f"the PostgreSQL server of {self.settings_dict['BALSAM_DB_PATH']} refused role "
+                    f"{conn_params.get('user')}: not (or no longer) authorized by the DB's owner, or a wrong password; "
+                    "ask them to run: balsam dbserver --add-user NAME, then run: balsam login PATH TOKEN") from None
             raise DBServerUnavailable(
                 f"cannot reach the PostgreSQL server of {self.settings_dict['BALSAM_DB_PATH']} at "
                 f"{conn_params.get('host')}:{conn_params.get('port')}: {detail}") from None
