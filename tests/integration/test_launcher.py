@@ -221,11 +221,11 @@ def test_kill_during_a_run(db, mode, mpi_available):
     launcher = start_launcher(db, "--consume-all", "--job-mode", mode)
     try:
         pid = sleeper_pid(job)
-        assert state(job) == "RUNNING"
+        # The run's start is written in the launcher's next batch: a moment after the process began.
+        wait_until(lambda: state(job) == "RUNNING", 5, "the job to be RUNNING")
         api.kill(job)
         wait_until(lambda: gone(pid), 2.5, "the run to be stopped")
-        time.sleep(1)
-        assert state(job) == "USER_KILLED"
+        wait_until(lambda: state(job) == "USER_KILLED", 5, "the job to stay USER_KILLED")
     finally:
         code, err = stop(launcher)
     assert code == 0, err
