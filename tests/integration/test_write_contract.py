@@ -6,7 +6,7 @@ import uuid
 import pytest
 
 from balsam import api
-from balsam.core import write_client
+from balsam.core import actor, write_client
 from balsam.core.models import ApplicationDefinition, BalsamJob, JobDependency, JobEvent
 from balsam.exceptions import (
     DependencyError,
@@ -101,9 +101,11 @@ def test_add_job_settles_id_and_directory_clashes_and_keeps_its_note(writer, mak
     twin = api.add_job(name="a", workflow="wf", application="hello", job_id=str(twin_id), creation_note="made by a test")
     assert twin.workdir == f"wf/a_{twin_id.hex[:9]}" != first.workdir
     assert BalsamJob.objects.get(pk=twin_id).workdir == twin.workdir
-    assert list(JobEvent.objects.values_list("job_id", "from_state", "to_state", "message")) == [
-        (twin_id, "", "CREATED", "made by a test")]
-    assert BalsamJob.objects.count() == 2
+    noted = api.add_job(name="c", workflow="wf", application="hello", creation_note="made by c")
+    assert sorted(JobEvent.objects.values_list("job_id", "from_state", "to_state", "message", "user"), key=str) == sorted(
+        [(twin_id, "", "CREATED", "made by a test", actor.current()),
+         (noted.job_id, "", "CREATED", "made by c", actor.current())], key=str)
+    assert BalsamJob.objects.count() == 3
 
 
 def test_spawn_child_with_parents_in_one_request(writer, make_job):
