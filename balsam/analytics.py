@@ -22,7 +22,7 @@ import re
 from pathlib import Path
 
 from django.conf import settings
-from django.db.models import Count, Sum
+from django.db.models import Count
 from django.utils import timezone
 
 from balsam.core import outputs, sql, states
@@ -134,23 +134,24 @@ def parse_since(text):
 # counts
 # ---------------------------------------------------------------------------
 def _counts(workflow=None):
-    qs = JobCount.objects.filter(count__gt=0)
-    return qs if workflow is None else qs.filter(workflow=workflow)
+    """``[(workflow, state, jobs)]`` with jobs > 0 (``JobCount.objects.totals``)."""
+    qs = JobCount.objects.all()
+    return (qs if workflow is None else qs.filter(workflow=workflow)).totals()
 
 
 def workflows():
     """The names of the workflows that have jobs, sorted."""
-    return list(_counts().order_by("workflow").values_list("workflow", flat=True).distinct())
+    return sorted({name for name, _, _ in _counts()})
 
 
 def workflow_exists(name):
-    return _counts(name).exists()
+    return bool(_counts(name))
 
 
 def state_counts(workflow=None):
     """{state: jobs} with every state of ``states.ALL_STATES`` (0 when none)."""
     counts = dict.fromkeys(states.ALL_STATES, 0)
-    for state, n in _counts(workflow).values_list("state").annotate(n=Sum("count")).values_list("state", "n"):
+    for _, state, n in _counts(workflow):
         counts[state] = counts.get(state, 0) + n
     return counts
 
@@ -158,7 +159,7 @@ def state_counts(workflow=None):
 def workflow_progress(workflow=None):
     """One ``WorkflowProgress`` per workflow with jobs (or just ``workflow``), by name."""
     per_workflow = {}
-    for name, state, n in _counts(workflow).values_list("workflow", "state", "count"):
+    for name, state, n in _counts(workflow):
         per_workflow.setdefault(name, dict.fromkeys(states.ALL_STATES, 0))[state] = n
     return [
         WorkflowProgress(name, sum(by_state.values()), by_state[states.JOB_FINISHED], by_state[states.FAILED],

@@ -45,7 +45,7 @@ def kept_job_counts():
     if connection.vendor != "sqlite":
         return None
     per_workflow = {}
-    for workflow, state, n in JobCount.objects.filter(count__gt=0).values_list("workflow", "state", "count"):
+    for workflow, state, n in JobCount.objects.totals():
         per_workflow.setdefault(workflow, {})[state] = n
     return per_workflow
 

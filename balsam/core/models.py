@@ -761,12 +761,20 @@ class StateMinute(models.Model):
 class JobCountQuerySet(ReadOnlyQuerySet):
     refusal = "job counts are kept by SQL triggers on the job table"
 
+    def totals(self):
+        """``[(workflow, state, jobs)]`` with jobs > 0, by workflow and state.
+        Read counts through this: on PostgreSQL a (workflow, state) has
+        several rows (shards, migration 0010), any of them may be negative."""
+        rows = self.values_list("workflow", "state").annotate(n=models.Sum("count")).order_by("workflow", "state")
+        return [(workflow, state, n) for workflow, state, n in rows.values_list("workflow", "state", "n") if n > 0]
+
 
 class JobCount(models.Model):
     """How many jobs each workflow has in each state, kept by SQL triggers on
     the job table (migration 0008): counting a million jobs by state takes a
     look at a few rows instead of a scan of an index. Rows whose count went
-    back to 0 stay (read them as 0)."""
+    back to 0 stay (read them as 0). Read them with ``objects.totals()``:
+    PostgreSQL keeps shards of each count (migration 0010)."""
 
     workflow = models.CharField(max_length=255)
     state = models.CharField(max_length=32)

@@ -215,6 +215,21 @@ def insert_rows(statement, rows):
     return count
 
 
+def one_round_trip(statements, params):
+    """PostgreSQL, outside any transaction: ``statements`` (several, joined
+    by ``;``) sent as ONE simple-protocol query with the parameters merged
+    in by the client. The server runs such a query as one implicit
+    transaction: all of it commits, or an error rolls all of it back, and the
+    answer comes after the commit (its WAL flushed). One round trip in place
+    of BEGIN, each statement and COMMIT. Errors are Django's."""
+    import psycopg
+
+    connection.ensure_connection()
+    with connection.wrap_database_errors:
+        with psycopg.ClientCursor(connection.connection) as cursor:
+            cursor.execute(statements, params)
+
+
 def raw_fetchall(sql, params):
     """``execute`` + ``fetchall`` the same way as ``raw_executemany``."""
     connection.ensure_connection()

@@ -6,7 +6,7 @@ import uuid
 import pytest
 
 from balsam import api
-from balsam.core import write_client
+from balsam.core import actor, write_client
 from balsam.core.models import ApplicationDefinition, BalsamJob, JobDependency, JobEvent
 from balsam.exceptions import (
     DependencyError,
@@ -88,6 +88,24 @@ def test_errors_keep_their_class_and_message(writer, make_app):
     with pytest.raises(NotFound, match="no job with id"):
         write_client.get().transition([str(uuid.uuid4())], "READY")
     assert not BalsamJob.objects.exists()
+
+
+def test_add_job_settles_id_and_directory_clashes_and_keeps_its_note(writer, make_app):
+    # On PostgreSQL these take the one-round-trip insert first, which the server
+    # refuses whole; the usual operation then raises or settles the clash.
+    make_app()
+    first = api.add_job(name="a", workflow="wf", application="hello")
+    with pytest.raises(ValidationError, match=f"a job with id {first.job_id} already exists"):
+        api.add_job(name="b", workflow="wf", application="hello", job_id=str(first.job_id))
+    twin_id = uuid.UUID(first.job_id.hex[:8] + uuid.uuid4().hex[8:])  # the same first 8 digits
+    twin = api.add_job(name="a", workflow="wf", application="hello", job_id=str(twin_id), creation_note="made by a test")
+    assert twin.workdir == f"wf/a_{twin_id.hex[:9]}" != first.workdir
+    assert BalsamJob.objects.get(pk=twin_id).workdir == twin.workdir
+    noted = api.add_job(name="c", workflow="wf", application="hello", creation_note="made by c")
+    assert sorted(JobEvent.objects.values_list("job_id", "from_state", "to_state", "message", "user"), key=str) == sorted(
+        [(twin_id, "", "CREATED", "made by a test", actor.current()),
+         (noted.job_id, "", "CREATED", "made by c", actor.current())], key=str)
+    assert BalsamJob.objects.count() == 3
 
 
 def test_spawn_child_with_parents_in_one_request(writer, make_job):

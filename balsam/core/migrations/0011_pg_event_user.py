@@ -41,7 +41,7 @@ def _on_postgres(statements):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("balsam", "0009_event_user"),
+        ("balsam", "0010_pg_count_shards"),
     ]
 
     operations = [

@@ -26,6 +26,10 @@ for _module in (applications, jobs, transitions, dependencies, leases, launches,
     OPERATIONS.update(_module.OPERATIONS)
 del _module, _clash
 
+# PostgreSQL: operations that may first try the request as one implicit
+# transaction of a single round trip, outside any transaction; each returns
+# None when it cannot (``dbclient.direct.PostgresClient``).
+ONE_ROUND_TRIP = {"create_jobs": jobs.create_jobs_in_one_round_trip}
 
 
 def needs_write_lock(op, payload):
@@ -40,4 +44,4 @@ def needs_write_lock(op, payload):
     return True
 
 
-__all__ = ["OPERATIONS", "UNSERIALIZED", "create_jobs_many", "enable_app_name_cache", "needs_write_lock"]
+__all__ = ["ONE_ROUND_TRIP", "OPERATIONS", "UNSERIALIZED", "create_jobs_many", "enable_app_name_cache", "needs_write_lock"]

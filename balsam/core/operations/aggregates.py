@@ -9,6 +9,8 @@ are counted by triggers (migration 0008): they do not pass here."""
 
 from collections import Counter
 
+from django.db import connection
+
 from balsam.core import sql
 from balsam.core.models import JobCount, StateMinute
 
@@ -24,8 +26,11 @@ def _upsert():
 
 
 def _count_upsert():
+    # PostgreSQL's counts have shards (migration 0010); state changes, made
+    # under the write lock, add to shard 0 (the column's default).
+    key = "workflow, state, shard" if connection.vendor == "postgresql" else "workflow, state"
     return (f"INSERT INTO {sql.table(JobCount)} AS c (workflow, state, count) VALUES (%s, %s, %s) "
-            "ON CONFLICT (workflow, state) DO UPDATE SET count = c.count + excluded.count")
+            f"ON CONFLICT ({key}) DO UPDATE SET count = c.count + excluded.count")
 
 
 def add_moves(sources, to_state, now):

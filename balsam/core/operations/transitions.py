@@ -67,11 +67,20 @@ def insert_events(rows):
     the user the write is made for (``core.actor``). (Notes and creation notes
     change no state, so the aggregates of ``record`` skip them.)"""
     user = actor.current()
-    sql.insert_rows(  # "user" quoted: a reserved word in PostgreSQL
-        f'INSERT INTO {sql.table(JobEvent)} (job_id, timestamp, from_state, to_state, message, "user") '
-        f"VALUES (%s, %s, %s, %s, %s, %s)",
-        [row + (user,) for row in rows],
-    )
+    sql.insert_rows(_EVENT_INSERT.format(table=sql.table(JobEvent)), [row + (user,) for row in rows])
+
+
+# "user" quoted: a reserved word in PostgreSQL
+_EVENT_INSERT = ('INSERT INTO {table} (job_id, timestamp, from_state, to_state, message, "user") '
+                 "VALUES (%s, %s, %s, %s, %s, %s)")
+
+
+def event_insert(rows):
+    """``insert_events`` as one multi-row statement and its flat parameters,
+    for a caller that sends it with others (``jobs.create_jobs_in_one_round_trip``)."""
+    user = actor.current()
+    head, _, values = _EVENT_INSERT.format(table=sql.table(JobEvent)).rpartition("VALUES")
+    return head + "VALUES " + ", ".join([values.strip()] * len(rows)), [v for row in rows for v in (*row, user)]
 
 
 def event_stamp(now):
