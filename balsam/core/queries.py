@@ -238,6 +238,15 @@ def killed_jobs(owner):
     return list(BalsamJob.objects.filter(lease_owner=owner, state=states.USER_KILLED).values_list("pk", flat=True))
 
 
+def not_leased_by(owner, ids):
+    """Those of ``ids`` whose lease ``owner`` no longer holds (it lapsed and
+    another launcher recovered or claimed the job)."""
+    ids = list(ids)
+    if not ids:
+        return []
+    return list(BalsamJob.objects.filter(pk__in=ids).exclude(lease_owner=owner).values_list("pk", flat=True))
+
+
 # ---------------------------------------------------------------------------
 # launches
 # ---------------------------------------------------------------------------

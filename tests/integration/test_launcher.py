@@ -221,7 +221,8 @@ def test_kill_during_a_run(db, mode, mpi_available):
     launcher = start_launcher(db, "--consume-all", "--job-mode", mode)
     try:
         pid = sleeper_pid(job)
-        assert state(job) == "RUNNING"
+        # The RUNNING move is written by the batch thread (spaced writes): it may land just after the start.
+        wait_until(lambda: state(job) == "RUNNING", 10, "the job to be RUNNING")
         api.kill(job)
         wait_until(lambda: gone(pid), 2.5, "the run to be stopped")
         time.sleep(1)
