@@ -241,12 +241,13 @@ class Launcher:
         self.processes.start_transition(job.pk, spec, workdir, env, Path(workdir) / spec.log_name,
                                         self.script_timeout_sec)
 
-    def _move(self, job, state, message="", fields=None):
+    def _move(self, job, state, message="", fields=None, at=None):
+        """``at``: when it happened (``time.monotonic``), if not now: a run's real start or end."""
         if fields:
             self.batch.set_fields(job.pk, **fields)
             for name, value in fields.items():
                 setattr(job, name, value)
-        self.batch.move(job.pk, state, message)
+        self.batch.move(job.pk, state, message, None if at is None else time.time() - (time.monotonic() - at))
         job.state = state
         self._overran.discard(job.pk)
         if state in states.END_STATES:
@@ -371,10 +372,10 @@ class Launcher:
         ended = list(self.processes.ended_runs())
         # Runs requested ahead that started (in the place of runs among
         # ``ended``): their RUNNING comes before anything else they did.
-        for pk, hosts in self.processes.started_ahead():
+        for pk, hosts, began in self.processes.started_ahead():
             job = self.held.get(pk)
             if job is not None and job.state in states.RUNNABLE_STATES:
-                self._move(job, steps.RUN_START[job.state], f"on {','.join(hosts)}")
+                self._move(job, steps.RUN_START[job.state], f"on {','.join(hosts)}", at=began)
         for pk, process, hosts, code in ended:
             handed_on = self.processes.takes_over(pk)  # a run requested after it holds its hosts now
             job = self.held.get(pk)
@@ -382,16 +383,20 @@ class Launcher:
                 continue
             if not handed_on:
                 self.slots.give_back(job, hosts)
+            ended_at = process.started + process.elapsed  # as the spawner measured it
             if process.start_error:
                 self._move(job, states.FAILED, f"cannot start the run: {process.start_error}")
             elif process.timed_out:
-                self._move(job, states.RUN_TIMEOUT, f"killed after its wall time of {job.wall_time_minutes:g} min")
+                self._move(job, states.RUN_TIMEOUT, f"killed after its wall time of {job.wall_time_minutes:g} min",
+                           at=ended_at)
                 self._overran.add(pk)
             elif code == 0:
                 # The runtime goes in its field: a shared message keeps the batch one request.
-                self._move(job, states.RUN_DONE, "exit code 0", {"runtime_seconds": round(process.elapsed, 3)})
+                self._move(job, states.RUN_DONE, "exit code 0", {"runtime_seconds": round(process.elapsed, 3)},
+                           at=ended_at)
             else:
-                self._move(job, states.RUN_ERROR, f"exit code {code}: {process.tail(OUTPUT_TAIL_LINES)}")
+                self._move(job, states.RUN_ERROR, f"exit code {code}: {process.tail(OUTPUT_TAIL_LINES)}",
+                           at=ended_at)
         return bool(ended)
 
     def _reap_transitions(self):

@@ -55,9 +55,9 @@ class Supervisor:
         return [pk for pk, (process, _) in self.runs.items() if process.waiting]
 
     def started_ahead(self):
-        """``(job id, hosts)`` of the runs requested ahead that started since the last call."""
+        """``(job id, hosts, monotonic start time)`` of the runs requested ahead that started since the last call."""
         handles, self.spawner.started_ahead = self.spawner.started_ahead, []
-        return [(handle.job_id, handle.hosts) for handle in handles]
+        return [(handle.job_id, handle.hosts, handle.started) for handle in handles]
 
     def takes_over(self, pk):
         """The run of job ``pk`` ended: whether a run requested after it holds its hosts now."""
