@@ -124,6 +124,16 @@ def test_apply_batch_stamps_each_event_with_its_own_time(client, new_jobs):
     assert counts == {"RUNNING": 1, "PREPROCESSED": 1}
 
 
+def test_event_stamps_are_what_django_stores(client):
+    import datetime
+
+    from balsam.core.operations.transitions import event_stamp, event_stamps
+
+    times = [datetime.datetime(2026, 11, 30, 5, 6, 7, 89, tzinfo=datetime.timezone.utc),
+             datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.timezone(datetime.timedelta(hours=-6)))]
+    assert event_stamps(times) == [event_stamp(t) for t in times]
+
+
 def test_apply_batch_checks_each_jobs_moves_in_turn_from_its_stored_state(client, new_jobs):
     killed, alive = new_jobs("killed", "alive")
     for pk in (killed, alive):

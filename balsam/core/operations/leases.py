@@ -95,7 +95,15 @@ def release_leases(owner, ids=None):
     """Give up the owner's leases (all of them, or ``ids``); returns how many."""
     if ids is not None and len(ids) > sql.max_params() - sql.RESERVED_PARAMS:
         return sum(release_leases(owner, chunk) for chunk in sql.chunks(ids))
-    return _owned(owner, ids)._direct_update(lease_owner="", lease_heartbeat=None, lease_expires_at=None)
+    if ids is None:
+        return _owned(owner, ids)._direct_update(lease_owner="", lease_heartbeat=None, lease_expires_at=None)
+    # Raw SQL: a launcher releases a lease for every job that ends (see "Raw SQL on the hot write path").
+    pks = sql.pk_params([job_id(i) for i in ids])
+    if not pks:
+        return 0
+    return len(sql.raw_fetchall(
+        f"UPDATE {sql.table(BalsamJob)} SET lease_owner = '', lease_heartbeat = NULL, lease_expires_at = NULL "
+        f"WHERE lease_owner = %s AND job_id IN ({sql.marks(len(pks))}) RETURNING job_id", [valid_owner(owner)] + pks))
 
 
 def apply_batch(moves=(), fields=(), release_owner=None, release_ids=(), notes=()):

@@ -105,10 +105,10 @@ def record_steps(steps):
             sql.raw_executemany(
                 f"UPDATE {sql.table(BalsamJob)} SET state = %s, state_changed_at = %s "
                 f"WHERE job_id IN ({sql.marks(len(chunk))})", [[to_state, event_stamp(latest)] + chunk])
-    stamps = {}
     params = dict(zip(current, sql.pk_params(current)))
-    insert_events([(params[pk], stamps.get(at) or stamps.setdefault(at, event_stamp(at)), from_state, to_state,
-                    message) for pk, at, from_state, to_state, message in events])
+    stamps = event_stamps([at for _, at, _, _, _ in events])
+    insert_events([(params[pk], stamp, from_state, to_state, message)
+                   for (pk, _, from_state, to_state, message), stamp in zip(events, stamps)])
     aggregates.add_events((current[pk][2], from_state, to_state, at) for pk, at, from_state, to_state, _ in events)
     names = {pk: (row[0], row[1]) for pk, row in current.items()}
     for moved in killing:
@@ -146,6 +146,16 @@ def insert_events(rows):
 
 def event_stamp(now):
     return JobEvent._meta.get_field("timestamp").get_db_prep_save(now, connection)
+
+
+def event_stamps(times):
+    """``event_stamp`` of each of ``times`` (aware datetimes). On SQLite the
+    same text Django stores (the time in the connection's zone, ``str()``),
+    without its checks per value: a launcher's batch has one time per event."""
+    if connection.vendor != "sqlite":
+        return [event_stamp(at) for at in times]
+    zone = connection.timezone
+    return [str(at.astimezone(zone).replace(tzinfo=None)) for at in times]
 
 
 def note_jobs(ids, message):
