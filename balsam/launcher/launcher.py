@@ -43,7 +43,7 @@ MAX_HOLD_AHEAD = 1000
 # runs). With every queue that deep, the loop need not answer each run's end:
 # it waits TICK_SEC between passes instead of waking for every reply, so a
 # pass (its scans over the held jobs, its timers, its claim) serves many runs.
-QUEUE_AHEAD_SEC = 0.1
+QUEUE_AHEAD_SEC = 0.25
 MIN_QUEUE_DEPTH = 1
 MAX_QUEUE_DEPTH = 64
 TICK_SEC = 0.04
