@@ -24,35 +24,64 @@ from types import SimpleNamespace
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from peers_drivers import BalsamRun  # noqa: E402
 
-# (label, substrings of a stack, innermost frame first): the first group whose
-# substring is in the stack takes the sample.
+# (label, test of a stack's frames, innermost last): the first group whose
+# test passes takes the sample.
+def _innermost(frames, name):
+    return bool(frames) and frames[-1].startswith(name)
+
+
 GROUPS = (
-    ("spawner: posix_spawn", ("posix_spawn",)),
-    ("spawner: job directory + output file", ("_open_output", "chdir", "makedirs")),
-    ("spawner: pipes, select, reap, other", ("spawner.py",)),
-    ("batch thread: state moves + events", ("transition_jobs", "record_lives", "record (")),
-    ("batch thread: releases, fields, commit, other", ("balsam-batch", "_write (", "apply_batch")),
-    ("loop: claims (DB)", ("_claim (",)),
-    ("loop: idle wait in select", ("wait (balsam/launcher/processes.py", "wait (balsam/launcher/supervisor.py")),
-    ("loop: start runs + send to spawner", ("_start_runs", "send (", "_feed")),
-    ("loop: reaping, steps, flush, checks", ("pass_once",)),
+    ("spawner: posix_spawn, chdir (in _spawn)", lambda f: _innermost(f, "_Children._spawn ")),
+    ("spawner: output file, making the job directory", lambda f: any("_open_output" in x or x.startswith("makedirs")
+                                                                     for x in f)),
+    ("spawner: pipes, select, reap, other", lambda f: any("spawner.py" in x for x in f)),
+    ("batch thread: state moves + events", lambda f: any(x.startswith(("transition_jobs ", "record_steps ", "record "))
+                                                         for x in f)),
+    ("batch thread: releases, fields, commit, other", lambda f: any(x.startswith("Batch._write ") for x in f)),
+    ("loop: claims (DB)", lambda f: any(x.startswith("Launcher._claim ") for x in f)),
+    ("loop: idle wait (select, tick)", lambda f: _innermost(f, "Spawner.wait ") or _innermost(f, "Launcher.run ")),
+    ("loop: start runs + send to spawner", lambda f: any(x.startswith(("Launcher._start_runs ", "Supervisor.send "))
+                                                         for x in f)),
+    ("loop: reaping, steps, flush, checks", lambda f: any(x.startswith("Launcher.pass_once ") for x in f)),
 )
+OTHER = "other threads, start-up"
 
 
 def group_of(stack):
-    for label, needles in GROUPS:
-        if any(n in stack for n in needles):
+    frames = [x for x in stack.split(";") if not x.startswith("process ")]
+    for label, test in GROUPS:
+        if test(frames):
             return label
-    return "other threads, start-up"
+    return OTHER
+
+
+def report(raw, n, rate, elapsed=None):
+    samples = collections.Counter()
+    for line in open(raw):
+        stack, _, count = line.rstrip().rpartition(" ")
+        if stack:
+            samples[group_of(stack)] += int(count)
+    total = sum(samples.values())
+    speed = f"{n} jobs in {elapsed:.1f} s ({n / elapsed:.0f} jobs/s); " if elapsed else f"{n} jobs; "
+    print(f"{speed}{total} samples at {rate}/s (raw profile: {raw})")
+    print("| where | share | ms/job |")
+    print("|---|---|---|")
+    for label in [label for label, _ in GROUPS] + [OTHER]:
+        count = samples.get(label, 0)
+        print(f"| {label} | {100 * count / total:.1f}% | {count * 1000 / rate / n:.2f} |")
+    print(f"| **all** | 100% | {total * 1000 / rate / n:.2f} |")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--py-spy", required=True, help="the py-spy executable")
+    parser.add_argument("--py-spy", help="the py-spy executable (needed unless --raw)")
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--width", type=int, default=2)
     parser.add_argument("--rate", type=int, default=200, help="samples per second")
+    parser.add_argument("--raw", help="only group this raw profile (of --n jobs) again")
     args = parser.parse_args()
+    if args.raw:
+        return report(args.raw, args.n, args.rate)
     work = tempfile.mkdtemp(prefix="balsam-profile-")
     run = BalsamRun(SimpleNamespace(workdir=work, template=None, dbserver=False, task="true", width=args.width,
                                     wf_filter=False, mpi_program=""))
@@ -73,20 +102,7 @@ def main():
         spy.wait(timeout=60)
     finally:
         run.stop()
-    samples = collections.Counter()
-    for line in open(raw):
-        stack, _, count = line.rstrip().rpartition(" ")
-        if stack:
-            samples[group_of(stack)] += int(count)
-    total = sum(samples.values())
-    print(f"{args.n} jobs in {elapsed:.1f} s ({args.n / elapsed:.0f} jobs/s); {total} samples at {args.rate}/s "
-          f"(raw profile: {raw})")
-    print("| where | share | ms/job |")
-    print("|---|---|---|")
-    for label, _ in GROUPS + (("other threads, start-up", ()),):
-        n = samples.get(label, 0)
-        print(f"| {label} | {100 * n / total:.1f}% | {n * 1000 / args.rate / args.n:.2f} |")
-    print(f"| **all** | 100% | {total * 1000 / args.rate / args.n:.2f} |")
+    report(raw, args.n, args.rate, elapsed)
 
 
 if __name__ == "__main__":
