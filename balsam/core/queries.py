@@ -241,10 +241,10 @@ def killed_jobs(owner):
 def not_leased_by(owner, ids):
     """Those of ``ids`` whose lease ``owner`` no longer holds (it lapsed and
     another launcher recovered or claimed the job)."""
-    ids = list(ids)
-    if not ids:
-        return []
-    return list(BalsamJob.objects.filter(pk__in=ids).exclude(lease_owner=owner).values_list("pk", flat=True))
+    lost = []
+    for chunk in sql.chunks(list(ids)):
+        lost += BalsamJob.objects.filter(pk__in=chunk).exclude(lease_owner=owner).values_list("pk", flat=True)
+    return lost
 
 
 # ---------------------------------------------------------------------------
