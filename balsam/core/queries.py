@@ -242,6 +242,15 @@ def killed_jobs(owner):
     return list(BalsamJob.objects.filter(lease_owner=owner, state=states.USER_KILLED).values_list("pk", flat=True))
 
 
+def not_leased_by(owner, ids):
+    """Those of ``ids`` whose lease ``owner`` no longer holds (it lapsed and
+    another launcher recovered or claimed the job)."""
+    lost = []
+    for chunk in sql.chunks(list(ids)):
+        lost += BalsamJob.objects.filter(pk__in=chunk).exclude(lease_owner=owner).values_list("pk", flat=True)
+    return lost
+
+
 # ---------------------------------------------------------------------------
 # launches
 # ---------------------------------------------------------------------------

@@ -81,10 +81,11 @@ class WriteClient(ABC):
         return self.request("heartbeat_leases", payload)
 
     def apply_batch(self, moves, fields, release_owner, release_ids, notes=()):
-        """Several moves ``(ids, state, message)``, field updates, notes
-        ``(ids, message)`` and lease releases in one request."""
+        """Several moves ``(ids, state, message)`` or ``(ids, state, message,
+        times)`` (epoch seconds, one per id), field updates, notes ``(ids,
+        message)`` and lease releases in one request."""
         payload = {
-            "moves": [[list(ids), state, message] for ids, state, message in moves],
+            "moves": [[list(ids), *rest] for ids, *rest in moves],
             "fields": [[str(i), f] for i, f in fields],
             "release_owner": release_owner,
             "release_ids": list(release_ids),

@@ -35,7 +35,7 @@ class Batch:
     def __init__(self, client, owner):
         self.client = client
         self.owner = owner
-        self.moves = defaultdict(list)  # (round, state, message) -> ids
+        self.moves = defaultdict(list)  # (round, state, message) -> [(id, epoch seconds)]
         self.rounds = defaultdict(int)
         self.fields = []
         self.releases = []
@@ -48,9 +48,11 @@ class Batch:
         self._life_rank = {}  # job id -> rank of its last move in this batch
         self._in_life_order = True
 
-    def move(self, job_id, state, message=""):
+    def move(self, job_id, state, message="", at=None):
+        """``at``: when the job moved, epoch seconds (a run's real start or
+        end); default now. Its event carries that time, not the write's."""
         self.rounds[job_id] += 1
-        self.moves[(self.rounds[job_id], state, message)].append(str(job_id))
+        self.moves[(self.rounds[job_id], state, message)].append((str(job_id), at or time.time()))
         self._pending_moves += 1
         if self._in_life_order:
             rank = LIFE_ORDER.get(state)
@@ -105,13 +107,16 @@ class Batch:
         return True
 
     def _move_requests(self):
-        """``[(ids, state, message)]`` in the order to apply them."""
-        if not self._in_life_order:
-            return [(ids, state, message) for (_, state, message), ids in sorted(self.moves.items())]
-        merged = defaultdict(list)
-        for (_, state, message), ids in self.moves.items():
-            merged[(LIFE_ORDER[state], state, message)] += ids
-        return [(ids, state, message) for (_, state, message), ids in sorted(merged.items())]
+        """``[(ids, state, message, times)]`` in the order to apply them."""
+        if self._in_life_order:
+            merged = defaultdict(list)
+            for (_, state, message), moved in self.moves.items():
+                merged[(LIFE_ORDER[state], state, message)] += moved
+            groups = merged.items()
+        else:
+            groups = self.moves.items()
+        return [([pk for pk, _ in moved], state, message, [at for _, at in moved])
+                for (_, state, message), moved in sorted(groups)]
 
     def _land(self):
         if self._in_flight is not None:

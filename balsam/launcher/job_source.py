@@ -113,11 +113,14 @@ class JobSource:
     def release_all(self):
         self.client.release(self.owner)
 
-    def killed(self):
-        """Ids of our jobs a user killed (checked every KILL_CHECK_PERIOD_SEC; else [])."""
+    def killed(self, queued=list):
+        """``(id, why)`` of our jobs a user killed, and of the jobs among
+        ``queued()`` (runs waiting in the spawner to start) whose lease we
+        lost: they must not start. Checked every KILL_CHECK_PERIOD_SEC; else []."""
         if not self._due("kills", KILL_CHECK_PERIOD_SEC):
             return []
-        return queries.killed_jobs(self.owner)
+        gone = [(pk, "killed by a user") for pk in queries.killed_jobs(self.owner)]
+        return gone + [(pk, "its lease was lost") for pk in queries.not_leased_by(self.owner, queued())]
 
     # ------------------------------------------------------------------ dependencies
     def job_ended(self):

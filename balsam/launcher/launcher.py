@@ -38,6 +38,15 @@ CLAIM_PERIOD_SEC = 1.0  # how often to top up while more than half the target is
 # of jobs/s a fixed target meant a claim (a few ms of DB work) every few dozen jobs.
 HOLD_AHEAD_SEC = 0.25
 MAX_HOLD_AHEAD = 1000
+# Runs requested ahead: each slot's queue in the spawner holds what the
+# launcher ends in QUEUE_AHEAD_SEC at its recent rate (1 to MAX_QUEUE_DEPTH
+# runs). With every queue that deep, the loop need not answer each run's end:
+# it waits TICK_SEC between passes instead of waking for every reply, so a
+# pass (its scans over the held jobs, its timers, its claim) serves many runs.
+QUEUE_AHEAD_SEC = 0.25
+MIN_QUEUE_DEPTH = 1
+MAX_QUEUE_DEPTH = 64
+TICK_SEC = 0.04
 REFILL_ROUNDS = 3
 MAX_STARTS_PER_PASS = 256
 MAX_STEPS_PER_PASS = 4
@@ -110,6 +119,8 @@ class Launcher:
                     self.request_stop("idle: nothing left to run or process")
                     break
                 sleep = 0.0 if busy else min(MAX_IDLE_SLEEP_SEC, sleep * 2 or 0.005)
+                if self._queues_full():
+                    time.sleep(TICK_SEC)  # not woken by each run's end: the spawner refills the slots meanwhile
                 if sleep:
                     self.processes.wait(sleep)
         except BaseException as exc:
@@ -124,8 +135,8 @@ class Launcher:
     def pass_once(self):
         """One pass over everything; True if anything happened."""
         busy = self.source.keep_leases()
-        for pk in self.source.killed():
-            self._drop(pk, "killed by a user")
+        for pk, why in self.source.killed(self.processes.waiting_runs):
+            self._drop(pk, why)
             self.batch.release(pk)
             busy = True
         busy |= self.source.resolve_dependencies()
@@ -230,12 +241,13 @@ class Launcher:
         self.processes.start_transition(job.pk, spec, workdir, env, Path(workdir) / spec.log_name,
                                         self.script_timeout_sec)
 
-    def _move(self, job, state, message="", fields=None):
+    def _move(self, job, state, message="", fields=None, at=None):
+        """``at``: when it happened (``time.monotonic``), if not now: a run's real start or end."""
         if fields:
             self.batch.set_fields(job.pk, **fields)
             for name, value in fields.items():
                 setattr(job, name, value)
-        self.batch.move(job.pk, state, message)
+        self.batch.move(job.pk, state, message, None if at is None else time.time() - (time.monotonic() - at))
         job.state = state
         self._overran.discard(job.pk)
         if state in states.END_STATES:
@@ -263,8 +275,9 @@ class Launcher:
         candidates = [pk for pk, job in self.held.items() if job.state in states.RUNNABLE_STATES and pk not in self.runs]
         if not candidates:
             return False
-        predecessors = self.processes.free_predecessors()
-        if not (self.slots.has_room() or predecessors):
+        depth = self._queue_depth()
+        queue_ends = [end for end in self.processes.queue_ends() if end[2] < depth]
+        if not (self.slots.has_room() or queue_ends):
             return False
         # Re-read the jobs a script ran for: a preprocess script or an error
         # handler may have changed args, env, num_nodes or node_packing_count.
@@ -287,7 +300,7 @@ class Launcher:
                 placed.append((job, hosts, None))
             else:
                 rest.append(job)
-        placed += self._ahead(rest, predecessors)
+        placed += self._ahead(rest, queue_ends, depth)
         if not placed:
             return False
         parents, children = queries.relatives([job.pk for job, _, _ in placed])
@@ -303,23 +316,46 @@ class Launcher:
                 self._move(job, steps.RUN_START[job.state], f"on {','.join(hosts)}")
         return True
 
-    def _ahead(self, jobs, predecessors):
+    def _ahead(self, jobs, queue_ends, depth):
         """Runs to request ahead: each of ``jobs`` that fits exactly the hosts
-        of a running run is queued in the spawner to start the moment that run
-        ends (its state moves when the spawner says it started). A slot that
-        frees is then refilled without a pass of this loop or a DB round trip.
-        Returns ``(job, hosts, predecessor job id)``."""
+        of a running run is queued in the spawner behind it (or behind the
+        last run already queued there), to start the moment that one ends
+        (its state moves when the spawner says it started). A slot that frees
+        is then refilled without a pass of this loop or a DB round trip.
+        Queues are filled in turn, up to ``depth`` runs each. Returns
+        ``(job, hosts, job id of the run it waits for)``."""
         ahead = []
+        ends = [[pk, hosts, queued] for pk, hosts, queued in queue_ends]
         for job in jobs:
-            if not predecessors:
-                break
-            for i, (pk, hosts) in enumerate(predecessors):
-                running = self.held.get(pk)
-                if running is not None and self.slots.same_share(job, running, hosts):
+            for end in ends:
+                pk, hosts, queued = end
+                last = self.held.get(pk)
+                if queued < depth and last is not None and self.slots.same_share(job, last, hosts):
                     ahead.append((job, hosts, pk))
-                    del predecessors[i]
+                    end[0], end[2] = job.pk, queued + 1
+                    ends.remove(end)
+                    ends.append(end)  # the next job goes to the next queue
+                    break
+            else:
+                if not any(end[2] < depth for end in ends):
                     break
         return ahead
+
+    def _queue_depth(self):
+        """How many runs each slot's queue holds: what this launcher ends in
+        QUEUE_AHEAD_SEC at its recent rate, shared among its slots."""
+        self._hold_ahead()  # keeps the rate current
+        per_slot = self._rate * QUEUE_AHEAD_SEC / max(1, self.slots.capacity)
+        return max(MIN_QUEUE_DEPTH, min(MAX_QUEUE_DEPTH, int(per_slot + 0.999)))
+
+    def _queues_full(self):
+        """Whether every going run has as many runs queued behind it as the
+        queues hold (then nothing is gained by waking for each run's end)."""
+        if self.stop_reason or not self.runs:
+            return False
+        depth = self._queue_depth()
+        ends = self.processes.queue_ends()
+        return bool(ends) and all(queued >= depth for _, _, queued in ends)
 
     def _start_run(self, job, hosts, parents, children, after=None):
         app = self._app(job.application)
@@ -336,10 +372,10 @@ class Launcher:
         ended = list(self.processes.ended_runs())
         # Runs requested ahead that started (in the place of runs among
         # ``ended``): their RUNNING comes before anything else they did.
-        for pk, hosts in self.processes.started_ahead():
+        for pk, hosts, began in self.processes.started_ahead():
             job = self.held.get(pk)
             if job is not None and job.state in states.RUNNABLE_STATES:
-                self._move(job, steps.RUN_START[job.state], f"on {','.join(hosts)}")
+                self._move(job, steps.RUN_START[job.state], f"on {','.join(hosts)}", at=began)
         for pk, process, hosts, code in ended:
             handed_on = self.processes.takes_over(pk)  # a run requested after it holds its hosts now
             job = self.held.get(pk)
@@ -347,16 +383,20 @@ class Launcher:
                 continue
             if not handed_on:
                 self.slots.give_back(job, hosts)
+            ended_at = process.started + process.elapsed  # as the spawner measured it
             if process.start_error:
                 self._move(job, states.FAILED, f"cannot start the run: {process.start_error}")
             elif process.timed_out:
-                self._move(job, states.RUN_TIMEOUT, f"killed after its wall time of {job.wall_time_minutes:g} min")
+                self._move(job, states.RUN_TIMEOUT, f"killed after its wall time of {job.wall_time_minutes:g} min",
+                           at=ended_at)
                 self._overran.add(pk)
             elif code == 0:
                 # The runtime goes in its field: a shared message keeps the batch one request.
-                self._move(job, states.RUN_DONE, "exit code 0", {"runtime_seconds": round(process.elapsed, 3)})
+                self._move(job, states.RUN_DONE, "exit code 0", {"runtime_seconds": round(process.elapsed, 3)},
+                           at=ended_at)
             else:
-                self._move(job, states.RUN_ERROR, f"exit code {code}: {process.tail(OUTPUT_TAIL_LINES)}")
+                self._move(job, states.RUN_ERROR, f"exit code {code}: {process.tail(OUTPUT_TAIL_LINES)}",
+                           at=ended_at)
         return bool(ended)
 
     def _reap_transitions(self):

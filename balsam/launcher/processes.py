@@ -86,7 +86,7 @@ class Spawner:
             if handle is None:
                 continue
             if kind == "started":
-                handle._started(details[0])
+                handle._started(*details)
                 if handle.ahead:
                     self.started_ahead.append(handle)
             else:
@@ -146,10 +146,10 @@ class ManagedProcess:
         self.key = spawner.start(self, argv, cwd, env_extra, self.output_path, header, after)
 
     # Results, from Spawner.collect
-    def _started(self, pid):
+    def _started(self, pid, began):
         self.pid = pid
-        if self.ahead:
-            self.started = time.monotonic()
+        if self.ahead:  # its limit counts from its real start (the spawner's clock is this one)
+            self.started = began
             self.deadline = self.started + self.timeout_sec if self.timeout_sec else None
         if self._signal_when_started:
             self._signal(self._signal_when_started)

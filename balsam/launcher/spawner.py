@@ -12,14 +12,18 @@ Protocol (pickled lists, each framed by a 4-byte big-endian length), in order:
 * launcher -> spawner: ``("start", key, argv, cwd, env_extra, output_path, header, after)``,
   with absolute ``cwd`` and ``output_path`` (the spawner ``chdir``s for every
   start, so a relative path would be read from the previous job's directory).
-  ``after``: None to start now, or the key of a running process whose place
-  this one takes: it starts the moment that one is reaped (at once if that
-  one is already gone), with no round trip through the launcher -- this is
-  how a freed slot is refilled within the spawner's wakeup for SIGCHLD.
-  ``("cancel", key)``: forget a start still waiting for its ``after``.
-* spawner -> launcher: ``("started", key, pid)``, ``("failed", key, message)``,
-  ``("ended", key, exit_code, elapsed_seconds)``; the ``ended`` of a process
-  comes before the ``started`` of the one that waited for it.
+  ``after``: None to start now, or the key of a process whose place this
+  one takes: a running one, or one itself still waiting (a queue per slot,
+  so the spawner refills a slot many times without the launcher). It starts
+  the moment that one is reaped (at once if that one is already gone), with
+  no round trip through the launcher -- this is how a freed slot is refilled
+  within the spawner's wakeup for SIGCHLD. ``("cancel", key)``: forget a
+  start still waiting; the one that waited for it waits for its ``after``.
+* spawner -> launcher: ``("started", key, pid, monotonic start time)``,
+  ``("failed", key, message)``, ``("ended", key, exit_code, elapsed_seconds)``;
+  the ``ended`` of a process comes before the ``started`` of the one that
+  waited for it. (``time.monotonic`` is the system's CLOCK_MONOTONIC, the
+  same in both processes: a run's wall-time limit counts from its real start.)
 
 A process runs in ``cwd`` (made if missing), in a session of its own (so a
 kill reaches everything it started), with stdin from /dev/null and stdout and
@@ -95,36 +99,63 @@ class _Children:
         self.base_env = dict(os.environ)
         self.running = {}  # pid -> (key, start time)
         self.running_keys = set()
-        self.waiting = {}  # key of a running process -> the start request that takes its place
+        self.waiting = {}  # key of a running or waiting process -> the start request that takes its place
+        self.waiting_keys = set()  # keys of the requests in ``waiting``
         self.executables = {}  # (name, PATH) -> full path
 
     def request(self, key, argv, cwd, env_extra, output_path, header, after=None):
-        if after is not None and after in self.running_keys:
+        if after is not None and (after in self.running_keys or after in self.waiting_keys):
             self.waiting[after] = (key, argv, cwd, env_extra, output_path, header)
+            self.waiting_keys.add(key)
             return []
-        return [self.start(key, argv, cwd, env_extra, output_path, header)]
+        return self._start_in_place(key, (key, argv, cwd, env_extra, output_path, header))
 
     def cancel(self, key):
+        if key not in self.waiting_keys:
+            return []  # started already: the launcher signals it by its pid
+        self.waiting_keys.discard(key)
         for after, waiting in list(self.waiting.items()):
             if waiting[0] == key:
                 del self.waiting[after]
-                return [("failed", key, "cancelled before it started")]
-        return []  # started already: the launcher signals it by its pid
+                successor = self.waiting.pop(key, None)
+                if successor is not None:  # the one queued behind it moves up
+                    self.waiting[after] = successor
+                break
+        return [("failed", key, "cancelled before it started")]
+
+    def _start_in_place(self, key, request):
+        """Start ``request`` (which took the place of ``key``); if it cannot
+        start, the one queued behind it takes the place in turn."""
+        replies = []
+        while request is not None:
+            self.waiting_keys.discard(request[0])
+            reply = self.start(*request)
+            replies.append(reply)
+            if reply[0] == "started":
+                break
+            request = self.waiting.pop(request[0], None)
+        return replies
 
     def start(self, key, argv, cwd, env_extra, output_path, header):
         try:
             pid = self._spawn(argv, cwd, {**self.base_env, **env_extra}, output_path, header)
         except OSError as exc:
             return ("failed", key, str(exc))
-        self.running[pid] = (key, time.monotonic())
+        began = time.monotonic()
+        self.running[pid] = (key, began)
         self.running_keys.add(key)
-        return ("started", key, pid)
+        return ("started", key, pid, began)
 
     def _spawn(self, argv, cwd, env, output_path, header):
         try:
             os.chdir(cwd)
         except FileNotFoundError:
-            os.makedirs(cwd, exist_ok=True)
+            try:
+                os.mkdir(cwd)  # a new job's directory, in its workflow's: one call, not makedirs' walk
+            except FileNotFoundError:
+                os.makedirs(cwd, exist_ok=True)
+            except FileExistsError:
+                pass
             os.chdir(cwd)
         out = _open_output(output_path)
         try:
@@ -176,11 +207,12 @@ class _Children:
                 ended.append(("ended", key, os.waitstatus_to_exitcode(status), time.monotonic() - began))
                 successor = self.waiting.pop(key, None)
                 if successor is not None:  # its slot is free: fill it now
-                    ended.append(self.start(*successor))
+                    ended += self._start_in_place(key, successor)
         return ended
 
     def kill_all(self):
         self.waiting.clear()
+        self.waiting_keys.clear()
         for pid in list(self.running):
             try:
                 os.killpg(pid, signal.SIGKILL)

@@ -27,7 +27,8 @@ class Supervisor:
 
     def start_run(self, pk, hosts, argv, workdir, env, output, timeout, after=None):
         """Start the job's run on ``hosts``; ``after``: the job id of a run on
-        the same hosts whose place it takes the moment that run ends."""
+        the same hosts (going, or itself waiting) whose place it takes the
+        moment that run ends."""
         predecessor = self.runs[after][0] if after is not None else None
         process = ManagedProcess(self.spawner, "run", pk, argv, workdir, env, output, timeout, after=predecessor)
         process.hosts = hosts
@@ -35,15 +36,28 @@ class Supervisor:
         if after is not None:
             self.successors[after] = pk
 
-    def free_predecessors(self):
-        """``(job id, hosts)`` of the runs no run waits for yet."""
-        return [(pk, hosts) for pk, (process, hosts) in self.runs.items()
-                if pk not in self.successors and not process.waiting and process.code is None]
+    def queue_ends(self):
+        """``(job id, hosts, queued)`` per run going now: the last run of its
+        queue (itself, or the last run requested to start after it, in turn)
+        and how many runs wait in that queue."""
+        ends = []
+        for pk, (process, hosts) in self.runs.items():
+            if process.waiting or process.code is not None:
+                continue
+            last, queued = pk, 0
+            while self.successors.get(last) in self.runs:
+                last, queued = self.successors[last], queued + 1
+            ends.append((last, hosts, queued))
+        return ends
+
+    def waiting_runs(self):
+        """Job ids of the runs requested ahead that have not started yet."""
+        return [pk for pk, (process, _) in self.runs.items() if process.waiting]
 
     def started_ahead(self):
-        """``(job id, hosts)`` of the runs requested ahead that started since the last call."""
+        """``(job id, hosts, monotonic start time)`` of the runs requested ahead that started since the last call."""
         handles, self.spawner.started_ahead = self.spawner.started_ahead, []
-        return [(handle.job_id, handle.hosts) for handle in handles]
+        return [(handle.job_id, handle.hosts, handle.started) for handle in handles]
 
     def takes_over(self, pk):
         """The run of job ``pk`` ended: whether a run requested after it holds its hosts now."""
@@ -93,15 +107,26 @@ class Supervisor:
                 if table is self.runs:
                     if was_waiting:
                         self.spawner.send()  # the cancel, before its predecessor can end
-                        self._unlink(pk)
+                        # Its hosts are its own once the run before it ended: they pass
+                        # to the run queued behind it, or come back if none is.
+                        inherited = pk not in self.successors.values()
+                        if self._unlink(pk) is None and inherited:
+                            hosts = extra
                     elif not self.takes_over(pk):
                         hosts = extra
         return hosts
 
     def _unlink(self, successor):
+        """A waiting run was cancelled: the run queued behind it (if any) moves
+        up to its place, as in the spawner."""
+        behind = self.successors.pop(successor, None)
         for pk, waiting in list(self.successors.items()):
             if waiting == successor:
-                del self.successors[pk]
+                if behind is None:
+                    del self.successors[pk]
+                else:
+                    self.successors[pk] = behind
+        return behind
 
     def reap_stopped(self):
         for process in list(self._zombies):

@@ -105,6 +105,71 @@ def test_apply_batch_releases_only_the_given_leases_of_its_owner(client, new_job
     assert job(mine[0]).lease_heartbeat is None and job(mine[1]).lease_heartbeat is not None
 
 
+def test_apply_batch_stamps_each_event_with_its_own_time(client, new_jobs):
+    a, b = new_jobs("a", "b")
+    for pk in (a, b):
+        advance(client, pk, "READY")
+    t = time.time() - 30
+    client.apply_batch([([a, b], "STAGED_IN", "", [t, t + 1]), ([a, b], "PREPROCESSED", "", [t + 2, t + 3]),
+                        ([a], "RUNNING", "on vm", [t + 4])], [], None, [])
+    stamps = {pk: [e.timestamp() for e in JobEvent.objects.filter(job_id=pk).order_by("id").values_list(
+        "timestamp", flat=True)][1:] for pk in (a, b)}
+    assert stamps[a] == pytest.approx([t, t + 2, t + 4], abs=1e-3)
+    assert stamps[b] == pytest.approx([t + 1, t + 3], abs=1e-3)
+    assert (job(a).state, job(b).state) == ("RUNNING", "PREPROCESSED")
+    assert job(b).state_changed_at.timestamp() == pytest.approx(t + 3, abs=1e-3)
+    from balsam.core.models import JobCount
+
+    counts = {state: n for state, n in JobCount.objects.filter(workflow="wf").values_list("state", "count") if n}
+    assert counts == {"RUNNING": 1, "PREPROCESSED": 1}
+
+
+def test_event_stamps_are_what_django_stores(client):
+    import datetime
+
+    from balsam.core.operations.transitions import event_stamp, event_stamps
+
+    times = [datetime.datetime(2026, 11, 30, 5, 6, 7, 89, tzinfo=datetime.timezone.utc),
+             datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.timezone(datetime.timedelta(hours=-6)))]
+    assert event_stamps(times) == [event_stamp(t) for t in times]
+
+
+def test_apply_batch_checks_each_jobs_moves_in_turn_from_its_stored_state(client, new_jobs):
+    killed, alive = new_jobs("killed", "alive")
+    for pk in (killed, alive):
+        advance(client, pk, "READY")
+    client.kill([killed])
+    result = client.apply_batch([([killed, alive], "STAGED_IN", ""), ([killed, alive], "PREPROCESSED", ""),
+                                 ([alive], "FAILED", "gave up")], [], None, [])
+    assert result == {"refused": {killed: "USER_KILLED"}}
+    assert [to for _, to, _ in events(killed)][-1] == "USER_KILLED"
+    assert [to for _, to, _ in events(alive)][-3:] == ["STAGED_IN", "PREPROCESSED", "FAILED"]
+
+
+def test_a_failed_move_in_a_batch_settles_the_waiting_children(client, new_jobs, make_job):
+    (parent,) = new_jobs("parent")
+    child = make_job(name="child", parents=[parent])
+    advance(client, parent, "READY")
+    client.apply_batch([([parent], "STAGED_IN", ""), ([parent], "FAILED", "broken")], [], None, [])
+    assert job(parent).state == "FAILED"
+    assert job(child.pk).state == "PARENT_KILLED"
+
+
+@pytest.mark.parametrize("times, error", [
+    ([1.0, 2.0], "one time per job id"),
+    ([time.time() + 3600], "not in the future"),
+    (["now"], "seconds since the epoch"),
+])
+def test_a_move_with_bad_times_fails_the_whole_batch(client, new_jobs, snapshot, times, error):
+    (a,) = new_jobs("a")
+    advance(client, a, "READY")
+    before = snapshot()
+    with pytest.raises(ValidationError, match=error):
+        client.request("apply_batch", {"moves": [[[a], "STAGED_IN", "ok", times]], "fields": [],
+                                       "release_owner": None, "release_ids": []})
+    assert snapshot() == before
+
+
 def test_a_malformed_move_fails_the_whole_batch(client, new_jobs, snapshot):
     (a,) = new_jobs("a")
     advance(client, a, "READY")

@@ -11,7 +11,7 @@ def requests(moves):
     try:
         for job, state, message in moves:
             batch.move(job, state, message)
-        return [(sorted(ids), state) for ids, state, _ in batch._move_requests()]
+        return [(sorted(ids), state) for ids, state, *_ in batch._move_requests()]
     finally:
         batch._writer.shutdown()
 

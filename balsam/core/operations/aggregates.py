@@ -53,3 +53,25 @@ def add_moves(sources, to_state, now):
         counts[workflow, from_state] -= n
         counts[workflow, to_state] += n
     sql.raw_executemany(_count_upsert(), [(workflow, state, n) for (workflow, state), n in counts.items() if n])
+
+
+def add_events(events):
+    """Moves ``(workflow, from_state, to_state, time)``, each counted in the
+    minute of its own time (the launcher's batch: one pass for all its steps)."""
+    minutes, counts = {}, Counter()
+    for workflow, from_state, to_state, at in events:
+        epoch = at.timestamp()
+        minute = int(epoch // 60)
+        rest = (minute + 1) * 60 - epoch
+        for state, entered, exited in ((from_state, 0, 1), (to_state, 1, 0)):
+            row = minutes.setdefault((state, minute, workflow), [0, 0, 0.0, 0.0])
+            row[0] += entered
+            row[1] += exited
+            row[2] += entered * rest
+            row[3] += exited * rest
+        counts[workflow, from_state] -= 1
+        counts[workflow, to_state] += 1
+    if not minutes:
+        return
+    sql.raw_executemany(_upsert(), [key + tuple(row) for key, row in minutes.items()])
+    sql.raw_executemany(_count_upsert(), [(workflow, state, n) for (workflow, state), n in counts.items() if n])

@@ -11,7 +11,7 @@ from balsam.core.json_values import job_id
 from balsam.core.models import BalsamJob
 from balsam.core.operations.jobs import update_jobs_each
 from balsam.core.operations.launchers import seen as launcher_seen
-from balsam.core.operations.transitions import note_jobs, record, transition_jobs
+from balsam.core.operations.transitions import note_jobs, record, record_steps
 from balsam.core.operations.validation import owner as valid_owner
 from balsam.core.operations.validation import positive_number, state_list
 from balsam.exceptions import ValidationError
@@ -95,23 +95,29 @@ def release_leases(owner, ids=None):
     """Give up the owner's leases (all of them, or ``ids``); returns how many."""
     if ids is not None and len(ids) > sql.max_params() - sql.RESERVED_PARAMS:
         return sum(release_leases(owner, chunk) for chunk in sql.chunks(ids))
-    return _owned(owner, ids)._direct_update(lease_owner="", lease_heartbeat=None, lease_expires_at=None)
+    if ids is None:
+        return _owned(owner, ids)._direct_update(lease_owner="", lease_heartbeat=None, lease_expires_at=None)
+    # Raw SQL: a launcher releases a lease for every job that ends (see "Raw SQL on the hot write path").
+    pks = sql.pk_params([job_id(i) for i in ids])
+    if not pks:
+        return 0
+    return len(sql.raw_fetchall(
+        f"UPDATE {sql.table(BalsamJob)} SET lease_owner = '', lease_heartbeat = NULL, lease_expires_at = NULL "
+        f"WHERE lease_owner = %s AND job_id IN ({sql.marks(len(pks))}) RETURNING job_id", [valid_owner(owner)] + pks))
 
 
 def apply_batch(moves=(), fields=(), release_owner=None, release_ids=(), notes=()):
     """A launcher's writes of one loop pass in one transaction: per-job field
-    updates, then each ``[ids, state, message]`` move (illegal moves refused,
-    not failed: a user may have killed the job meanwhile), each ``[ids,
-    message]`` note, then lease releases. Returns the refused moves
+    updates, then the ``[ids, state, message]`` or ``[ids, state, message,
+    times]`` moves in order (``times``: when each job moved, epoch seconds;
+    default now), all recorded together by ``record_steps`` (illegal moves
+    refused, not failed: a user may have killed the job meanwhile), each
+    ``[ids, message]`` note, then lease releases. Returns the refused moves
     ``{id: stored state}``."""
     if fields:
         update_jobs_each([list(item) for item in fields])
-    refused = {}
-    for move in moves:
-        if not (isinstance(move, list) and len(move) == 3):
-            raise ValidationError("moves must be a list of [job ids, state, message]")
-        ids, state, message = move
-        refused.update(transition_jobs(ids, state, message, strict=False)["refused"])
+    steps = [_step(move) for move in moves]
+    refused = record_steps(steps) if steps else {}
     for note in notes:
         if not (isinstance(note, list) and len(note) == 2):
             raise ValidationError("notes must be a list of [job ids, message]")
@@ -119,6 +125,29 @@ def apply_batch(moves=(), fields=(), release_owner=None, release_ids=(), notes=(
     if release_owner is not None:
         release_leases(release_owner, list(release_ids) + list(refused))
     return {"refused": refused}
+
+
+MAX_MOVE_AHEAD_SEC = 60  # a move's time may be this far past the writer's clock (clocks of two hosts)
+
+
+def _step(move):
+    if not (isinstance(move, list) and len(move) in (3, 4)):
+        raise ValidationError("moves must be a list of [job ids, state, message] or [job ids, state, message, times]")
+    ids, state, message, *times = move
+    if not isinstance(ids, list):
+        raise ValidationError("a move's job ids must be a list")
+    if not isinstance(message, str):
+        raise ValidationError("message must be text")
+    ids = [job_id(i) for i in ids]
+    times = times[0] if times else None
+    if times is not None:
+        if not isinstance(times, list) or len(times) != len(ids):
+            raise ValidationError("a move's times must be a list with one time per job id")
+        latest = timezone.now().timestamp() + MAX_MOVE_AHEAD_SEC
+        if not all(isinstance(t, (int, float)) and not isinstance(t, bool) and 0 < t <= latest for t in times):
+            raise ValidationError("a move's times must be seconds since the epoch, not in the future")
+        times = [datetime.datetime.fromtimestamp(t, datetime.timezone.utc) for t in times]
+    return ids, states.validate_state_name(state), message, times
 
 
 # Operations that lock only the rows they change: on PostgreSQL they run

@@ -1,0 +1,160 @@
+"""Deep queues in the spawner (issue 16, second round): with every slot busy,
+the launcher queues several runnable jobs behind each run, and the spawner
+starts them in turn as runs end. A queued job that is killed, or whose lease
+the launcher loses, must never start, while the ones queued behind it still
+do; one that cannot start gives its place to the next; a stopping launcher
+starts none of them.
+
+The launcher runs in a thread of the test (real spawner, real processes,
+direct writes to a real DB), with queues at least 3 deep, so the test can
+see what waits in them."""
+
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import wait_until
+from tests.integration.test_launcher import gone, history, sleeper_pid, state
+
+from balsam import api
+from balsam.core import states, write_client
+from balsam.core.models import BalsamJob, JobEvent
+from balsam.launcher import launcher as launcher_module
+from balsam.launcher.launcher import make_launcher
+from balsam.launcher.nodes import Node
+
+APPS = Path(__file__).resolve().parents[1] / "fixtures" / "apps"
+DEPTH = 3
+
+
+class LauncherThread:
+    """A launcher with one slot, running in a thread until ``stop``."""
+
+    def __init__(self, db):
+        self.launcher = make_launcher(db, [Node("localhost", 1)], lease_expiry_sec=60)
+        self.error = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        from django.db import connection
+
+        try:
+            self.launcher.run()
+        except BaseException as exc:  # reported by stop()
+            self.error = exc
+        finally:
+            connection.close()
+
+    def queued(self):
+        """Job ids waiting in the slot's queue, first to start first (copied at once: the loop changes them)."""
+        runs = list(self.launcher.processes.runs.items())
+        return [pk for pk, (process, _) in runs if process.waiting]
+
+    def stop(self):
+        self.launcher.request_stop("the test is over")
+        self.thread.join(timeout=60)
+        assert not self.thread.is_alive(), "the launcher did not stop"
+        assert self.error is None, repr(self.error)
+
+
+def busy_slot_with_a_queue(db, monkeypatch, apps=("sleeper", "sleeper", "sleeper")):
+    """A launcher whose one slot runs job "first" (a 30 s sleeper) with three
+    jobs (of ``apps``) queued behind it: ``(launcher thread, first, first's
+    pid, queued jobs in their queue's order)``."""
+    monkeypatch.setattr(launcher_module, "MIN_QUEUE_DEPTH", DEPTH)
+    api.add_app("sleeper", f"{sys.executable} {APPS / 'sleeper.py'}", check_paths=False)
+    api.add_app("missing", "/nonexistent/balsam-test-command", check_paths=False)
+    first = api.add_job(name="first", workflow="w", application="sleeper", args="30")
+    running = LauncherThread(db)
+    try:
+        first_pid = sleeper_pid(first)
+        for i, app in enumerate(apps):
+            api.add_job(name=f"q{i}", workflow="w", application=app, args="0.2")
+        wait_until(lambda: len(running.queued()) == DEPTH, 30, "three jobs queued behind the first run")
+    except BaseException:
+        running.stop()
+        raise
+    return running, first, first_pid, [BalsamJob.objects.get(pk=pk) for pk in running.queued()]
+
+
+@pytest.fixture
+def one_slot(db, monkeypatch):
+    running = busy_slot_with_a_queue(db, monkeypatch)
+    yield running
+    if running[0].thread.is_alive():
+        running[0].stop()
+
+
+def pid_file(job):
+    return Path(job.working_directory) / "sleeper.pid"
+
+
+def started_at(job):
+    return JobEvent.objects.get(job_id=job.pk, to_state=states.RUNNING).timestamp
+
+
+def test_a_job_killed_deep_in_the_queue_never_starts_and_the_one_behind_it_does(one_slot):
+    running, first, first_pid, (front, middle, back) = one_slot
+    api.kill(middle)
+    wait_until(lambda: middle.pk not in running.queued(), 10, "the killed job to leave the queue")
+    assert running.queued() == [front.pk, back.pk]
+    api.kill(first)
+    wait_until(lambda: gone(first_pid), 10, "the first run to be stopped")
+    for job in (front, back):
+        wait_until(lambda: state(job) == states.JOB_FINISHED, 30, f"job {job.name} to finish")
+    running.stop()
+    assert state(middle) == states.USER_KILLED and "RUNNING" not in history(middle)
+    assert not pid_file(middle).exists()
+    assert started_at(front) <= started_at(back)
+    assert history(back) == ["CREATED", "READY", "STAGED_IN", "PREPROCESSED", "RUNNING", "RUN_DONE",
+                             "POSTPROCESSED", "JOB_FINISHED"]
+
+
+def test_a_queued_job_whose_lease_is_lost_never_starts(one_slot):
+    running, first, first_pid, (front, middle, back) = one_slot
+    # Its lease lapses and another launcher claims it (as recovery would let it).
+    client = write_client.get()
+    client.release(running.launcher.source.owner, [str(middle.pk)])
+    assert client.claim("other-launcher", [states.PREPROCESSED], 1, 60, {"job_ids": [str(middle.pk)]}) == [
+        str(middle.pk)]
+    wait_until(lambda: middle.pk not in running.queued(), 10, "the job to leave the queue")
+    api.kill(first)
+    wait_until(lambda: gone(first_pid), 10, "the first run to be stopped")
+    for job in (front, back):
+        wait_until(lambda: state(job) == states.JOB_FINISHED, 30, f"job {job.name} to finish")
+    running.stop()
+    assert not pid_file(middle).exists()
+    stored = BalsamJob.objects.get(pk=middle.pk)
+    assert (stored.state, stored.lease_owner) == (states.PREPROCESSED, "other-launcher")
+
+
+def test_a_queued_job_that_cannot_start_gives_its_place_to_the_next(db, monkeypatch):
+    running, first, first_pid, queued = busy_slot_with_a_queue(db, monkeypatch, ("sleeper", "missing", "sleeper"))
+    try:
+        broken = next(job for job in queued if job.application == "missing")
+        assert queued.index(broken) < 2, "the job that cannot start must have one queued behind it"
+        api.kill(first)
+        wait_until(lambda: gone(first_pid), 10, "the first run to be stopped")
+        others = [job for job in queued if job is not broken]
+        for job in others:
+            wait_until(lambda: state(job) == states.JOB_FINISHED, 30, f"job {job.name} to finish")
+    finally:
+        running.stop()
+    stored = BalsamJob.objects.get(pk=broken.pk)
+    assert stored.state == states.FAILED and "RUNNING" not in history(broken)
+    assert "cannot start the run" in stored.history()[-1][3]
+    assert started_at(others[0]) <= started_at(others[1])
+
+
+def test_stopping_with_a_deep_queue_starts_none_of_it(one_slot):
+    running, first, first_pid, queued = one_slot
+    running.stop()  # the first run ends (SIGTERM), which must start nothing queued
+    assert gone(first_pid)
+    assert state(first) == states.RUN_TIMEOUT
+    for job in queued:
+        stored = BalsamJob.objects.get(pk=job.pk)
+        assert (stored.state, stored.lease_owner) == (states.PREPROCESSED, "")
+        assert not pid_file(job).exists()
