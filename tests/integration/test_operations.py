@@ -120,7 +120,7 @@ def test_apply_batch_stamps_each_event_with_its_own_time(client, new_jobs):
     assert job(b).state_changed_at.timestamp() == pytest.approx(t + 3, abs=1e-3)
     from balsam.core.models import JobCount
 
-    counts = {state: n for state, n in JobCount.objects.filter(workflow="wf").values_list("state", "count") if n}
+    counts = {state: n for workflow, state, n in JobCount.objects.totals() if workflow == "wf"}
     assert counts == {"RUNNING": 1, "PREPROCESSED": 1}
 
 
