@@ -18,6 +18,14 @@ from balsam.core.models import ApplicationDefinition, BalsamJob, DBIdentity, Job
 from balsam.exceptions import ValidationError
 
 
+# The order a launcher takes jobs in: by state, then in the order they
+# entered it. Both job indexes on state end in (state, state_changed_at), so
+# a query in this order reads the first rows of the index and stops at its
+# LIMIT; ordering by creation time instead sorted every candidate (0.6-0.9 s
+# for a million jobs, on every claim, inside the write lock).
+IN_STATE_ORDER = ("state", "state_changed_at")
+
+
 # ---------------------------------------------------------------------------
 # scopes: the jobs a launcher, a launch or a service pass works on
 # ---------------------------------------------------------------------------
@@ -170,7 +178,8 @@ def waiting_jobs(scope=None, ids=None, limit=None):
     """``[(id, state, wait_for_parents)]`` of jobs still waiting on their
     parents, within ``scope`` (options) or among ``ids``."""
     if ids is None:
-        part = scope_from(scope).filter(state__in=states.WAITING_STATES).values_list("pk", "state", "wait_for_parents")
+        part = (scope_from(scope).filter(state__in=states.WAITING_STATES).order_by(*IN_STATE_ORDER)
+                .values_list("pk", "state", "wait_for_parents"))
         return list(part if limit is None else part[:limit])
     # Among ids: found by id alone, the state checked here. With the state in
     # the query SQLite may choose the state index instead of the id's and read

@@ -45,7 +45,7 @@ def claim_jobs(owner, states, limit=1, lease_expiry_sec=180, scope=None):
     positive_number("lease_expiry_sec", lease_expiry_sec)
     now = timezone.now()
     qs = queries.scope_from(scope).filter(models.Q(lease_owner="") | lapsed(now, lease_expiry_sec), state__in=wanted)
-    ids = list(sql.claimable(qs.order_by("created_at")).values_list("pk", flat=True)[: int(limit)])
+    ids = list(sql.claimable(qs.order_by(*queries.IN_STATE_ORDER)).values_list("pk", flat=True)[: int(limit)])
     for chunk in sql.chunks(ids):
         BalsamJob.objects.filter(pk__in=chunk)._direct_update(
             lease_owner=owner, lease_heartbeat=now, lease_expires_at=_expires(now, lease_expiry_sec))
