@@ -56,6 +56,17 @@ def db_rows(db, query, params=()):
         con.close()
 
 
+def _take_ctrl_c():
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+# Popen keyword arguments for a child the test will send Ctrl-C (SIGINT): a
+# suite started in the background (``cmd &``, ``nohup``) runs with SIGINT
+# ignored, every child inherits that, and Python then never raises
+# KeyboardInterrupt in it. A terminal's foreground process takes the signal.
+TAKES_CTRL_C = {"preexec_fn": _take_ctrl_c}
+
+
 def balsam_script():
     """The console script installed next to this Python."""
     return str(Path(sys.executable).with_name("balsam"))

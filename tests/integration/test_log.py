@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import BALSAM
-from tests.helpers import wait_until
+from tests.helpers import TAKES_CTRL_C, wait_until
 
 LINES = [f"2026-01-01 00:00:{i % 60:02d},000|1|INFO|balsam.x:1] line {i}" for i in range(200)]
 
@@ -54,7 +54,7 @@ class Following:
 
     def __init__(self, db, *args):
         self.process = subprocess.Popen([BALSAM, "log", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                        env=dict(os.environ, BALSAM_DB_PATH=str(db)))
+                                        env=dict(os.environ, BALSAM_DB_PATH=str(db)), **TAKES_CTRL_C)
         for stream in (self.process.stdout, self.process.stderr):
             os.set_blocking(stream.fileno(), False)
         self.out = ""

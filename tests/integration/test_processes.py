@@ -149,12 +149,12 @@ def test_ctrl_c_at_a_prompt_exits_130_interrupted(db, make_app):
     import signal
 
     from tests.conftest import BALSAM
-    from tests.helpers import wait_until
+    from tests.helpers import TAKES_CTRL_C, wait_until
 
     make_app()
     process = subprocess.Popen([BALSAM, "job", "--name", "a", "--workflow", "w", "--application", "hello"],
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env=dict(os.environ, BALSAM_DB_PATH=str(db)))
+                               env=dict(os.environ, BALSAM_DB_PATH=str(db)), **TAKES_CTRL_C)
     # The card is printed just before the prompt (which ends without a newline).
     wait_until(lambda: "application" in process.stdout.readline(), 60, "the job card")
     process.send_signal(signal.SIGINT)
@@ -168,10 +168,10 @@ def test_ctrl_c_during_make_dummies_says_how_many_were_added(db):
     import signal
 
     from tests.conftest import BALSAM
-    from tests.helpers import wait_until
+    from tests.helpers import TAKES_CTRL_C, wait_until
 
     process = subprocess.Popen([BALSAM, "make_dummies", "300000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, env=dict(os.environ, BALSAM_DB_PATH=str(db)))
+                               text=True, env=dict(os.environ, BALSAM_DB_PATH=str(db)), **TAKES_CTRL_C)
     wait_until(lambda: _count_jobs(db) >= 20_000, 120, "make_dummies to add some jobs")
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=60)

@@ -284,8 +284,7 @@ def test_aggregate_tables_refuse_orm_writes(db, story):
             model.objects.all().update(workflow="x")
         with pytest.raises(BalsamError):
             model.objects.all().delete()
-        row = model.objects.first()
-        assert row is not None, model
+        row = model.objects.first() or model()  # (the story has no launcher: an unsaved record)
         for write in (row.save, row.delete):  # one row's own save() and delete() too
             with pytest.raises(BalsamError, match="written|kept"):
                 write()
