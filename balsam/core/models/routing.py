@@ -21,7 +21,22 @@ logger = logging.getLogger(__name__)
 _COMPUTED = object()  # a default made per object (a callable)
 
 
-class RoutedQuerySet(models.QuerySet):
+class DirectWrites(models.QuerySet):
+    """The plain ORM writes, for the write operations (``core.operations``)
+    that apply what the routed or refused writes below hand them."""
+
+    def _direct_update(self, **fields):
+        return super().update(**fields)
+
+    def _direct_bulk_create(self, objs, **kwargs):
+        return super().bulk_create(objs, **kwargs)
+
+    # Private methods are left off managers unless asked for; core.operations uses these.
+    _direct_update.queryset_only = False
+    _direct_bulk_create.queryset_only = False
+
+
+class RoutedQuerySet(DirectWrites):
     """A queryset whose writes go through the write client.
 
     ``write_kind`` names the operations ("jobs" or "apps"); the ``_direct_*``
@@ -62,15 +77,6 @@ class RoutedQuerySet(models.QuerySet):
             write_client.get().update(self.write_kind, [str(obj.pk)], fields_to_wire(values))
         return len(objs)
 
-    def _direct_update(self, **fields):
-        return super().update(**fields)
-
-    def _direct_bulk_create(self, objs, **kwargs):
-        return super().bulk_create(objs, **kwargs)
-
-    # Private methods are left off managers unless asked for; core.operations uses these.
-    _direct_update.queryset_only = False
-    _direct_bulk_create.queryset_only = False
 
 
 class TrackedModel(models.Model):
@@ -223,7 +229,7 @@ class TrackedModel(models.Model):
     delete.alters_data = True
 
 
-class ReadOnlyQuerySet(models.QuerySet):
+class ReadOnlyQuerySet(DirectWrites):
     """Rows written only by their own write operations (or SQL triggers):
     the ORM may read them, never change them."""
 
@@ -237,15 +243,6 @@ class ReadOnlyQuerySet(models.QuerySet):
 
     def bulk_create(self, objs, **kwargs):
         raise BalsamError(self.refusal)
-
-    def _direct_update(self, **fields):
-        return super().update(**fields)
-
-    def _direct_bulk_create(self, objs, **kwargs):
-        return super().bulk_create(objs, **kwargs)
-
-    _direct_update.queryset_only = False
-    _direct_bulk_create.queryset_only = False
 
 
 class ReadOnlyModel(models.Model):
