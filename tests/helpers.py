@@ -22,7 +22,7 @@ def wait_until(predicate, timeout, what):
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
-def _pg_connection(db):
+def pg_connection(db):
     """A psycopg connection to the PostgreSQL DB at ``db`` (autocommit), or None for a SQLite DB."""
     if not (Path(db) / "balsamdb").exists():
         return None
@@ -43,7 +43,7 @@ def _pg_marks(statement):
 def db_rows(db, query, params=()):
     """Rows of ``query`` read straight from the DB (sqlite3 on the file, or
     psycopg on PostgreSQL; no Django, no Balsam). ``?`` marks parameters."""
-    pg = _pg_connection(db)
+    pg = pg_connection(db)
     if pg is not None:
         with pg:
             return pg.execute(_pg_marks(query), params).fetchall() if params else pg.execute(query).fetchall()
@@ -120,7 +120,7 @@ def db_write(db, statement, params=()):
     """One write straight to the DB (sqlite3 on the file, or psycopg on
     PostgreSQL; ``?`` marks parameters): how tests break or stage a DB on
     purpose (bypassing Balsam's write path)."""
-    pg = _pg_connection(db)
+    pg = pg_connection(db)
     if pg is not None:
         with pg:
             pg.execute(_pg_marks(statement), params) if params else pg.execute(statement)

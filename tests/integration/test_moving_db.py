@@ -19,7 +19,7 @@ import pytest
 
 from tests import unix_users
 from tests.conftest import BALSAM
-from tests.fixtures.postgres import BACKENDS, PgOwner, unavailable
+from tests.fixtures.postgres import BACKENDS, ready_owner
 from tests.helpers import db_rows, wait_until
 from balsam.wire.serverinfo import ServerInfo, is_running
 
@@ -68,15 +68,7 @@ class PostgresDBs:
 @pytest.fixture(scope="module")
 def mover():
     """The PostgreSQL DBs' owner (removed after the module, when made here)."""
-    from balsam.exceptions import ConfigError
-    from balsam.postgres.cluster import find_binaries
-
-    try:
-        find_binaries()
-    except ConfigError as exc:
-        unavailable(f"PostgreSQL ({exc})")
-    owner = PgOwner(MOVER)
-    owner.setup()
+    owner = ready_owner(MOVER)
     yield owner
     owner.teardown()
 
