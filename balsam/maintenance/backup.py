@@ -70,8 +70,8 @@ def restore(db_path, source):
 
 
 def _restore_postgres(db_path, source):
-    """The current database dumped first (``backups/before-restore-<UTC time>.pgdump``), then replaced."""
-    dump.verify(source)
+    """The current database dumped first (``backups/before-restore-<UTC time>.pgdump``), then
+    replaced (``source`` was verified by ``restore``)."""
     kept = backups.new_target(db_path, backups.default_target(db_path, suffix=PG_SUFFIX, prefix="before-restore-"))
     server = pg.server()
     dump.dump(server, kept)

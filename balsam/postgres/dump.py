@@ -86,9 +86,9 @@ def verify(path):
 
 
 def restore(server, source):
-    """Replace every table of ``server``'s database with the dump ``source``,
-    in one transaction: all of it, or nothing."""
-    verify(source)
+    """Replace every table of ``server``'s database with the dump ``source``
+    (``verify`` it first: reading a large dump back takes a while, once is
+    enough), in one transaction: all of it, or nothing."""
     _run([_tool("pg_restore"), *_connection_args(server), "--clean", "--if-exists", "--single-transaction",
           "--exit-on-error", "--no-owner", "--dbname", server["dbname"], str(source)],
          server, f"pg_restore of {source}")
