@@ -230,6 +230,24 @@ def one_round_trip(statements, params):
             cursor.execute(statements, params)
 
 
+def prepared_execute(statement, params):
+    """PostgreSQL, outside any transaction: one statement with its parameters
+    bound by the server (the extended protocol), prepared on this connection
+    the first time its text is seen: later calls send only the parameters,
+    and the server reuses the statement's parsed and planned form instead of
+    parsing a literal text each time (``one_round_trip``). It runs as its own
+    implicit transaction, answered after the commit. Returns the row count.
+    Errors are Django's."""
+    import psycopg
+
+    connection.ensure_connection()
+    with connection.wrap_database_errors:
+        # Django's cursors bind on the client (ClientCursor); this one on the server.
+        with psycopg.Cursor(connection.connection) as cursor:
+            cursor.execute(statement, params, prepare=True)
+            return cursor.rowcount
+
+
 def raw_fetchall(sql, params):
     """``execute`` + ``fetchall`` the same way as ``raw_executemany``."""
     connection.ensure_connection()

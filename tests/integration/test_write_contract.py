@@ -108,6 +108,53 @@ def test_add_job_settles_id_and_directory_clashes_and_keeps_its_note(writer, mak
     assert BalsamJob.objects.count() == 3
 
 
+_COMPARED = [f.attname for f in BalsamJob._meta.concrete_fields
+             if f.name not in ("job_id", "name", "workdir", "created_at", "state_changed_at")]
+
+
+def _stored(name):
+    return BalsamJob.objects.filter(name=name).values(*_COMPARED, "workdir", "created_at", "state_changed_at").get()
+
+
+def test_a_lone_add_job_stores_what_the_usual_operation_stores(writer, make_app):
+    # On PostgreSQL a lone add_job outside a transaction is one prepared
+    # statement (jobs._create_one_job_prepared); inside the caller's
+    # transaction it is the usual create_jobs. Same row, same event.
+    from django.db import connection, transaction
+
+    make_app()
+    fields = dict(workflow="wf", application="hello", args="--x 1", num_nodes=2, wall_time_minutes=1.5,
+                  environ_vars={"A": "1"}, data={"k": [1, "two", None]}, post_error_handler=True, input_files="*.dat")
+    quick = api.add_job(name="quick", creation_note="noted", **fields)
+    with transaction.atomic():
+        usual = api.add_job(name="usual", creation_note="noted", **fields)
+    plain = api.add_job(name="plain")  # no application (nothing to check), no note
+    stored_quick, stored_usual = _stored("quick"), _stored("usual")
+    assert {k: stored_quick[k] for k in _COMPARED} == {k: stored_usual[k] for k in _COMPARED}
+    assert stored_quick["workdir"] == quick.workdir == f"wf/quick_{quick.job_id.hex[:8]}"
+    assert stored_quick["created_at"] == stored_quick["state_changed_at"] == quick.created_at
+    assert _stored("plain")["application"] == "" and plain.workdir == f"plain_{plain.job_id.hex[:8]}"
+    events = sorted(JobEvent.objects.values_list("job_id", "from_state", "to_state", "message", "user"), key=str)
+    assert events == sorted([(quick.job_id, "", "CREATED", "noted", actor.current()),
+                             (usual.job_id, "", "CREATED", "noted", actor.current())], key=str)
+    if writer == "postgres":  # the quick path was taken: its statement is prepared on this connection
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT statement FROM pg_prepared_statements")
+            prepared = [text for (text,) in cursor.fetchall()]
+        assert any(text.startswith("WITH job AS (INSERT INTO") for text in prepared), prepared
+        assert any(text.startswith("INSERT INTO") and "EXISTS" not in text for text in prepared), prepared
+
+
+def test_a_lone_add_job_naming_a_missing_application_writes_nothing(writer, make_app):
+    make_app()
+    for note in (None, "with a note"):
+        with pytest.raises(ValidationError, match="^application 'nope' does not exist"):
+            api.add_job(name="x", workflow="wf", application="nope", creation_note=note)
+    assert not BalsamJob.objects.exists()
+    assert not JobEvent.objects.exists()
+    assert api.add_job(name="y", workflow="wf", application="hello").application == "hello"  # the connection still works
+
+
 def test_spawn_child_with_parents_in_one_request(writer, make_job):
     parent = make_job(name="parent")
     child = api.spawn_child(parent, name="child", application="hello")

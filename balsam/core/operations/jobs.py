@@ -8,9 +8,9 @@ import uuid
 from django.db import IntegrityError, connection, models, transaction
 from django.utils import timezone
 
-from balsam.core import sql, states
+from balsam.core import actor, sql, states
 from balsam.core.json_values import job_id
-from balsam.core.models import BalsamJob, JobDependency, JobEvent
+from balsam.core.models import ApplicationDefinition, BalsamJob, JobDependency, JobEvent
 from balsam.core.operations.applications import require_apps
 from balsam.core.operations.transitions import (event_insert, event_stamp, insert_events, job_states,
                                                  settle_children, transition_jobs)
@@ -205,6 +205,8 @@ def create_jobs_in_one_round_trip(rows):
         return None
     _assign_workdirs(jobs, check_db=False)
     statement, job_rows = _job_rows(jobs, now)
+    if len(jobs) == 1:
+        return _create_one_job_prepared(jobs[0], job_rows[0], notes, now)
     head, _, values = statement.rpartition("VALUES")
     statements = [head + "VALUES " + ", ".join([values.strip()] * len(job_rows))]
     params = [value for row in job_rows for value in row]
@@ -225,6 +227,49 @@ def create_jobs_in_one_round_trip(rows):
         return None
     created = now.isoformat()
     return [{"job_id": str(j["job_id"]), "workdir": j["workdir"], "created_at": created} for j in jobs]
+
+
+def _create_one_job_prepared(job, row, notes, now):
+    """One job (``dag.add_job``): a statement prepared once per connection
+    (``sql.prepared_execute``) that inserts the row only if its application
+    exists, with its creation note's event in the same statement. Nothing
+    inserted (no such application) or refused (an id or directory taken):
+    None, and the caller's usual operation raises or settles it."""
+    application = job.get("application") or ""
+    params = list(row)
+    if application:
+        params.append(application)
+    if notes:
+        params.extend([event_stamp(now), notes[0][1], actor.current()])
+    try:
+        inserted = sql.prepared_execute(_one_job_statement(bool(application), bool(notes)), params)
+    except IntegrityError:
+        return None
+    if inserted != 1:
+        return None
+    return [{"job_id": str(job["job_id"]), "workdir": job["workdir"], "created_at": now.isoformat()}]
+
+
+@functools.lru_cache(maxsize=None)
+def _one_job_statement(check_app, with_note):
+    """The text ``_create_one_job_prepared`` prepares: constant for each
+    combination, so the server parses and plans it once per connection. Its
+    row count is 1 when the job was inserted (with its note's event), else 0.
+    Each parameter is cast to its column's type (without a length: storing
+    into the column still checks that) so that the types never depend on how
+    the driver sends a value."""
+    fields = BalsamJob._meta.concrete_fields
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    values = ", ".join(f"%s::{f.db_type(connection).split('(')[0]}" for f in fields)
+    insert = f"INSERT INTO {sql.table(BalsamJob)} ({columns}) SELECT {values}"
+    if check_app:
+        insert += f" WHERE EXISTS (SELECT 1 FROM {sql.table(ApplicationDefinition)} WHERE name = %s)"
+    if not with_note:
+        return insert
+    pk = connection.ops.quote_name(BalsamJob._meta.pk.column)
+    return (f"WITH job AS ({insert} RETURNING {pk}) "
+            f'INSERT INTO {sql.table(JobEvent)} (job_id, timestamp, from_state, to_state, message, "user") '
+            f"SELECT {pk}, %s::timestamptz, '', '{states.CREATED}', %s::text, %s::text FROM job")
 
 
 def reads_other_jobs(rows):
