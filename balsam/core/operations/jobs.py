@@ -204,9 +204,9 @@ def create_jobs_in_one_round_trip(rows):
     if len({job["job_id"] for job in jobs}) != len(jobs):
         return None
     _assign_workdirs(jobs, check_db=False)
-    statement, job_rows = _job_rows(jobs, now)
     if len(jobs) == 1:
-        return _create_one_job_prepared(jobs[0], job_rows[0], notes, now)
+        return _create_one_job_prepared(jobs[0], notes, now)
+    statement, job_rows = _job_rows(jobs, now)
     head, _, values = statement.rpartition("VALUES")
     statements = [head + "VALUES " + ", ".join([values.strip()] * len(job_rows))]
     params = [value for row in job_rows for value in row]
@@ -229,20 +229,26 @@ def create_jobs_in_one_round_trip(rows):
     return [{"job_id": str(j["job_id"]), "workdir": j["workdir"], "created_at": created} for j in jobs]
 
 
-def _create_one_job_prepared(job, row, notes, now):
+def _create_one_job_prepared(job, notes, now):
     """One job (``dag.add_job``): a statement prepared once per connection
     (``sql.prepared_execute``) that inserts the row only if its application
     exists, with its creation note's event in the same statement. Nothing
     inserted (no such application) or refused (an id or directory taken):
     None, and the caller's usual operation raises or settles it."""
+    _, _, slots, _ = _insert_plan(connection.vendor)
+    given = tuple(sorted(job))  # the statement has a parameter for these, literals for the rest
+    params = []
+    for name in given:
+        prep = slots[name][1]
+        params.append(job[name] if prep is None else prep(job[name], connection))
+    params += [now, now]  # created_at, state_changed_at: psycopg sends an aware datetime as it is
     application = job.get("application") or ""
-    params = list(row)
     if application:
         params.append(application)
     if notes:
-        params.extend([event_stamp(now), notes[0][1], actor.current()])
+        params += [now, notes[0][1], actor.current()]
     try:
-        inserted = sql.prepared_execute(_one_job_statement(bool(application), bool(notes)), params)
+        inserted = sql.prepared_execute(_one_job_statement(given, bool(application), bool(notes)), params)
     except IntegrityError:
         return None
     if inserted != 1:
@@ -250,18 +256,32 @@ def _create_one_job_prepared(job, row, notes, now):
     return [{"job_id": str(job["job_id"]), "workdir": job["workdir"], "created_at": now.isoformat()}]
 
 
-@functools.lru_cache(maxsize=None)
-def _one_job_statement(check_app, with_note):
-    """The text ``_create_one_job_prepared`` prepares: constant for each
-    combination, so the server parses and plans it once per connection. Its
-    row count is 1 when the job was inserted (with its note's event), else 0.
-    Each parameter is cast to its column's type (without a length: storing
-    into the column still checks that) so that the types never depend on how
-    the driver sends a value."""
+@functools.lru_cache(maxsize=64)
+def _one_job_statement(given, check_app, with_note):
+    """The text ``_create_one_job_prepared`` prepares, for the fields a call
+    sets (``given``; a program adds its jobs with the same few, so there are
+    few texts): the server parses and plans each once per connection. The
+    other columns' defaults are literals in the text, not parameters the
+    client converts and sends each time. Its row count is 1 when the job was
+    inserted (with its note's event), else 0. Every value is cast to its
+    column's type (without a length: storing it still checks that), so the
+    types never depend on how the driver sends a value."""
+    from psycopg.sql import Literal
+
     fields = BalsamJob._meta.concrete_fields
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-    values = ", ".join(f"%s::{f.db_type(connection).split('(')[0]}" for f in fields)
-    insert = f"INSERT INTO {sql.table(BalsamJob)} ({columns}) SELECT {values}"
+    _, template, slots, _ = _insert_plan(connection.vendor)
+    connection.ensure_connection()
+    raw = connection.connection
+    # The parameters' columns first, in the order of the call's parameters.
+    columns = [BalsamJob._meta.get_field(name) for name in given + _TIME_FIELDS]
+    values = ["%s"] * len(columns)
+    for field in fields:
+        if field not in columns:
+            columns.append(field)
+            values.append(Literal(template[slots[field.name][0]]).as_string(raw).replace("%", "%%"))
+    values = [f"{value}::{field.db_type(connection).split('(')[0]}" for field, value in zip(columns, values)]
+    names = ", ".join(connection.ops.quote_name(f.column) for f in columns)
+    insert = f"INSERT INTO {sql.table(BalsamJob)} ({names}) SELECT {', '.join(values)}"
     if check_app:
         insert += f" WHERE EXISTS (SELECT 1 FROM {sql.table(ApplicationDefinition)} WHERE name = %s)"
     if not with_note:
