@@ -189,7 +189,8 @@ def create_jobs_in_one_round_trip(rows):
     their creation notes go as one query of a few statements, one implicit
     transaction (``sql.one_round_trip``), in place of BEGIN, a look-up, a
     savepoint, the insert, its release and COMMIT (six round trips, each
-    through Django's cursor wrapper).
+    through Django's cursor wrapper). One job, the usual case, is one
+    prepared statement instead (``_create_one_job_prepared``).
 
     Returns the operation's result, or None when the request is not such a
     case or the server refused it (an unknown application, an id or
