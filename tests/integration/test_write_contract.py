@@ -129,6 +129,9 @@ def test_a_lone_add_job_stores_what_the_usual_operation_stores(writer, make_app)
     with transaction.atomic():
         usual = api.add_job(name="usual", creation_note="noted", **fields)
     plain = api.add_job(name="plain")  # no application (nothing to check), no note
+    listed = api.add_job(name="listed", data=[1, "x", {"y": 2.5}], environ_vars={"N": 3})  # JSON a list, a number made text
+    assert BalsamJob.objects.filter(pk=listed.pk).values_list("data", "environ_vars").get() == (
+        [1, "x", {"y": 2.5}], {"N": "3"})
     stored_quick, stored_usual = _stored("quick"), _stored("usual")
     assert {k: stored_quick[k] for k in _COMPARED} == {k: stored_usual[k] for k in _COMPARED}
     assert stored_quick["workdir"] == quick.workdir == f"wf/quick_{quick.job_id.hex[:8]}"

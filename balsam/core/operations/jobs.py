@@ -236,12 +236,9 @@ def _create_one_job_prepared(job, notes, now):
     exists, with its creation note's event in the same statement. Nothing
     inserted (no such application) or refused (an id or directory taken):
     None, and the caller's usual operation raises or settles it."""
-    _, _, slots, _ = _insert_plan(connection.vendor)
+    preps = _server_bound_preps()
     given = tuple(sorted(job))  # the statement has a parameter for these, literals for the rest
-    params = []
-    for name in given:
-        prep = slots[name][1]
-        params.append(job[name] if prep is None else prep(job[name], connection))
+    params = [job[name] if name not in preps else preps[name](job[name], connection) for name in given]
     params += [now, now]  # created_at, state_changed_at: psycopg sends an aware datetime as it is
     application = job.get("application") or ""
     if application:
@@ -255,6 +252,16 @@ def _create_one_job_prepared(job, notes, now):
     if inserted != 1:
         return None
     return [{"job_id": str(job["job_id"]), "workdir": job["workdir"], "created_at": now.isoformat()}]
+
+
+@functools.lru_cache(maxsize=None)
+def _server_bound_preps():
+    """PostgreSQL with the server binding the values: the fields whose cleaned
+    value needs Django's conversion (JSON, which psycopg would send a list of
+    as an array). Every other cleaned value -- text, numbers, booleans, a
+    UUID, an aware datetime -- psycopg sends as it is, and the statement
+    casts it to its column's type."""
+    return {f.name: f.get_db_prep_save for f in BalsamJob._meta.concrete_fields if isinstance(f, models.JSONField)}
 
 
 @functools.lru_cache(maxsize=64)
