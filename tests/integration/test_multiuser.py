@@ -234,6 +234,27 @@ def test_a_collaborator_kills_the_owners_job_and_the_event_names_them(people, sh
         == [(COLLAB,)]
 
 
+NOTED_CLIENT = """
+from balsam import api
+api.attach(None)
+api.add_job(name="noted-by-collab", workflow="mu", application="touch", creation_note="made by a script")
+"""
+
+
+def test_a_collaborators_job_with_a_creation_note_is_stored_and_its_event_names_them(people, shared_db):
+    # On PostgreSQL a lone add_job is one prepared statement with the note's
+    # event in a CTE: the collaborator's role may run it, and the server's
+    # trigger (migration 0011) names them in the event.
+    db = shared_db
+    _authorize(people, db)
+    env = {"PYTHONPATH": unix_users.pythonpath(), "HOME": f"/tmp/home-{COLLAB}", "BALSAM_DB_PATH": str(db)}
+    ran = unix_users.run_as(COLLAB, [unix_users.python_for(COLLAB), "-c", NOTED_CLIENT], env=env, timeout=120)
+    assert ran.returncode == 0, ran.stderr
+    assert db_rows(db, """SELECT e.from_state, e.to_state, e.message, e."user" FROM balsam_job_event e
+                          JOIN balsam_job j ON j.job_id = e.job_id WHERE j.name = 'noted-by-collab'""") == [
+        ("", "CREATED", "made by a script", COLLAB)]
+
+
 def test_an_outsider_reads_nothing_and_writes_nothing(people, shared_db):
     db = shared_db
     before = db_rows(db, "SELECT count(*) FROM balsam_job")
