@@ -15,6 +15,7 @@ from django.db.models import Count, Max, Q, Sum
 from balsam.core import launch_states, sql, states
 from balsam.core.json_values import job_id
 from balsam.core.models import ApplicationDefinition, BalsamJob, DBIdentity, JobDependency, QueuedLaunch
+from balsam.core.models import job_rows as job_rows_module
 from balsam.exceptions import ValidationError
 
 
@@ -115,6 +116,18 @@ def jobs_by_id(ids):
     found = []
     for chunk in sql.chunks(ids):
         found.extend(BalsamJob.objects.filter(pk__in=chunk))
+    return found
+
+
+def job_rows(ids):
+    """The jobs with these ids as ``JobRow``s (plain values, no model
+    instances: what a launcher reads for every job it claims); any order,
+    missing ones left out."""
+    head = job_rows_module.select_sql()
+    found = []
+    for chunk in sql.chunks(ids):
+        rows = sql.raw_fetchall(head + sql.marks(len(chunk)) + ")", sql.pk_params(job_id(i) for i in chunk))
+        found.extend(map(job_rows_module.JobRow.from_db, rows))
     return found
 
 

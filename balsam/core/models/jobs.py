@@ -57,6 +57,16 @@ class JobQuerySet(RoutedQuerySet):
     write_kind = "jobs"
 
 
+def working_directory(workdir, user_workdir):
+    """Absolute path of the directory a job runs in: the user's own
+    ``user_workdir``, else its ``workdir`` under the DB's ``data/``."""
+    if user_workdir:
+        return str(Path(user_workdir).expanduser().resolve())
+    if not workdir:
+        return ""
+    return str(Path(settings.BALSAM_DB_PATH) / "data" / workdir)
+
+
 def _new_job_id():
     return uuid.uuid4()
 
@@ -177,11 +187,7 @@ class BalsamJob(TrackedModel):
     @property
     def working_directory(self):
         """Absolute path of the directory the job runs in."""
-        if self.user_workdir:
-            return str(Path(self.user_workdir).expanduser().resolve())
-        if not self.workdir:
-            return ""
-        return str(Path(settings.BALSAM_DB_PATH) / "data" / self.workdir)
+        return working_directory(self.workdir, self.user_workdir)
 
     def create_working_path(self):
         path = Path(self.working_directory)
