@@ -121,14 +121,17 @@ def jobs_by_id(ids):
 
 def job_rows(ids):
     """The jobs with these ids as ``JobRow``s (plain values, no model
-    instances: what a launcher reads for every job it claims); any order,
-    missing ones left out."""
+    instances: what a launcher reads for every job it claims), in the order
+    of ``ids`` (a claim's order is the order to run them in); missing ones
+    are left out."""
     head = job_rows_module.select_sql()
-    found = []
+    ids = [job_id(i) for i in ids]
+    found = {}
     for chunk in sql.chunks(ids):
-        rows = sql.raw_fetchall(head + sql.marks(len(chunk)) + ")", sql.pk_params(job_id(i) for i in chunk))
-        found.extend(map(job_rows_module.JobRow.from_db, rows))
-    return found
+        for row in sql.raw_fetchall(head + sql.marks(len(chunk)) + ")", sql.pk_params(chunk)):
+            row = job_rows_module.JobRow.from_db(row)
+            found[row.job_id] = row
+    return [found[pk] for pk in ids if pk in found]
 
 
 def stored_state(pk):

@@ -28,8 +28,9 @@ def test_job_rows_read_what_the_model_reads(db, make_job, tmp_path):
     rich = make_job(name="rich", environ_vars={"A": "1", "B": "x y"}, post_error_handler=True,
                     auto_timeout_retry=False, user_workdir=str(tmp_path / "mine"), args="--n 3",
                     wall_time_minutes=1.5, node_packing_count=4)
+    assert [row.pk for row in queries.job_rows([rich.pk, str(plain.pk)])] == [rich.pk, plain.pk]  # in the order asked
     rows = {row.pk: row for row in queries.job_rows([plain.pk, str(rich.pk)])}
-    assert set(rows) == {plain.pk, rich.pk}
+    assert list(rows) == [plain.pk, rich.pk]
     for job in (plain, rich):
         model, row = BalsamJob.objects.get(pk=job.pk), rows[job.pk]
         for name in JOB_ROW_FIELDS:
