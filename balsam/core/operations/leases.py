@@ -154,7 +154,6 @@ def _step(move):
         latest = timezone.now().timestamp() + MAX_MOVE_AHEAD_SEC
         if not all(isinstance(t, (int, float)) and not isinstance(t, bool) and 0 < t <= latest for t in times):
             raise ValidationError("a move's times must be seconds since the epoch, not in the future")
-        times = [datetime.datetime.fromtimestamp(t, datetime.timezone.utc) for t in times]
     return ids, states.validate_state_name(state), message, times
 
 
