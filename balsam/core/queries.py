@@ -125,13 +125,12 @@ def job_rows(ids):
     of ``ids`` (a claim's order is the order to run them in); missing ones
     are left out."""
     head = job_rows_module.select_sql()
-    ids = [job_id(i) for i in ids]
-    found = {}
-    for chunk in sql.chunks(ids):
-        for row in sql.raw_fetchall(head + sql.marks(len(chunk)) + ")", sql.pk_params(chunk)):
-            row = job_rows_module.JobRow.from_db(row)
-            found[row.job_id] = row
-    return [found[pk] for pk in ids if pk in found]
+    wanted = sql.pk_params([job_id(i) for i in ids])
+    found = {}  # stored id -> row
+    for chunk in sql.chunks(wanted):
+        for values in sql.raw_fetchall(head + sql.marks(len(chunk)) + ")", chunk):
+            found[values[0]] = values
+    return [job_rows_module.JobRow.from_db(found[pk]) for pk in wanted if pk in found]
 
 
 def stored_state(pk):
