@@ -40,3 +40,17 @@ def test_job_rows_read_what_the_model_reads(db, make_job, tmp_path):
         assert row.cute_id == model.cute_id
     assert rows[rich.pk].environ_vars == {"A": "1", "B": "x y"}
     assert rows[rich.pk].working_directory == str((tmp_path / "mine").resolve())
+
+
+def test_working_directory_joins_plain_workdirs_as_path_would(db):
+    """The launcher's shortcut for the directories Balsam names must give
+    what ``Path`` gives, and odd stored values must still go through ``Path``."""
+    from django.conf import settings
+
+    from balsam.core.models.jobs import working_directory
+
+    root = Path(settings.BALSAM_DB_PATH) / "data"
+    for workdir in ("wf/job_1a2b3c4d", "job_1a2b3c4d", "w-f.x+y/n.a.me_12", "a//b", "a/./b", "./a", "a/", "a/../b",
+                    ".hidden/x", "/abs/olute"):
+        assert working_directory(workdir, "") == str(root / workdir), workdir
+    assert working_directory("", "") == ""

@@ -3,6 +3,7 @@ and each job's history of events."""
 
 import datetime
 import logging
+import re
 import uuid
 from pathlib import Path
 
@@ -64,7 +65,17 @@ def working_directory(workdir, user_workdir):
         return str(Path(user_workdir).expanduser().resolve())
     if not workdir:
         return ""
-    return str(Path(settings.BALSAM_DB_PATH) / "data" / workdir)
+    root = _data_roots.get(settings.BALSAM_DB_PATH)
+    if root is None:
+        root = _data_roots[settings.BALSAM_DB_PATH] = str(Path(settings.BALSAM_DB_PATH) / "data")
+    if _PLAIN_WORKDIR.match(workdir):  # as Balsam names them: joining is what Path would make of it
+        return f"{root}/{workdir}"
+    return str(Path(root) / workdir)
+
+
+# ``<workflow>/<name>_<id>`` as jobs.py makes them: no empty, "." or ".." parts.
+_PLAIN_WORKDIR = re.compile(r"(?:[\w+-][\w.+-]*/)?[\w+-][\w.+-]*\Z")
+_data_roots = {}  # BALSAM_DB_PATH -> its data/ directory (a launcher asks for every job it runs)
 
 
 def _new_job_id():
