@@ -16,7 +16,7 @@ from pathlib import Path
 from balsam import config
 from balsam.core import write_client
 from balsam.wire.protocol import JOBS_PER_REQUEST
-from balsam.exceptions import AmbiguousId, NotFound, ValidationError
+from balsam.exceptions import AmbiguousId, ConfigError, NotFound, ValidationError
 
 DUMMY_APP = "dummy"
 DUMMY_WORKFLOW = "dummy"
@@ -26,10 +26,17 @@ MAX_CANDIDATES_SHOWN = 10
 # ---------------------------------------------------------------------------
 # attaching to a DB
 # ---------------------------------------------------------------------------
-def attach(cli_path=None, admin=False):
+def attach(cli_path=None, admin=False, current_schema=True):
     """Select the DB (``--db``, ``BALSAM_DB_PATH``, user_settings, repo default),
-    check it, configure Django for it, and export ``BALSAM_DB_PATH`` for children."""
-    from balsam.django_config import activate
+    check it, configure Django for it, and export ``BALSAM_DB_PATH`` for children.
+
+    ``current_schema``: refuse (one line) a DB whose tables are older than
+    this Balsam -- ``balsam init PATH`` updates them. Without the check, an
+    old DB fails later on a missing column, or runs without an index a query
+    now relies on (a launcher took 5 jobs/s). Commands that only copy or
+    inspect the DB (``which``, ``db backup``, ``db restore``, ``doctor``)
+    pass False."""
+    from balsam.django_config import activate, missing_schema_updates
 
     selection = config.select_db(cli_path)
     if selection.is_repo_default and not config.is_balsam_db(selection.path):
@@ -39,6 +46,11 @@ def attach(cli_path=None, admin=False):
     path = config.require_db(selection)
     os.environ["BALSAM_DB_PATH"] = str(path)
     activate(path, admin=admin)
+    if current_schema:
+        missing = missing_schema_updates()
+        if missing:
+            raise ConfigError(f"the DB at {path} is older than this Balsam ({len(missing)} schema update(s) not "
+                              f"applied, the latest {missing[-1]}); update it with: balsam init {path}")
     return selection
 
 

@@ -18,6 +18,7 @@ from django.utils import timezone
 from balsam.core import health, launch_states, queries, states
 from balsam.core.models import ApplicationDefinition, BalsamJob, LauncherRecord, QueuedLaunch
 from balsam.dbserver.control import watchdog_running
+from balsam.django_config import missing_schema_updates
 from balsam.exceptions import ConfigError
 from balsam.maintenance.backup import users
 
@@ -49,6 +50,10 @@ def _unfinished(workflow, job):
 
 def diagnose(db_path, lease_expiry_sec, workflow=None, job=None):
     """The findings for the DB (or one workflow, or one job), most basic first."""
+    missing = missing_schema_updates()
+    if missing:  # the other checks read tables this DB may not have yet
+        return [Finding(f"the DB's tables are older than this Balsam ({len(missing)} schema update(s) not applied, "
+                        f"the latest {missing[-1]}): launchers and commands refuse it", f"balsam init {db_path}")]
     findings = []
     now = timezone.now()
     if workflow and not BalsamJob.objects.filter(workflow=workflow).exists():

@@ -6,6 +6,7 @@ where it was spent (the table in docs/development/decisions.md, "Where the
 launcher's time goes").
 
     .venv/bin/python benchmarks/profile_launcher.py --py-spy PATH/py-spy --n 2000
+    .venv/bin/python benchmarks/profile_launcher.py --cpu --n 3000   # CPU per job of each process, no py-spy
     PYTHONPATH=/tmp/other-tree .venv/bin/python benchmarks/profile_launcher.py ...  # another tree
 
 py-spy comes from PyPI (``pip install py-spy`` into a scratch venv, never
@@ -14,7 +15,9 @@ py-spy comes from PyPI (``pip install py-spy`` into a scratch venv, never
 
 import argparse
 import collections
+import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -72,9 +75,66 @@ def report(raw, n, rate, elapsed=None):
     print(f"| **all** | 100% | {total * 1000 / rate / n:.2f} |")
 
 
+def cpu_snapshot(launcher_pid):
+    """CPU seconds so far of the launcher's threads (its loop first), its
+    spawner, and the tasks the spawner has reaped."""
+    import psutil
+
+    launcher = psutil.Process(launcher_pid)
+    threads = sorted(launcher.threads(), key=lambda t: t.id)  # the main thread has the lowest id
+    spawner = launcher.children()[0].cpu_times()
+    return {"launcher loop (main thread)": threads[0].user_time + threads[0].system_time,
+            "launcher batch thread and others": sum(t.user_time + t.system_time for t in threads[1:]),
+            "spawner": spawner.user + spawner.system,
+            "tasks (/bin/true)": spawner.children_user + spawner.children_system}
+
+
+def cpu_once(args):
+    """One run (its own process: a run attaches this process to its DB):
+    prints the CPU ms per job of each process, and jobs/s, as JSON."""
+    run = BalsamRun(SimpleNamespace(workdir=tempfile.mkdtemp(prefix="balsam-cpu-"), template=None, dbserver=False,
+                                    task="true", width=args.width, wf_filter=False, mpi_program=""))
+    try:
+        run.start()
+        run.submit(["probe"])
+        run.wait_ended(1, 300)
+        before, t0 = cpu_snapshot(run.launcher.pid), time.monotonic()
+        run.submit([f"t{i}" for i in range(args.n)])
+        run.wait_ended(args.n + 1, 3600)
+        elapsed, after = time.monotonic() - t0, cpu_snapshot(run.launcher.pid)
+    finally:
+        run.stop()
+    result = {name: 1000 * (after[name] - before[name]) / args.n for name in before}
+    print(json.dumps({"jobs/s": args.n / elapsed, **result}))
+
+
+def cpu_split(args):
+    """The CPU per job of each process of the run (no sampling): what the
+    issue's "CPU ms/task" is made of, over ``--repeat`` runs."""
+    rows = collections.defaultdict(list)
+    for _ in range(args.repeat):
+        out = subprocess.run([sys.executable, __file__, "--cpu-once", "--n", str(args.n), "--width", str(args.width)],
+                             check=True, capture_output=True, text=True).stdout
+        for name, value in json.loads(out.strip().splitlines()[-1]).items():
+            rows[name].append(value)
+    speed = rows.pop("jobs/s")
+    print(f"{args.n} /bin/true jobs, {args.width} in flight, {args.repeat} run(s), "
+          f"{statistics.median(speed):.0f} jobs/s: median (min-max)")
+    print("| process | CPU ms/job |")
+    print("|---|---|")
+    for name, values in rows.items():
+        print(f"| {name} | {statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f}) |")
+    total = [sum(values[i] for values in rows.values()) for i in range(args.repeat)]
+    print(f"| **all** | {statistics.median(total):.2f} ({min(total):.2f}-{max(total):.2f}) |")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--py-spy", help="the py-spy executable (needed unless --raw)")
+    parser.add_argument("--cpu", action="store_true",
+                        help="measure each process's CPU per job instead of sampling (no py-spy needed)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs for --cpu")
+    parser.add_argument("--cpu-once", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--py-spy", help="the py-spy executable (needed unless --raw or --cpu)")
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--width", type=int, default=2)
     parser.add_argument("--rate", type=int, default=200, help="samples per second")
@@ -82,6 +142,10 @@ def main():
     args = parser.parse_args()
     if args.raw:
         return report(args.raw, args.n, args.rate)
+    if args.cpu_once:
+        return cpu_once(args)
+    if args.cpu:
+        return cpu_split(args)
     work = tempfile.mkdtemp(prefix="balsam-profile-")
     run = BalsamRun(SimpleNamespace(workdir=work, template=None, dbserver=False, task="true", width=args.width,
                                     wf_filter=False, mpi_program=""))

@@ -22,6 +22,21 @@ def wait_until(predicate, timeout, what):
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
+def one_line_error(result, *fragments, code=None):
+    """The one ``Error: ...`` line a refused command printed (exit ``code``,
+    or any non-zero one), with no traceback, holding each of ``fragments``."""
+    if code is None:
+        assert result.returncode != 0, result.stdout
+    else:
+        assert result.returncode == code, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    assert "Traceback" not in result.stderr and "unexpected" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
 def pg_connection(db):
     """A psycopg connection to the PostgreSQL DB at ``db`` (autocommit), or None for a SQLite DB."""
     if not (Path(db) / "balsamdb").exists():

@@ -8,10 +8,11 @@ import click
 from balsam import api, config, logs, used_dbs
 
 
-def attach(ctx, admin=False):
-    """Attach to the selected DB (one line naming the path if it is not one)."""
+def attach(ctx, admin=False, current_schema=True):
+    """Attach to the selected DB (one line naming the path if it is not one,
+    or, unless ``current_schema`` is False, if its tables are older than this Balsam)."""
     root = ctx.find_root()
-    selection = api.attach(root.obj.get("db_path") if root.obj else None, admin=admin)
+    selection = api.attach(root.obj.get("db_path") if root.obj else None, admin=admin, current_schema=current_schema)
     logs.configure(selection.path, "cli")
     used_dbs.record(selection.path)
     return selection

@@ -70,7 +70,7 @@ def which(ctx, list_used, activate):
     from balsam.config import SQLITE_NAME
     from balsam.core import states
 
-    selection = attach(ctx)
+    selection = attach(ctx, current_schema=False)
     integrity = api.integrity(WHICH_CHECK_SEC)
     counts = api.state_counts()
     total = sum(counts.values())
@@ -201,7 +201,7 @@ def check(ctx, as_json, full, repair):
 @click.pass_context
 def backup(ctx, target):
     """Copy the DB while it is in use (writers keep going), verify the copy and print its path and size."""
-    selection = attach(ctx)
+    selection = attach(ctx, current_schema=False)
     from balsam.maintenance import backup as backups  # Django models: only once attached
 
     path, size = backups.backup(selection.path, target)
@@ -217,7 +217,7 @@ def restore(ctx, file):
     (PostgreSQL: backups/before-restore-<UTC time>.pgdump)."""
     from balsam import api
 
-    selection = attach(ctx)
+    selection = attach(ctx, current_schema=False)
     api.require_writable("restore it")
     from balsam.maintenance import backup as backups  # Django models: only once attached
 

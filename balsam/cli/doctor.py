@@ -17,7 +17,7 @@ def doctor(ctx, wf, as_json, ref):
     from balsam import api
     from balsam.config import load_settings
 
-    selection = attach(ctx)
+    selection = attach(ctx, current_schema=False)
     from balsam import doctor as diagnosis  # Django models: only once attached
 
     job = api.get_job(ref) if ref else None

@@ -15,6 +15,7 @@ from django.db.models import Count, Max, Q, Sum
 from balsam.core import launch_states, sql, states
 from balsam.core.json_values import job_id
 from balsam.core.models import ApplicationDefinition, BalsamJob, DBIdentity, JobDependency, QueuedLaunch
+from balsam.core.models import job_rows as job_rows_module
 from balsam.exceptions import ValidationError
 
 
@@ -116,6 +117,20 @@ def jobs_by_id(ids):
     for chunk in sql.chunks(ids):
         found.extend(BalsamJob.objects.filter(pk__in=chunk))
     return found
+
+
+def job_rows(ids):
+    """The jobs with these ids as ``JobRow``s (plain values, no model
+    instances: what a launcher reads for every job it claims), in the order
+    of ``ids`` (a claim's order is the order to run them in); missing ones
+    are left out."""
+    head = job_rows_module.select_sql()
+    wanted = sql.pk_params([job_id(i) for i in ids])
+    found = {}  # stored id -> row
+    for chunk in sql.chunks(wanted):
+        for values in sql.raw_fetchall(head + sql.marks(len(chunk)) + ")", chunk):
+            found[values[0]] = values
+    return [job_rows_module.JobRow.from_db(found[pk]) for pk in wanted if pk in found]
 
 
 def stored_state(pk):

@@ -248,6 +248,17 @@ def prepared_execute(statement, params):
             return cursor.rowcount
 
 
+def plain_values(queryset):
+    """The rows of a ``values_list`` ``queryset`` as the driver returns them,
+    without Django's per-value converters (SQLite's ids stay 32 hex digits):
+    for queries whose values go straight back into SQL, such as the ids a
+    claim then updates. The query is still built and compiled by Django."""
+    statement, params = queryset.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(statement, params)
+        return cursor.fetchall()
+
+
 def raw_fetchall(sql, params):
     """``execute`` + ``fetchall`` the same way as ``raw_executemany``."""
     connection.ensure_connection()

@@ -3,7 +3,8 @@
 Call sites (models, api, launcher, service) use these methods and never know
 whether the write is applied in-process or by the dbserver. A client only has
 to implement ``request(op, payload)``; operation names and payloads are the
-whitelist in ``balsam.core.operations`` and must stay JSON-able.
+whitelist in ``balsam.core.operations`` and must stay JSON-able (job ids may
+be ``UUID``s: the wire sends their text, an in-process client skips it).
 """
 
 from abc import ABC, abstractmethod
@@ -86,7 +87,7 @@ class WriteClient(ABC):
         message)`` and lease releases in one request."""
         payload = {
             "moves": [[list(ids), *rest] for ids, *rest in moves],
-            "fields": [[str(i), f] for i, f in fields],
+            "fields": [[i, f] for i, f in fields],
             "release_owner": release_owner,
             "release_ids": list(release_ids),
         }

@@ -85,3 +85,21 @@ def unapplied_migrations():
 
     loader = MigrationExecutor(connection).loader
     return sorted(f"{app}.{name}" for app, name in loader.graph.nodes if (app, name) not in loader.applied_migrations)
+
+
+def missing_schema_updates():
+    """Balsam's own migrations the attached DB has not applied (names,
+    sorted): the files in ``balsam/core/migrations`` against the rows of
+    Django's migration table. A listing and one query, no migration loader:
+    every command that attaches checks it (``api.attach``)."""
+    from django.db import DatabaseError, connection
+
+    folder = Path(__file__).resolve().parent.parent / "core" / "migrations"
+    shipped = {p.stem for p in folder.glob("[0-9][0-9][0-9][0-9]_*.py")}
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT name FROM django_migrations WHERE app = %s", ["balsam"])
+            applied = {name for (name,) in cursor.fetchall()}
+    except DatabaseError:
+        applied = set()  # no migration table at all: nothing applied
+    return sorted(shipped - applied)

@@ -52,7 +52,7 @@ class Batch:
         """``at``: when the job moved, epoch seconds (a run's real start or
         end); default now. Its event carries that time, not the write's."""
         self.rounds[job_id] += 1
-        self.moves[(self.rounds[job_id], state, message)].append((str(job_id), at or time.time()))
+        self.moves[(self.rounds[job_id], state, message)].append((job_id, at or time.time()))
         self._pending_moves += 1
         if self._in_life_order:
             rank = LIFE_ORDER.get(state)
@@ -68,7 +68,7 @@ class Batch:
         self.notes.append(([str(job_id)], message))
 
     def release(self, job_id):
-        self.releases.append(str(job_id))
+        self.releases.append(job_id)
 
     def flush(self, wait=False):
         """Start writing everything collected, unless a write is still in

@@ -27,8 +27,8 @@ def job_variables(job, app_env, parent_ids, child_ids, db_path, handler=None):
     if job.environ_vars:
         env.update(job.environ_vars)
     env["BALSAM_JOB_ID"] = str(job.job_id)
-    env["BALSAM_PARENT_IDS"] = json.dumps([str(p) for p in parent_ids])
-    env["BALSAM_CHILD_IDS"] = json.dumps([str(c) for c in child_ids])
+    env["BALSAM_PARENT_IDS"] = json.dumps([str(p) for p in parent_ids]) if parent_ids else "[]"
+    env["BALSAM_CHILD_IDS"] = json.dumps([str(c) for c in child_ids]) if child_ids else "[]"
     env["BALSAM_DB_PATH"] = str(db_path)
     if job.threads_per_rank > 1:
         env["OMP_NUM_THREADS"] = str(job.threads_per_rank)

@@ -103,12 +103,13 @@ class JobSource:
 
     def claim(self, want, minutes_left=None):
         """Lease up to ``want`` claimable jobs (only those that fit in
-        ``minutes_left``, when the launcher has a time limit); returns them."""
+        ``minutes_left``, when the launcher has a time limit); returns them
+        (``JobRow``s)."""
         scope = dict(self.scope)
         if minutes_left is not None:
             scope["max_wall_time_minutes"] = max(0.0, minutes_left)
         ids = self.client.claim(self.owner, sorted(states.CLAIMABLE_STATES), want, self.lease_expiry_sec, scope)
-        return queries.jobs_by_id(ids) if ids else []
+        return queries.job_rows(ids) if ids else []
 
     def release_all(self):
         self.client.release(self.owner)

@@ -18,6 +18,7 @@ import uuid
 from pathlib import Path
 
 from balsam.core import queries, states, write_client
+from balsam.core.models.job_rows import JOB_ROW_FIELDS
 from balsam.core.outputs import run_output_name
 from balsam.exceptions import BalsamError
 from balsam.launcher import mpi_commands, steps
@@ -73,7 +74,7 @@ class Launcher:
         self.started = time.monotonic()
         self.deadline = self.started + time_limit_minutes * 60 if time_limit_minutes else None
         self.slots = SerialSlots(nodes, max_ranks_per_node or nodes[0].cores) if job_mode == "serial" else MPISlots(nodes)
-        self.held = {}  # job id -> BalsamJob (with our lease)
+        self.held = {}  # job id -> JobRow (with our lease)
         self.apps = {}
         inherited_env = dict(os.environ)
         self.commands = mpi_commands.RunCommands(job_mode, len(nodes), inherited_env)
@@ -246,7 +247,8 @@ class Launcher:
         if fields:
             self.batch.set_fields(job.pk, **fields)
             for name, value in fields.items():
-                setattr(job, name, value)
+                if name in JOB_ROW_FIELDS:  # the row holds what the launcher reads back; the rest is only written
+                    setattr(job, name, value)
         self.batch.move(job.pk, state, message, None if at is None else time.time() - (time.monotonic() - at))
         job.state = state
         self._overran.discard(job.pk)
@@ -285,7 +287,7 @@ class Launcher:
         stale = [pk for pk in candidates if pk in self._scripted]
         fresh = {pk: self.held[pk] for pk in candidates}
         if stale:
-            fresh.update((j.pk, j) for j in queries.jobs_by_id(stale))
+            fresh.update((j.pk, j) for j in queries.job_rows(stale))
             self._scripted.difference_update(stale)
         placed, rest = [], []
         for pk, job in fresh.items():

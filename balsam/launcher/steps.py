@@ -77,14 +77,16 @@ def _post(job, app):
 
 
 def _ready(job, app, ctx):
-    workdir = Path(job.working_directory)
-    if ctx.parent_dirs:  # else the spawner makes it for the job's first process (off the launcher's loop)
+    # Without parents' files to link, the directory is left to the spawner,
+    # which makes it for the job's first process (off the launcher's loop).
+    if ctx.parent_dirs:
+        workdir = Path(job.working_directory)
         workdir.mkdir(parents=True, exist_ok=True)
-    staging.link_parent_files(workdir, job.input_files, [(pk, d) for pk, d, _ in ctx.parent_dirs],
-                              skip_names={out for _, _, out in ctx.parent_dirs})
+        staging.link_parent_files(workdir, job.input_files, [(pk, d) for pk, d, _ in ctx.parent_dirs],
+                                  skip_names={out for _, _, out in ctx.parent_dirs})
     if job.stage_in_url:
-        return ProcessSpec("stage_in", staging.transfer_in_command(job.stage_in_url, workdir), "stage_in.log",
-                           header=f"# stage in from {job.stage_in_url}")
+        return ProcessSpec("stage_in", staging.transfer_in_command(job.stage_in_url, Path(job.working_directory)),
+                           "stage_in.log", header=f"# stage in from {job.stage_in_url}")
     return Move(states.STAGED_IN)
 
 

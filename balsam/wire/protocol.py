@@ -17,6 +17,7 @@ import json
 import os
 import random
 import time
+import uuid
 
 VERSION = 1
 MAX_REQUEST_BYTES = 32 * 2**20  # larger requests get an error reply
@@ -74,8 +75,17 @@ class ProtocolError(Exception):
         self.request_id = request_id
 
 
+def _as_text(value):
+    """Job ids may be ``UUID``s in a payload (an in-process client hands them
+    to the operations as they are, saving a round trip through text per id);
+    on the wire they are their text."""
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
 # json.dumps/loads with options build a new encoder per call; these are reused.
-_encode = json.JSONEncoder(separators=(",", ":")).encode
+_encode = json.JSONEncoder(separators=(",", ":"), default=_as_text).encode
 _decode = json.JSONDecoder().decode
 # Request ids need uniqueness, not secrecy: a per-process generator seeded from
 # the OS (and reseeded in forked children) costs no system call per id.

@@ -3,7 +3,6 @@ the next runnable job in the spawner to start the moment a run ends. Such a
 job must not start before its slot frees, must record RUNNING only once it
 really started, and a kill while it waits must mean it never starts."""
 
-import time
 from pathlib import Path
 
 from tests.helpers import wait_until
@@ -19,6 +18,10 @@ def pid_file(job):
     return Path(job.working_directory) / "sleeper.pid"
 
 
+def lease_owner(job):
+    return BalsamJob.objects.filter(pk=job.pk).values_list("lease_owner", flat=True).first()
+
+
 def one_busy_slot(db, waiting_name):
     """A launcher with one slot, its run of job "first" going, and a second job runnable
     behind it: ``(launcher, first, first_pid, waiting)``."""
@@ -28,8 +31,9 @@ def one_busy_slot(db, waiting_name):
     try:
         first_pid = sleeper_pid(first)
         waiting = api.add_job(name=waiting_name, workflow="w", application="sleeper", args="30")
-        wait_until(lambda: state(waiting) == "PREPROCESSED", 30, f"job {waiting_name} to be runnable")
-        time.sleep(1)  # a pass or two: it is claimed and queued in the spawner behind the first run
+        # Claimed: the same pass of the launcher queues it in the spawner behind the first run.
+        wait_until(lambda: state(waiting) == "PREPROCESSED" and lease_owner(waiting), 30,
+                   f"job {waiting_name} to be runnable and claimed")
     except BaseException:
         stop(launcher)
         raise
@@ -46,8 +50,7 @@ def test_a_job_waiting_for_the_slot_starts_when_the_run_before_it_ends(db):
         wait_until(lambda: state(second) == "RUNNING", 10, "the second job to be RUNNING")
         # The slot went to the second run: a third job waits for it.
         third = api.add_job(name="third", workflow="w", application="sleeper", args="30")
-        wait_until(lambda: state(third) == "PREPROCESSED", 30, "the third job to be runnable")
-        time.sleep(1)
+        wait_until(lambda: state(third) == "PREPROCESSED" and lease_owner(third), 30, "the third job to be claimed")
         assert not pid_file(third).exists()
         api.kill(second)
         wait_until(lambda: gone(second_pid), 5, "the second run to be stopped")
@@ -65,7 +68,8 @@ def test_a_job_killed_while_it_waits_for_the_slot_never_starts(db):
     try:
         api.kill(waiting)
         wait_until(lambda: state(waiting) == "USER_KILLED", 10, "the kill")
-        time.sleep(1)  # the launcher sees the kill (every 0.5 s) and cancels the queued start
+        # The launcher releases a killed job's lease once it has dropped it (and cancelled its queued start).
+        wait_until(lambda: lease_owner(waiting) == "", 10, "the launcher to let the killed job go")
         api.kill(first)
         wait_until(lambda: gone(first_pid), 5, "the first run to be stopped")
         after = api.add_job(name="after", workflow="w", application="sleeper", args="30")

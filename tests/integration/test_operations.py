@@ -131,7 +131,11 @@ def test_event_stamps_are_what_django_stores(client):
 
     times = [datetime.datetime(2026, 11, 30, 5, 6, 7, 89, tzinfo=datetime.timezone.utc),
              datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.timezone(datetime.timedelta(hours=-6)))]
-    assert event_stamps(times) == [event_stamp(t) for t in times]
+    epochs = [t.timestamp() for t in times] + [1764479167.9999996, 1764479167.0000004, 1764479167.5, 1e9 + 0.25]
+    epochs += [1764479167 + i / 997 for i in range(2000)]  # many fractions, two seconds shared by many
+    expected = [event_stamp(datetime.datetime.fromtimestamp(at, datetime.timezone.utc)) for at in epochs]
+    assert event_stamps(epochs) == expected
+    assert event_stamps(epochs) == expected  # again, from the remembered seconds
 
 
 def test_apply_batch_checks_each_jobs_moves_in_turn_from_its_stored_state(client, new_jobs):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import wait_until
+from tests.helpers import one_line_error, wait_until
 from tests.fixtures.postgres import USER as PG_USER
 
 BALSAM = str(Path(sys.executable).with_name("balsam"))
@@ -26,15 +26,6 @@ on_postgres = pytest.mark.parametrize("db_backend", ["postgres"], indirect=True)
 def balsam(*args, env=None, timeout=60):
     return subprocess.run([BALSAM, *map(str, args)], capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, **(env or {})})
-
-
-def one_line_error(result, *fragments):
-    assert result.returncode != 0, result.stdout
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
 
 
 def address(path):

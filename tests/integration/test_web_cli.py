@@ -12,6 +12,7 @@ import urllib.request
 
 import pytest
 
+from tests import helpers
 from tests.helpers import WebProcess, db_rows
 
 PASSWORD = "correct-horse-42"
@@ -47,11 +48,8 @@ def fetch(url, host=None):
 
 
 def one_line_error(result, code=1):
-    assert result.returncode == code, result.stdout + result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-    assert "Traceback" not in result.stderr and "unexpected" not in result.stderr
-    return lines[0]
+    """The web commands' refusals exit 1 (a usage error: 2)."""
+    return helpers.one_line_error(result, code=code)
 
 
 def logins(db):

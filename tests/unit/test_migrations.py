@@ -6,6 +6,8 @@ import uuid
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
+from tests.helpers import one_line_error
+
 BEFORE = ("balsam", "0004_queued_launches")
 AFTER = ("balsam", "0005_timeout_retries")
 
@@ -90,3 +92,23 @@ def _table_sql(name):
     with connection.cursor() as cursor:
         cursor.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = %s", [name])
         return cursor.fetchone()[0]
+
+
+def test_a_db_older_than_the_code_is_refused_with_its_repair_until_balsam_init(db, balsam_cmd):
+    """A launcher on a DB that lacks the latest schema update ran without the
+    index its claims rely on (5 jobs/s): every command that works on the DB
+    refuses it in one line naming the fix; the ones that copy or inspect it
+    still work, and ``balsam init`` updates it."""
+    _migrate(("balsam", "0011_pg_event_user"))  # the real schema before 0012
+    for words in (["ls"], ["launcher", "--consume-all", "--until-idle"], ["job", "--name", "x", "--workflow", "w", "--application", "hello"]):
+        result = balsam_cmd(*words)
+        assert result.returncode != 0, words
+        line = one_line_error(result)
+        assert "older than this Balsam" in line and "0012_job_wf_state_time" in line, line
+        assert f"balsam init {db}" in line, line
+    assert balsam_cmd("which").returncode == 0
+    assert balsam_cmd("db", "backup").returncode == 0
+    doctor = balsam_cmd("doctor")
+    assert "older than this Balsam" in doctor.stdout and f"balsam init {db}" in doctor.stdout
+    assert balsam_cmd("init", str(db)).returncode == 0
+    assert balsam_cmd("ls").returncode == 0

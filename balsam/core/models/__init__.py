@@ -6,7 +6,8 @@ for each):
   ``ReadOnlyModel``);
 - ``jobs``: ``ApplicationDefinition``, ``BalsamJob``, ``JobDependency``, ``JobEvent``;
 - ``bookkeeping``: ``AppliedRequest``, ``DBIdentity``, ``QueuedLaunch``, ``LauncherRecord``;
-- ``aggregates``: ``StateMinute``, ``JobCount``.
+- ``aggregates``: ``StateMinute``, ``JobCount``;
+- ``job_rows``: ``JobRow``, a job's launcher-side columns as plain values (no model instance).
 
 Every write is routed through the installed write client (``core.write_client``):
 ``save()``, ``delete()``, and the querysets' ``update()``, ``delete()``,

@@ -3,6 +3,7 @@ and each job's history of events."""
 
 import datetime
 import logging
+import re
 import uuid
 from pathlib import Path
 
@@ -55,6 +56,26 @@ class ApplicationDefinition(TrackedModel):
 
 class JobQuerySet(RoutedQuerySet):
     write_kind = "jobs"
+
+
+def working_directory(workdir, user_workdir):
+    """Absolute path of the directory a job runs in: the user's own
+    ``user_workdir``, else its ``workdir`` under the DB's ``data/``."""
+    if user_workdir:
+        return str(Path(user_workdir).expanduser().resolve())
+    if not workdir:
+        return ""
+    root = _data_roots.get(settings.BALSAM_DB_PATH)
+    if root is None:
+        root = _data_roots[settings.BALSAM_DB_PATH] = str(Path(settings.BALSAM_DB_PATH) / "data")
+    if _PLAIN_WORKDIR.match(workdir):  # as Balsam names them: joining is what Path would make of it
+        return f"{root}/{workdir}"
+    return str(Path(root) / workdir)
+
+
+# ``<workflow>/<name>_<id>`` as jobs.py makes them: no empty, "." or ".." parts.
+_PLAIN_WORKDIR = re.compile(r"(?:[\w+-][\w.+-]*/)?[\w+-][\w.+-]*\Z")
+_data_roots = {}  # BALSAM_DB_PATH -> its data/ directory (a launcher asks for every job it runs)
 
 
 def _new_job_id():
@@ -177,11 +198,7 @@ class BalsamJob(TrackedModel):
     @property
     def working_directory(self):
         """Absolute path of the directory the job runs in."""
-        if self.user_workdir:
-            return str(Path(self.user_workdir).expanduser().resolve())
-        if not self.workdir:
-            return ""
-        return str(Path(settings.BALSAM_DB_PATH) / "data" / self.workdir)
+        return working_directory(self.workdir, self.user_workdir)
 
     def create_working_path(self):
         path = Path(self.working_directory)

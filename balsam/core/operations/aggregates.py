@@ -56,11 +56,11 @@ def add_moves(sources, to_state, now):
 
 
 def add_events(events):
-    """Moves ``(workflow, from_state, to_state, time)``, each counted in the
-    minute of its own time (the launcher's batch: one pass for all its steps)."""
+    """Moves ``(workflow, from_state, to_state, time)`` (time: seconds since
+    the epoch), each counted in the minute of its own time (the launcher's
+    batch: one pass for all its steps)."""
     minutes, counts = {}, Counter()
-    for workflow, from_state, to_state, at in events:
-        epoch = at.timestamp()
+    for workflow, from_state, to_state, epoch in events:
         minute = int(epoch // 60)
         rest = (minute + 1) * 60 - epoch
         for state, entered, exited in ((from_state, 0, 1), (to_state, 1, 0)):

@@ -2,8 +2,9 @@
 launcher's batch of one loop pass."""
 
 import datetime
+import functools
 
-from django.db import models
+from django.db import connection, models
 from django.utils import timezone
 
 from balsam.core import queries, sql, states
@@ -45,11 +46,18 @@ def claim_jobs(owner, states, limit=1, lease_expiry_sec=180, scope=None):
     positive_number("lease_expiry_sec", lease_expiry_sec)
     now = timezone.now()
     qs = queries.scope_from(scope).filter(models.Q(lease_owner="") | lapsed(now, lease_expiry_sec), state__in=wanted)
-    ids = list(sql.claimable(qs.order_by(*queries.IN_STATE_ORDER)).values_list("pk", flat=True)[: int(limit)])
+    # The ids as stored, into a plain UPDATE: a launcher claims hundreds of
+    # jobs a second, and the ORM's per-row conversions and update compiler
+    # cost more than the statements.
+    ids = [pk for pk, in sql.plain_values(sql.claimable(qs.order_by(*queries.IN_STATE_ORDER)).values_list("pk")[
+        : int(limit)])]
+    stamp = functools.partial(BalsamJob._meta.get_field("lease_expires_at").get_db_prep_save, connection=connection)
     for chunk in sql.chunks(ids):
-        BalsamJob.objects.filter(pk__in=chunk)._direct_update(
-            lease_owner=owner, lease_heartbeat=now, lease_expires_at=_expires(now, lease_expiry_sec))
-    return [str(pk) for pk in ids]
+        sql.raw_executemany(
+            f"UPDATE {sql.table(BalsamJob)} SET lease_owner = %s, lease_heartbeat = %s, lease_expires_at = %s "
+            f"WHERE job_id IN ({sql.marks(len(chunk))})",
+            [[owner, stamp(now), stamp(_expires(now, lease_expiry_sec))] + chunk])
+    return [str(job_id(pk)) for pk in ids]
 
 
 def recover_expired_leases(lease_expiry_sec):
@@ -146,7 +154,6 @@ def _step(move):
         latest = timezone.now().timestamp() + MAX_MOVE_AHEAD_SEC
         if not all(isinstance(t, (int, float)) and not isinstance(t, bool) and 0 < t <= latest for t in times):
             raise ValidationError("a move's times must be seconds since the epoch, not in the future")
-        times = [datetime.datetime.fromtimestamp(t, datetime.timezone.utc) for t in times]
     return ids, states.validate_state_name(state), message, times
 
 
