@@ -32,7 +32,9 @@ same on a copy of a DB holding JOBS dummy jobs of another workflow (built
 once with ``balsam make_dummies`` and kept under the work dir).
 
 Repetitions are interleaved (rep 1 of every system, then rep 2, ...), so a
-drift in background load spreads over all systems. Columns: median tasks/s
+drift in background load spreads over all systems, and each repetition starts
+one system later than the one before (what a run leaves behind -- thousands of
+job directories deleted -- is not always paid by the same next system). Columns: median tasks/s
 (min-max), median CPU ms/task -- the CPU of every process of the run, tasks
 included, from a cpuacct cgroup made for each run (``-`` where none can be
 made) -- and the ratio of the medians to ``loop`` and to ``balsam``.
@@ -314,7 +316,11 @@ def main():
             label = f"{scenario} N={n} W={width}"
             records = {s: [] for s in systems}
             for rep in range(args.reps):
-                for system in systems:
+                # Each repetition starts one system later: a run pays for what the one
+                # before it left (thousands of job directories just deleted are slow to
+                # allocate again on ext4), so a fixed order would favour the same system.
+                turn = rep % len(systems)
+                for system in systems[turn:] + systems[:turn]:
                     rundir = args.workdir / "runs" / f"{scenario}-{system}-r{rep}"
                     shutil.rmtree(rundir, ignore_errors=True)
                     rundir.mkdir(parents=True)
@@ -324,6 +330,7 @@ def main():
                         f"{record['cpu_ms']:.2f} CPU ms/task" if record["cpu_ms"] is not None else "no CPU figure")
                     log(f"  {label} rep {rep + 1}: {system}: {shown}, failures {record.get('failures', '-')}")
                     shutil.rmtree(rundir, ignore_errors=True)
+                    os.sync()  # the deletion's writeback is not the next run's to pay
             rows += table_rows(scenario, label, {s: summary(r) for s, r in records.items()}, missed)
     except KeyboardInterrupt:
         log("interrupted: the table covers the finished scenarios")
