@@ -33,8 +33,10 @@ once with ``balsam make_dummies`` and kept under the work dir).
 
 Repetitions are interleaved (rep 1 of every system, then rep 2, ...), so a
 drift in background load spreads over all systems, and each repetition starts
-one system later than the one before (what a run leaves behind -- thousands of
-job directories deleted -- is not always paid by the same next system). Columns: median tasks/s
+one system later than the one before. Run directories are deleted only at the
+end (ext4 creates inodes slowly for minutes after mass deletions, which a
+system making a directory per task would pay): leave a few minutes between two
+invocations. Columns: median tasks/s
 (min-max), median CPU ms/task -- the CPU of every process of the run, tasks
 included, from a cpuacct cgroup made for each run (``-`` where none can be
 made) -- and the ratio of the medians to ``loop`` and to ``balsam``.
@@ -308,6 +310,11 @@ def main():
         args.backlog_db = backlog_template(args.workdir, args.backlog)
     sizes = {"true": args.n_true, "sleep": args.n_sleep, "mpi": args.mpi_n, "backlog": args.n_true}
     rows, missed = [], []
+    # Every run's directory is kept until the end: ext4 makes new inodes slowly for minutes
+    # after thousands were deleted (``find_inode_bit`` skips recently deleted ones: `perf` put
+    # 50% of the spawner's CPU there, x6 its cost per mkdir), and a system that makes a
+    # directory per task would pay for the previous run's deletion.
+    runs = args.workdir / "runs" / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     try:
         for scenario in scenarios:
             task, allowed = SCENARIOS[scenario]
@@ -316,24 +323,24 @@ def main():
             label = f"{scenario} N={n} W={width}"
             records = {s: [] for s in systems}
             for rep in range(args.reps):
-                # Each repetition starts one system later: a run pays for what the one
-                # before it left (thousands of job directories just deleted are slow to
-                # allocate again on ext4), so a fixed order would favour the same system.
+                # Each repetition starts one system later: a run may pay for what the one
+                # before it left (the page cache, the file system), and a fixed order would
+                # always charge the same system.
                 turn = rep % len(systems)
                 for system in systems[turn:] + systems[:turn]:
-                    rundir = args.workdir / "runs" / f"{scenario}-{system}-r{rep}"
-                    shutil.rmtree(rundir, ignore_errors=True)
+                    rundir = runs / f"{scenario}-{system}-r{rep}"
                     rundir.mkdir(parents=True)
                     record = run_once(args, system, task, n, width, rundir)
                     records[system].append(record)
                     shown = record.get("error") or f"{record['rate']:,.0f} tasks/s, " + (
                         f"{record['cpu_ms']:.2f} CPU ms/task" if record["cpu_ms"] is not None else "no CPU figure")
                     log(f"  {label} rep {rep + 1}: {system}: {shown}, failures {record.get('failures', '-')}")
-                    shutil.rmtree(rundir, ignore_errors=True)
-                    os.sync()  # the deletion's writeback is not the next run's to pay
+                    os.sync()  # this run's writeback is not the next run's to pay
             rows += table_rows(scenario, label, {s: summary(r) for s, r in records.items()}, missed)
     except KeyboardInterrupt:
         log("interrupted: the table covers the finished scenarios")
+    finally:
+        shutil.rmtree(runs, ignore_errors=True)
     if rows:
         print_table(rows)
         print_verdict(missed)
