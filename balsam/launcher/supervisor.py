@@ -60,8 +60,17 @@ class Supervisor:
         return [(handle.job_id, handle.hosts, handle.started) for handle in handles]
 
     def takes_over(self, pk):
-        """The run of job ``pk`` ended: whether a run requested after it holds its hosts now."""
-        return self.successors.pop(pk, None) in self.runs
+        """The run of job ``pk`` ended (or is being stopped): whether a run
+        requested after it took (or will take) its hosts. The spawner starts
+        the next run of a queue the moment one is reaped, so any successor
+        still linked took them -- even one that has itself ended since, in the
+        same collection: its own end hands them on or gives them back. (Asking
+        whether the successor is still running gave a slot back twice when
+        both runs of a 10 ms task ended between two looks: the launcher then
+        ran more jobs at once than it has slots.) A cancelled successor is
+        unlinked by ``stop``; one that failed to start passes the hosts on in
+        the spawner as in ``successors``."""
+        return self.successors.pop(pk, None) is not None
 
     def start_transition(self, pk, spec, workdir, env, log_path, timeout):
         process = ManagedProcess(self.spawner, spec.kind, pk, spec.argv, workdir, env, log_path, timeout,

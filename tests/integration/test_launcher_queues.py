@@ -158,3 +158,22 @@ def test_stopping_with_a_deep_queue_starts_none_of_it(one_slot):
         stored = BalsamJob.objects.get(pk=job.pk)
         assert (stored.state, stored.lease_owner) == (states.PREPROCESSED, "")
         assert not pid_file(job).exists()
+
+
+def test_one_slot_never_runs_two_jobs_at_once_when_runs_end_faster_than_the_loop_looks(db, monkeypatch, tmp_path):
+    """Runs of 10 ms end several to one tick of the loop: a run and the one
+    that took its place often end between two looks. Each hands its slot on
+    or back exactly once; a slot given back twice let the launcher start more
+    jobs than it has slots (seen as 277 jobs/s of 10 ms tasks on 2 slots)."""
+    monkeypatch.setattr(launcher_module, "MIN_QUEUE_DEPTH", DEPTH)
+    lock, overlap = tmp_path / "running", tmp_path / "OVERLAP"
+    script = tmp_path / "one_at_a_time.sh"
+    script.write_text(f"mkdir {lock} 2>/dev/null || touch {overlap}\nsleep 0.01\nrmdir {lock} 2>/dev/null\n")
+    api.add_app("short", f"/bin/sh {script}", check_paths=False)
+    jobs = [api.add_job(name=f"s{i}", workflow="w", application="short") for i in range(80)]
+    running = LauncherThread(db)
+    try:
+        wait_until(lambda: all(state(job) == states.JOB_FINISHED for job in jobs), 120, "every job to finish")
+    finally:
+        running.stop()
+    assert not overlap.exists(), "two jobs ran at once in the launcher's one slot"
