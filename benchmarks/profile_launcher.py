@@ -81,10 +81,11 @@ def cpu_snapshot(launcher_pid):
     import psutil
 
     launcher = psutil.Process(launcher_pid)
-    threads = sorted(launcher.threads(), key=lambda t: t.id)  # the main thread has the lowest id
+    threads = {t.id: t.user_time + t.system_time for t in launcher.threads()}
+    loop = threads.pop(launcher_pid)  # Linux: the main thread's id is the process id
     spawner = launcher.children()[0].cpu_times()
-    return {"launcher loop (main thread)": threads[0].user_time + threads[0].system_time,
-            "launcher batch thread and others": sum(t.user_time + t.system_time for t in threads[1:]),
+    return {"launcher loop (main thread)": loop,
+            "launcher batch thread and others": sum(threads.values()),
             "spawner": spawner.user + spawner.system,
             "tasks (/bin/true)": spawner.children_user + spawner.children_system}
 

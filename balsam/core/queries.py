@@ -6,16 +6,18 @@ here writes. Raw SQL is used only on the launcher's hot paths, through
 ``core.sql`` (table names from the models).
 """
 
+import functools
 import uuid
 from collections import defaultdict
 from pathlib import Path
 
+from django.db import connection
 from django.db.models import Count, Max, Q, Sum
 
 from balsam.core import launch_states, sql, states
 from balsam.core.json_values import job_id
 from balsam.core.models import ApplicationDefinition, BalsamJob, DBIdentity, JobDependency, QueuedLaunch
-from balsam.core.models import job_rows as job_rows_module
+from balsam.core.models.job_rows import JOB_ROW_FIELDS, JobRow
 from balsam.exceptions import ValidationError
 
 
@@ -124,13 +126,22 @@ def job_rows(ids):
     instances: what a launcher reads for every job it claims), in the order
     of ``ids`` (a claim's order is the order to run them in); missing ones
     are left out."""
-    head = job_rows_module.select_sql()
+    head = _job_row_select(connection.vendor)
     wanted = sql.pk_params([job_id(i) for i in ids])
     found = {}  # stored id -> row
     for chunk in sql.chunks(wanted):
         for values in sql.raw_fetchall(head + sql.marks(len(chunk)) + ")", chunk):
             found[values[0]] = values
-    return [job_rows_module.JobRow.from_db(found[pk]) for pk in wanted if pk in found]
+    return [JobRow.from_db(found[pk]) for pk in wanted if pk in found]
+
+
+@functools.lru_cache(maxsize=4)
+def _job_row_select(vendor):
+    """``SELECT <JOB_ROW_FIELDS> FROM <job table> WHERE job_id IN (`` (the
+    caller adds the marks), made once per backend: a launcher reads rows on
+    every claim."""
+    columns = ", ".join(connection.ops.quote_name(BalsamJob._meta.get_field(name).column) for name in JOB_ROW_FIELDS)
+    return f"SELECT {columns} FROM {sql.table(BalsamJob)} WHERE job_id IN ("
 
 
 def stored_state(pk):

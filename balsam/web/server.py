@@ -51,11 +51,9 @@ def _log_to_file(*names):
 
 def check_schema(db_path):
     """Refuse a DB whose tables are older than this Balsam (``balsam init`` updates them)."""
-    from django.db import connection
-    from django.db.migrations.executor import MigrationExecutor
+    from balsam.django_config import unapplied_migrations
 
-    executor = MigrationExecutor(connection)
-    if executor.migration_plan(executor.loader.graph.leaf_nodes()):
+    if unapplied_migrations():
         raise ConfigError(f"the DB at {db_path} needs its tables updated for this Balsam; run: balsam init {db_path}")
 
 

@@ -14,7 +14,7 @@ by convention: writes go through the write path, never through a row.
 import json
 import uuid
 
-from balsam.core.models.jobs import BalsamJob, working_directory
+from balsam.core.models.jobs import working_directory
 
 JOB_ROW_FIELDS = (
     "job_id", "name", "workflow", "state", "application", "args", "environ_vars", "input_files", "workdir",
@@ -64,9 +64,3 @@ class JobRow:
 
     def __repr__(self):
         return f"<JobRow {self.cute_id} {self.state}>"
-
-
-def select_sql():
-    """``SELECT <JOB_ROW_FIELDS> FROM <job table> WHERE job_id IN (`` -- the caller adds the marks."""
-    columns = ", ".join(BalsamJob._meta.get_field(name).column for name in JOB_ROW_FIELDS)
-    return f"SELECT {columns} FROM {BalsamJob._meta.db_table} WHERE job_id IN ("

@@ -2,9 +2,8 @@
 launcher's batch of one loop pass."""
 
 import datetime
-import functools
 
-from django.db import connection, models
+from django.db import models
 from django.utils import timezone
 
 from balsam.core import queries, sql, states
@@ -12,7 +11,7 @@ from balsam.core.json_values import job_id
 from balsam.core.models import BalsamJob
 from balsam.core.operations.jobs import update_jobs_each
 from balsam.core.operations.launchers import seen as launcher_seen
-from balsam.core.operations.transitions import note_jobs, record, record_steps
+from balsam.core.operations.transitions import event_stamp, note_jobs, record, record_steps
 from balsam.core.operations.validation import owner as valid_owner
 from balsam.core.operations.validation import positive_number, state_list
 from balsam.exceptions import ValidationError
@@ -51,12 +50,11 @@ def claim_jobs(owner, states, limit=1, lease_expiry_sec=180, scope=None):
     # cost more than the statements.
     ids = [pk for pk, in sql.plain_values(sql.claimable(qs.order_by(*queries.IN_STATE_ORDER)).values_list("pk")[
         : int(limit)])]
-    stamp = functools.partial(BalsamJob._meta.get_field("lease_expires_at").get_db_prep_save, connection=connection)
+    lease = [owner, event_stamp(now), event_stamp(_expires(now, lease_expiry_sec))]  # as Django stores times
     for chunk in sql.chunks(ids):
         sql.raw_executemany(
             f"UPDATE {sql.table(BalsamJob)} SET lease_owner = %s, lease_heartbeat = %s, lease_expires_at = %s "
-            f"WHERE job_id IN ({sql.marks(len(chunk))})",
-            [[owner, stamp(now), stamp(_expires(now, lease_expiry_sec))] + chunk])
+            f"WHERE job_id IN ({sql.marks(len(chunk))})", [lease + chunk])
     return [str(job_id(pk)) for pk in ids]
 
 

@@ -162,14 +162,12 @@ def event_stamp(now):
 
 def event_stamps(epochs):
     """``event_stamp`` of each of ``epochs`` (seconds since the epoch). On
-    SQLite the same text Django stores (the time in the connection's zone,
-    ``str()``), without its checks per value: a launcher's batch has one time
-    per event."""
+    SQLite the same text Django stores (``str()`` of the UTC time), without
+    its checks per value: a launcher's batch has one time per event."""
     if connection.vendor != "sqlite":
         return [event_stamp(datetime.datetime.fromtimestamp(at, datetime.timezone.utc)) for at in epochs]
-    if connection.timezone_name != "UTC":
-        zone = connection.timezone
-        return [str(datetime.datetime.fromtimestamp(at, zone).replace(tzinfo=None)) for at in epochs]
+    # Django keeps SQLite's times in UTC (USE_TZ, and no per-DB TIME_ZONE in our settings);
+    # test_event_stamps_are_what_django_stores holds this to event_stamp.
     return [_utc_text(at) for at in epochs]
 
 
