@@ -277,6 +277,17 @@ def killed_jobs(owner):
     return list(BalsamJob.objects.filter(lease_owner=owner, state=states.USER_KILLED).values_list("pk", flat=True))
 
 
+def commits_seen():
+    """A counter that moves when another connection commits to the DB
+    (SQLite's ``data_version``, read from the WAL index in shared memory: no
+    table is read, whatever the DB's size); None on backends without one."""
+    if connection.vendor != "sqlite":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA data_version")
+        return cursor.fetchone()[0]
+
+
 def not_leased_by(owner, ids):
     """Those of ``ids`` whose lease ``owner`` no longer holds (it lapsed and
     another launcher recovered or claimed the job)."""

@@ -56,6 +56,9 @@ class JobSource:
         self.lease_expiry_sec = lease_expiry_sec
         self._last = defaultdict(float)
         self._parents_ended = True  # look at once on the first pass
+        self._blocked = True  # the last look left jobs waiting on their parents: another look reads them again
+        self._news = False  # the DB changed while the launcher idled: jobs may have been added
+        self._commits = queries.commits_seen()
 
     def _due(self, name, period):
         now = time.monotonic()
@@ -123,6 +126,21 @@ class JobSource:
         gone = [(pk, "killed by a user") for pk in queries.killed_jobs(self.owner)]
         return gone + [(pk, "its lease was lost") for pk in queries.not_leased_by(self.owner, queued())]
 
+    # ------------------------------------------------------------------ news
+    def can_watch(self):
+        """Whether ``db_changed`` can tell (else an idle launcher just polls)."""
+        return self._commits is not None
+
+    def db_changed(self):
+        """Whether another connection committed since the last call: jobs may
+        have been added, or their parents finished. Remembered for
+        ``resolve_dependencies``."""
+        commits = queries.commits_seen()
+        if commits == self._commits:
+            return False
+        self._commits, self._news = commits, True
+        return True
+
     # ------------------------------------------------------------------ dependencies
     def job_ended(self):
         """One of our jobs ended: its children may be ready (look sooner)."""
@@ -131,19 +149,30 @@ class JobSource:
     def resolve_dependencies(self):
         """Move waiting jobs on whose parents allow it, every
         DEPENDENCY_PERIOD_SEC, or after DEPENDENCY_MIN_PERIOD_SEC once one of
-        our jobs ended. A read picks the candidates; the write checks their
+        our jobs ended or the DB changed -- at once when the DB changed and the
+        last look left no job waiting (the look is then cheap; with a backlog
+        of blocked jobs it reads thousands of rows again, so it keeps its
+        period). A read picks the candidates; the write checks their
         parents again in its own transaction, so a parent added in between is
         never missed. True if any job moved."""
         since = time.monotonic() - self._last["deps"]
-        if since < (DEPENDENCY_MIN_PERIOD_SEC if self._parents_ended else DEPENDENCY_PERIOD_SEC):
+        if self._news and not self._blocked:
+            period = 0.0  # jobs submitted to an idle launcher start now, not a period later
+        elif self._parents_ended or self._news:
+            period = DEPENDENCY_MIN_PERIOD_SEC
+        else:
+            period = DEPENDENCY_PERIOD_SEC
+        if since < period:
             return False
         self._last["deps"] = time.monotonic()
-        self._parents_ended = False
+        self._parents_ended = self._news = False
         waiting = queries.waiting_jobs(self.scope, limit=WAITING_PER_PASS)
         if not waiting:
+            self._blocked = False
             return False
         parents = queries.parent_states([pk for pk, _, _ in waiting])
         candidates = [pk for pk, state, wait in waiting if states.after_parents(state, wait, parents.get(pk, []))]
+        self._blocked = len(candidates) < len(waiting) or len(waiting) == WAITING_PER_PASS
         if not candidates:
             return False
         moved = self.client.resolve_dependencies(candidates)

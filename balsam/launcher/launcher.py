@@ -11,6 +11,7 @@ jobs of a launcher that dies come back when its lease expires.
 """
 
 import logging
+import math
 import os
 import signal
 import time
@@ -32,6 +33,7 @@ from balsam.launcher.supervisor import Supervisor
 logger = logging.getLogger(__name__)
 
 MAX_IDLE_SLEEP_SEC = 0.25
+IDLE_WATCH_SEC = 0.01  # how often an idle launcher looks whether the DB changed (a ~20 us read)
 SHUTDOWN_GRACE_SEC = 30
 HOLD_PER_SLOT = 16
 CLAIM_PERIOD_SEC = 1.0  # how often to top up while more than half the target is in hand
@@ -39,15 +41,17 @@ CLAIM_PERIOD_SEC = 1.0  # how often to top up while more than half the target is
 # of jobs/s a fixed target meant a claim (a few ms of DB work) every few dozen jobs.
 HOLD_AHEAD_SEC = 0.25
 MAX_HOLD_AHEAD = 1000
-# Runs requested ahead: each slot's queue in the spawner holds what the
-# launcher ends in QUEUE_AHEAD_SEC at its recent rate (1 to MAX_QUEUE_DEPTH
-# runs). With every queue that deep, the loop need not answer each run's end:
-# it waits TICK_SEC between passes instead of waking for every reply, so a
-# pass (its scans over the held jobs, its timers, its claim) serves many runs.
+# Runs requested ahead: each slot's queue in the spawner holds QUEUE_AHEAD_SEC
+# of runs at their recent mean duration (1 to MAX_QUEUE_DEPTH runs; 1 until a
+# run has ended). With every queue that deep, the loop need not answer each
+# run's end: it waits up to TICK_SEC between passes (never longer than the
+# shortest queue lasts) instead of waking for every reply, so a pass (its
+# scans over the held jobs, its timers, its claim) serves many runs.
 QUEUE_AHEAD_SEC = 0.25
 MIN_QUEUE_DEPTH = 1
 MAX_QUEUE_DEPTH = 64
 TICK_SEC = 0.04
+RUN_SECONDS_WEIGHT = 0.05  # of each ended run in the mean duration (a moving average over ~20 runs)
 REFILL_ROUNDS = 3
 MAX_STARTS_PER_PASS = 256
 MAX_STEPS_PER_PASS = 4
@@ -87,6 +91,7 @@ class Launcher:
         self._plain_step = steps.StepContext(max_timeout_retries=max_timeout_retries)  # most steps need no more
         self._claimed_at = float("-inf")
         self._ended, self._rate, self._rate_since = 0, 0.0, time.monotonic()  # jobs/s ended, for the claim target
+        self._run_seconds = None  # recent runs' mean duration, for the spawner's queues
         self.stop_reason = None
         self.progress = progress
 
@@ -120,10 +125,11 @@ class Launcher:
                     self.request_stop("idle: nothing left to run or process")
                     break
                 sleep = 0.0 if busy else min(MAX_IDLE_SLEEP_SEC, sleep * 2 or 0.005)
-                if self._queues_full():
-                    time.sleep(TICK_SEC)  # not woken by each run's end: the spawner refills the slots meanwhile
+                tick = self._queued_seconds()
+                if tick:
+                    time.sleep(tick)  # not woken by each run's end: the spawner refills the slots meanwhile
                 if sleep:
-                    self.processes.wait(sleep)
+                    self._wait_idle(sleep)
         except BaseException as exc:
             # Don't leave applications running: stop them, then report the error.
             self.request_stop(f"error: {type(exc).__name__}: {exc}")
@@ -132,6 +138,20 @@ class Launcher:
             raise
         self.shutdown()
         return self.stop_reason
+
+    def _wait_idle(self, timeout):
+        """Sleep up to ``timeout`` (the idle backoff), ending early when a
+        process ends or -- looked at every IDLE_WATCH_SEC -- when something
+        was committed to the DB: jobs submitted to an idle launcher start
+        within milliseconds, not after its backoff."""
+        if not self.source.can_watch():
+            self.processes.wait(timeout)
+            return
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or self.processes.wait(min(IDLE_WATCH_SEC, left)) or self.source.db_changed():
+                return
 
     def pass_once(self):
         """One pass over everything; True if anything happened."""
@@ -344,20 +364,25 @@ class Launcher:
         return ahead
 
     def _queue_depth(self):
-        """How many runs each slot's queue holds: what this launcher ends in
-        QUEUE_AHEAD_SEC at its recent rate, shared among its slots."""
-        self._hold_ahead()  # keeps the rate current
-        per_slot = self._rate * QUEUE_AHEAD_SEC / max(1, self.slots.capacity)
-        return max(MIN_QUEUE_DEPTH, min(MAX_QUEUE_DEPTH, int(per_slot + 0.999)))
+        """How many runs each slot's queue holds: QUEUE_AHEAD_SEC of runs at
+        their recent mean duration. (From the runs' own durations, not the
+        launcher's rate over a second: a launcher that was idle starts with
+        deep queues after its first runs end, not a second later.)"""
+        if not self._run_seconds:
+            return MIN_QUEUE_DEPTH
+        return max(MIN_QUEUE_DEPTH, min(MAX_QUEUE_DEPTH, math.ceil(QUEUE_AHEAD_SEC / self._run_seconds)))
 
-    def _queues_full(self):
-        """Whether every going run has as many runs queued behind it as the
-        queues hold (then nothing is gained by waking for each run's end)."""
-        if self.stop_reason or not self.runs:
-            return False
+    def _queued_seconds(self):
+        """How long the loop may sleep without waking for each run's end
+        (0: it should not): when every going run has a full queue behind it,
+        until the shortest queue could run dry, at most TICK_SEC."""
+        if self.stop_reason or not self.runs or not self._run_seconds:
+            return 0
         depth = self._queue_depth()
         ends = self.processes.queue_ends()
-        return bool(ends) and all(queued >= depth for _, _, queued in ends)
+        if not ends or any(queued < depth for _, _, queued in ends):
+            return 0
+        return min(TICK_SEC, min(queued for _, _, queued in ends) * self._run_seconds)
 
     def _start_run(self, job, hosts, parents, children, after=None):
         app = self._app(job.application)
@@ -386,6 +411,10 @@ class Launcher:
             if not handed_on:
                 self.slots.give_back(job, hosts)
             ended_at = process.started + process.elapsed  # as the spawner measured it
+            if self._run_seconds is None:
+                self._run_seconds = process.elapsed
+            else:
+                self._run_seconds += RUN_SECONDS_WEIGHT * (process.elapsed - self._run_seconds)
             if process.start_error:
                 self._move(job, states.FAILED, f"cannot start the run: {process.start_error}")
             elif process.timed_out:

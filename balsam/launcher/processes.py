@@ -99,11 +99,11 @@ class Spawner:
             raise SpawnerDied("the launcher's process spawner has died")
 
     def wait(self, timeout):
-        """Until a result comes back or ``timeout`` seconds pass."""
+        """Until a result comes back or ``timeout`` seconds pass; True if one came."""
         if self._handles:
-            select.select([self._replies], [], [], timeout)
-        else:
-            time.sleep(timeout)
+            return bool(select.select([self._replies], [], [], timeout)[0])
+        time.sleep(timeout)
+        return False
 
     def close(self):
         """Stop the spawner (it kills anything still running first)."""

@@ -25,7 +25,8 @@ Protocol (pickled lists, each framed by a 4-byte big-endian length), in order:
   waited for it. (``time.monotonic`` is the system's CLOCK_MONOTONIC, the
   same in both processes: a run's wall-time limit counts from its real start.)
 
-A process runs in ``cwd`` (made if missing), in a session of its own (so a
+A process runs in ``cwd`` (made if missing; for the start next in line behind
+a running process, made while that one runs), in a session of its own (so a
 kill reaches everything it started), with stdin from /dev/null and stdout and
 stderr appended to ``output_path``, its environment the spawner's own (the
 launcher's base environment) plus ``env_extra``. Exit codes follow
@@ -102,6 +103,7 @@ class _Children:
         self.waiting = {}  # key of a running or waiting process -> the start request that takes its place
         self.waiting_keys = set()  # keys of the requests in ``waiting``
         self.executables = {}  # (name, PATH) -> full path
+        self.prepared = set()  # keys of waiting starts whose directory is made already
 
     def request(self, key, argv, cwd, env_extra, output_path, header, after=None):
         if after is not None and (after in self.running_keys or after in self.waiting_keys):
@@ -114,6 +116,7 @@ class _Children:
         if key not in self.waiting_keys:
             return []  # started already: the launcher signals it by its pid
         self.waiting_keys.discard(key)
+        self.prepared.discard(key)
         for after, waiting in list(self.waiting.items()):
             if waiting[0] == key:
                 del self.waiting[after]
@@ -129,6 +132,7 @@ class _Children:
         replies = []
         while request is not None:
             self.waiting_keys.discard(request[0])
+            self.prepared.discard(request[0])
             reply = self.start(*request)
             replies.append(reply)
             if reply[0] == "started":
@@ -146,16 +150,27 @@ class _Children:
         self.running_keys.add(key)
         return ("started", key, pid, began)
 
+    def prepare_next(self):
+        """Make the directory of each start next in line behind a running
+        process, while that process runs: a new directory costs about as much
+        as the spawn itself (ext4 allocates and journals an inode), and made
+        here it is off the path from one run's end to the next one's start.
+        Best effort: a directory that cannot be made now fails at the start,
+        with its message."""
+        for key in self.running_keys:
+            request = self.waiting.get(key)
+            if request is not None and request[0] not in self.prepared:
+                self.prepared.add(request[0])
+                try:
+                    _make_directory(request[2])
+                except OSError:
+                    pass
+
     def _spawn(self, argv, cwd, env, output_path, header):
         try:
             os.chdir(cwd)
         except FileNotFoundError:
-            try:
-                os.mkdir(cwd)  # a new job's directory, in its workflow's: one call, not makedirs' walk
-            except FileNotFoundError:
-                os.makedirs(cwd, exist_ok=True)
-            except FileExistsError:
-                pass
+            _make_directory(cwd)
             os.chdir(cwd)
         out = _open_output(output_path)
         try:
@@ -213,6 +228,7 @@ class _Children:
     def kill_all(self):
         self.waiting.clear()
         self.waiting_keys.clear()
+        self.prepared.clear()
         for pid in list(self.running):
             try:
                 os.killpg(pid, signal.SIGKILL)
@@ -224,6 +240,15 @@ class _Children:
             except ChildProcessError:
                 break
             self.running.pop(pid, None)
+
+
+def _make_directory(path):
+    try:
+        os.mkdir(path)  # a new job's directory, in its workflow's: one call, not makedirs' walk
+    except FileNotFoundError:
+        os.makedirs(path, exist_ok=True)
+    except FileExistsError:
+        pass
 
 
 def _open_output(path):
@@ -273,6 +298,7 @@ def serve(requests_fd, replies_fd):
             except BrokenPipeError:
                 children.kill_all()
                 return
+        children.prepare_next()
 
 
 if __name__ == "__main__":

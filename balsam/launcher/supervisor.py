@@ -82,8 +82,8 @@ class Supervisor:
         self.spawner.send()
 
     def wait(self, timeout):
-        """Sleep up to ``timeout``; a process ending ends the wait."""
-        self.spawner.wait(timeout)
+        """Sleep up to ``timeout``; a process ending ends the wait (True)."""
+        return self.spawner.wait(timeout)
 
     def _ended(self, table):
         self.spawner.collect()

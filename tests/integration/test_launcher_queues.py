@@ -177,3 +177,34 @@ def test_one_slot_never_runs_two_jobs_at_once_when_runs_end_faster_than_the_loop
     finally:
         running.stop()
     assert not overlap.exists(), "two jobs ran at once in the launcher's one slot"
+
+
+def test_the_directory_of_the_run_queued_next_is_made_while_the_run_before_it_runs(one_slot):
+    """A new job directory costs about as much as a spawn; the spawner makes
+    the next one while the slot is busy, so it is off the path between one
+    run's end and the next one's start."""
+    running, first, first_pid, (front, middle, back) = one_slot
+    wait_until(lambda: Path(front.working_directory).is_dir(), 10, "the next run's directory to be made")
+    assert not gone(first_pid), "the run before it must still be running"
+    assert not pid_file(front).exists()
+    running.stop()
+
+
+def test_an_idle_launcher_starts_jobs_added_while_it_waits_without_waiting_for_its_period(db, monkeypatch):
+    """Between its periodic looks for new jobs, an idle launcher watches the DB
+    for commits (SQLite's data_version) and looks at once: a job added to a
+    waiting launcher starts within milliseconds. (With a period of an hour,
+    the second job would wait an hour.)"""
+    from balsam.launcher import job_source
+
+    monkeypatch.setattr(job_source, "DEPENDENCY_PERIOD_SEC", 3600)
+    monkeypatch.setattr(job_source, "DEPENDENCY_MIN_PERIOD_SEC", 3600)
+    api.add_app("true", "/bin/true", check_paths=False)
+    first = api.add_job(name="first", workflow="w", application="true")
+    running = LauncherThread(db)
+    try:
+        wait_until(lambda: state(first) == states.JOB_FINISHED, 30, "the first job to finish")
+        second = api.add_job(name="second", workflow="w", application="true")
+        wait_until(lambda: state(second) == states.JOB_FINISHED, 30, "the job added to the idle launcher to finish")
+    finally:
+        running.stop()
