@@ -70,16 +70,18 @@ class Batch:
     def release(self, job_id):
         self.releases.append(job_id)
 
-    def flush(self, wait=False):
+    def flush(self, wait=False, now=False):
         """Start writing everything collected, unless a write is still in
         flight or the last one started less than MIN_WRITE_INTERVAL_SEC ago
         (then it goes in the next, larger batch: the loop never stalls on the
         DB). Returns the ids whose move an earlier write refused (a user
         killed the job meanwhile; their leases are released). ``wait``:
-        return only once everything has landed."""
+        return only once everything has landed. ``now``: write without
+        waiting for the interval (the launcher has nothing going that would
+        add to the batch: its last states should land, not wait)."""
         if self._in_flight is not None and (wait or self._in_flight.done()):
             self._land()
-        due = wait or self._pending_moves >= WRITE_NOW_MOVES or \
+        due = wait or now or self._pending_moves >= WRITE_NOW_MOVES or \
             time.monotonic() - self._written_at >= MIN_WRITE_INTERVAL_SEC
         if self._in_flight is None and due:
             self._submit()

@@ -470,7 +470,7 @@ class Launcher:
                 self._move(job, states.RUN_TIMEOUT, "lost when the launcher's process spawner died")
 
     def _flush(self, wait=False):
-        refused = self.batch.flush(wait)
+        refused = self.batch.flush(wait, now=not self.processes.busy())
         for pk in refused:
             self._drop(uuid.UUID(pk), "state changed elsewhere")
         self.processes.reap_stopped()
