@@ -23,6 +23,7 @@ from pathlib import Path
 
 from balsam.config import PG_DIR_NAME
 from balsam.exceptions import AccessDenied, ConfigError, DBServerUnavailable, InitError
+from balsam.postgres import roles
 
 PG_DIR = PG_DIR_NAME
 LOG_DIR = "log"  # inside balsamdb/, the server's own logs (logging_collector)
@@ -267,7 +268,11 @@ def wait_ready(host, port, credentials, process=None, timeout=READY_TIMEOUT_SEC)
 
 
 def ensure_database(host, port, credentials):
+    """The owner's database, made if missing; the owner's password stored
+    again as Balsam's verifier (``initdb`` wrote PostgreSQL's default, 4096
+    PBKDF2 rounds, which every connection of the owner's processes pays)."""
     with connect(host, port, credentials, dbname="postgres") as conn:
+        roles.set_password(conn, credentials["user"], credentials["password"])
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [credentials["database"]]).fetchone()
         if not exists:
             conn.execute(f'CREATE DATABASE "{credentials["database"]}" OWNER "{credentials["user"]}"')
