@@ -35,9 +35,12 @@ class Spawner:
                 fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
             except (AttributeError, OSError):
                 pass  # the default size works, in more round trips
+        # Started in "/": ``-m`` puts the working directory first on sys.path,
+        # and a launcher started beside another Balsam source tree (a user's
+        # checkout of another version) would otherwise run that tree's spawner.
         self.process = subprocess.Popen(
             [sys.executable, "-m", "balsam.launcher.spawner", str(requests_r), str(replies_w)],
-            pass_fds=(requests_r, replies_w), env=env, stdin=subprocess.DEVNULL,
+            pass_fds=(requests_r, replies_w), env=env, stdin=subprocess.DEVNULL, cwd="/",
         )
         os.close(requests_r)
         os.close(replies_w)
