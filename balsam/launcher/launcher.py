@@ -364,18 +364,25 @@ class Launcher:
         return ahead
 
     def _queue_depth(self):
-        """How many runs each slot's queue holds: QUEUE_AHEAD_SEC of runs at
-        their recent mean duration. (From the runs' own durations, not the
-        launcher's rate over a second: a launcher that was idle starts with
-        deep queues after its first runs end, not a second later.)"""
+        """How many runs each slot's queue holds: QUEUE_AHEAD_SEC of starts
+        in one slot. A slot starts a run every mean run duration, or less
+        often when the launcher and its spawner get through fewer jobs than
+        the slots could (many slots of no-op runs: then the rate over the
+        last CLAIM_PERIOD_SEC says). The durations are known as soon as one
+        run ends: a launcher that was idle has deep queues at once, where
+        the rate alone left them one run deep for a second."""
         if not self._run_seconds:
             return MIN_QUEUE_DEPTH
-        return max(MIN_QUEUE_DEPTH, min(MAX_QUEUE_DEPTH, math.ceil(QUEUE_AHEAD_SEC / self._run_seconds)))
+        period = self._run_seconds
+        if self._rate > 0:
+            period = max(period, self.slots.capacity / self._rate)
+        return max(MIN_QUEUE_DEPTH, min(MAX_QUEUE_DEPTH, math.ceil(QUEUE_AHEAD_SEC / period)))
 
     def _queued_seconds(self):
         """How long the loop may sleep without waking for each run's end
         (0: it should not): when every going run has a full queue behind it,
-        until the shortest queue could run dry, at most TICK_SEC."""
+        until the shortest queue could run dry if its runs took their mean
+        duration, at most TICK_SEC."""
         if self.stop_reason or not self.runs or not self._run_seconds:
             return 0
         depth = self._queue_depth()
