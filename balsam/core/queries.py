@@ -6,6 +6,7 @@ here writes. Raw SQL is used only on the launcher's hot paths, through
 ``core.sql`` (table names from the models).
 """
 
+import datetime
 import functools
 import uuid
 from collections import defaultdict
@@ -275,6 +276,20 @@ def edges_among(ids):
 def killed_jobs(owner):
     """Ids of the jobs ``owner`` holds that a user has killed since."""
     return list(BalsamJob.objects.filter(lease_owner=owner, state=states.USER_KILLED).values_list("pk", flat=True))
+
+
+def lapsed_leases(now, lease_expiry_sec):
+    """Leases past the expiry time their holder set. A lease without one
+    (set by hand, say) lapses ``lease_expiry_sec`` after its last heartbeat."""
+    cutoff = now - datetime.timedelta(seconds=lease_expiry_sec)
+    unset = Q(lease_expires_at__isnull=True)
+    return Q(lease_expires_at__lt=now) | (unset & Q(lease_heartbeat__lt=cutoff)) | (unset & Q(lease_heartbeat__isnull=True))
+
+
+def claimable_jobs(wanted_states, scope, now, lease_expiry_sec):
+    """Jobs in ``wanted_states`` within ``scope`` (options) that nobody holds,
+    or whose lease lapsed: what a launcher may claim."""
+    return scope_from(scope).filter(Q(lease_owner="") | lapsed_leases(now, lease_expiry_sec), state__in=wanted_states)
 
 
 def commits_seen():

@@ -59,6 +59,7 @@ class JobSource:
         self._blocked = True  # the last look left jobs waiting on their parents: another look reads them again
         self._news = False  # the DB changed while the launcher idled: jobs may have been added
         self._commits = queries.commits_seen()
+        self._found_none = False  # the last claim found nothing to claim
 
     def _due(self, name, period):
         now = time.monotonic()
@@ -108,10 +109,21 @@ class JobSource:
         """Lease up to ``want`` claimable jobs (only those that fit in
         ``minutes_left``, when the launcher has a time limit); returns them
         (``JobRow``s)."""
+        from django.utils import timezone
+
         scope = dict(self.scope)
         if minutes_left is not None:
             scope["max_wall_time_minutes"] = max(0.0, minutes_left)
-        ids = self.client.claim(self.owner, sorted(states.CLAIMABLE_STATES), want, self.lease_expiry_sec, scope)
+        wanted = sorted(states.CLAIMABLE_STATES)
+        # A claim is a write (the write lock, or a request to the dbserver):
+        # after one that found nothing, a read says first whether there is
+        # anything to claim. An idle launcher passes every time another
+        # launcher commits, and must not queue for the writer each time.
+        if self._found_none and not queries.claimable_jobs(wanted, scope, timezone.now(),
+                                                           self.lease_expiry_sec).exists():
+            return []
+        ids = self.client.claim(self.owner, wanted, want, self.lease_expiry_sec, scope)
+        self._found_none = not ids
         return queries.job_rows(ids) if ids else []
 
     def release_all(self):

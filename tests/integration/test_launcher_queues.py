@@ -32,8 +32,8 @@ DEPTH = 3
 class LauncherThread:
     """A launcher with one slot, running in a thread until ``stop``."""
 
-    def __init__(self, db):
-        self.launcher = make_launcher(db, [Node("localhost", 1)], lease_expiry_sec=60)
+    def __init__(self, db, **options):
+        self.launcher = make_launcher(db, [Node("localhost", 1)], lease_expiry_sec=60, **options)
         self.error = None
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -208,3 +208,33 @@ def test_an_idle_launcher_starts_jobs_added_while_it_waits_without_waiting_for_i
         wait_until(lambda: state(second) == states.JOB_FINISHED, 30, "the job added to the idle launcher to finish")
     finally:
         running.stop()
+
+
+class CountingClient:
+    """The write client, counting the claims that reach it."""
+
+    def __init__(self, inner):
+        self.inner, self.claims = inner, 0
+
+    def claim(self, *args, **kwargs):
+        self.claims += 1
+        return self.inner.claim(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def test_an_idle_launcher_does_not_ask_the_writer_for_jobs_at_every_commit_of_others(db):
+    """An idle launcher passes whenever the DB changes; with nothing it may
+    claim, a read says so first, and the claim (a write) is not made."""
+    api.add_app("true", "/bin/true", check_paths=False)
+    client = CountingClient(write_client.get())
+    running = LauncherThread(db, client=client, workflow="mine")
+    try:
+        for i in range(100):  # commits by someone else, in a workflow the launcher does not take
+            api.add_job(name=f"other{i}", workflow="other", application="true")
+        job = api.add_job(name="mine", workflow="mine", application="true")
+        wait_until(lambda: state(job) == states.JOB_FINISHED, 30, "the launcher's own job to finish")
+    finally:
+        running.stop()
+    assert client.claims <= 3, f"{client.claims} claims for one job"

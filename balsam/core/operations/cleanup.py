@@ -13,7 +13,6 @@ from balsam.core import health, queries, sql, states
 from balsam.core.json_values import job_id
 from balsam.core.models import AppliedRequest, BalsamJob, JobEvent
 from balsam.core.operations.jobs import delete_jobs
-from balsam.core.operations.leases import lapsed
 from balsam.core.operations.transitions import job_states, record, settle_children
 from balsam.core.operations.validation import positive_number, whole_number
 from balsam.exceptions import ValidationError
@@ -97,7 +96,7 @@ def apply_restart_rules(lease_expiry_sec):
     positive_number("lease_expiry_sec", lease_expiry_sec)
     now = timezone.now()
     counts = queries.state_counts()
-    expired = BalsamJob.objects.exclude(lease_owner="").filter(lapsed(now, lease_expiry_sec))
+    expired = BalsamJob.objects.exclude(lease_owner="").filter(queries.lapsed_leases(now, lease_expiry_sec))
     recovered = []
     recover = states.restart_states(states.RECOVER_LAPSED)
     if recover:

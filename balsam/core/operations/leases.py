@@ -3,7 +3,6 @@ launcher's batch of one loop pass."""
 
 import datetime
 
-from django.db import models
 from django.utils import timezone
 
 from balsam.core import queries, sql, states
@@ -15,15 +14,6 @@ from balsam.core.operations.transitions import event_stamp, note_jobs, record, r
 from balsam.core.operations.validation import owner as valid_owner
 from balsam.core.operations.validation import positive_number, state_list
 from balsam.exceptions import ValidationError
-
-
-def lapsed(now, lease_expiry_sec):
-    """Leases past the expiry time their holder set. A lease without one
-    (set by hand, say) lapses ``lease_expiry_sec`` after its last heartbeat."""
-    cutoff = now - datetime.timedelta(seconds=lease_expiry_sec)
-    unset = models.Q(lease_expires_at__isnull=True)
-    return (models.Q(lease_expires_at__lt=now) | (unset & models.Q(lease_heartbeat__lt=cutoff))
-            | (unset & models.Q(lease_heartbeat__isnull=True)))
 
 
 def _expires(now, lease_expiry_sec):
@@ -44,7 +34,7 @@ def claim_jobs(owner, states, limit=1, lease_expiry_sec=180, scope=None):
     positive_number("limit", limit, allow_zero=True)
     positive_number("lease_expiry_sec", lease_expiry_sec)
     now = timezone.now()
-    qs = queries.scope_from(scope).filter(models.Q(lease_owner="") | lapsed(now, lease_expiry_sec), state__in=wanted)
+    qs = queries.claimable_jobs(wanted, scope, now, lease_expiry_sec)
     # The ids as stored, into a plain UPDATE: a launcher claims hundreds of
     # jobs a second, and the ORM's per-row conversions and update compiler
     # cost more than the statements.
@@ -66,7 +56,7 @@ def recover_expired_leases(lease_expiry_sec):
     positive_number("lease_expiry_sec", lease_expiry_sec)
     now = timezone.now()
     cutoff = now - datetime.timedelta(seconds=lease_expiry_sec)
-    expired = BalsamJob.objects.exclude(lease_owner="").filter(lapsed(now, lease_expiry_sec))
+    expired = BalsamJob.objects.exclude(lease_owner="").filter(queries.lapsed_leases(now, lease_expiry_sec))
     running = {pk: owner for pk, owner in expired.filter(state=states.RUNNING).values_list("pk", "lease_owner")}
     # A RUNNING job nobody holds can only have lost its launcher (a safety net).
     orphans = BalsamJob.objects.filter(lease_owner="", state=states.RUNNING, state_changed_at__lt=cutoff)
