@@ -52,6 +52,14 @@ MIN_QUEUE_DEPTH = 1
 MAX_QUEUE_DEPTH = 64
 TICK_SEC = 0.04
 RUN_SECONDS_WEIGHT = 0.05  # of each ended run in the mean duration (a moving average over ~20 runs)
+# Queues are for short runs only: a queue behind a run holds its jobs until that
+# run ends, however long it takes, while other slots may free. Runs of a
+# second or more gain nothing from them (the loop refills a slot within a pass),
+# so nothing is queued until runs are known to be shorter, and never behind a
+# run that has gone on OUTLIER_RUNS times the mean duration.
+LONG_RUN_SEC = 1.0
+OUTLIER_RUNS = 4
+UNKNOWN_RUNS_DEPTH = 0  # before any run has ended
 REFILL_ROUNDS = 3
 MAX_STARTS_PER_PASS = 256
 MAX_STEPS_PER_PASS = 4
@@ -298,7 +306,7 @@ class Launcher:
         if not candidates:
             return False
         depth = self._queue_depth()
-        queue_ends = [end for end in self.processes.queue_ends() if end[2] < depth]
+        queue_ends = [end for end in self._open_queues() if end[2] < depth]
         if not (self.slots.has_room() or queue_ends):
             return False
         # Re-read the jobs a script ran for: a preprocess script or an error
@@ -370,13 +378,22 @@ class Launcher:
         the slots could (many slots of no-op runs: then the rate over the
         last CLAIM_PERIOD_SEC says). The durations are known as soon as one
         run ends: a launcher that was idle has deep queues at once, where
-        the rate alone left them one run deep for a second."""
+        the rate alone left them one run deep for a second. 0 (nothing is
+        queued) until runs are known to be short (``LONG_RUN_SEC``)."""
         if not self._run_seconds:
-            return MIN_QUEUE_DEPTH
+            return UNKNOWN_RUNS_DEPTH
+        if self._run_seconds >= LONG_RUN_SEC:
+            return 0
         period = self._run_seconds
         if self._rate > 0:
             period = max(period, self.slots.capacity / self._rate)
         return max(MIN_QUEUE_DEPTH, min(MAX_QUEUE_DEPTH, math.ceil(QUEUE_AHEAD_SEC / period)))
+
+    def _open_queues(self):
+        """``(last job id, hosts, queued)`` of the queues that may take more
+        runs: those behind runs that have not gone on far longer than the mean."""
+        limit = OUTLIER_RUNS * self._run_seconds if self._run_seconds else None
+        return self.processes.queue_ends(running_at_most=limit)
 
     def _queued_seconds(self):
         """How long the loop may sleep without waking for each run's end
@@ -386,8 +403,8 @@ class Launcher:
         if self.stop_reason or not self.runs or not self._run_seconds:
             return 0
         depth = self._queue_depth()
-        ends = self.processes.queue_ends()
-        if not ends or any(queued < depth for _, _, queued in ends):
+        ends = self._open_queues()
+        if not depth or not ends or any(queued < depth for _, _, queued in ends):
             return 0
         return min(TICK_SEC, min(queued for _, _, queued in ends) * self._run_seconds)
 

@@ -36,13 +36,16 @@ class Supervisor:
         if after is not None:
             self.successors[after] = pk
 
-    def queue_ends(self):
-        """``(job id, hosts, queued)`` per run going now: the last run of its
-        queue (itself, or the last run requested to start after it, in turn)
-        and how many runs wait in that queue."""
+    def queue_ends(self, running_at_most=None):
+        """``(job id, hosts, queued)`` per run going now (for no longer than
+        ``running_at_most`` seconds, if given): the last run of its queue
+        (itself, or the last run requested to start after it, in turn) and
+        how many runs wait in that queue."""
         ends = []
         for pk, (process, hosts) in self.runs.items():
             if process.waiting or process.code is not None:
+                continue
+            if running_at_most is not None and process.elapsed > running_at_most:
                 continue
             last, queued = pk, 0
             while self.successors.get(last) in self.runs:

@@ -30,10 +30,10 @@ DEPTH = 3
 
 
 class LauncherThread:
-    """A launcher with one slot, running in a thread until ``stop``."""
+    """A launcher on one node (one slot unless told), running in a thread until ``stop``."""
 
-    def __init__(self, db, **options):
-        self.launcher = make_launcher(db, [Node("localhost", 1)], lease_expiry_sec=60, **options)
+    def __init__(self, db, cores=1, **options):
+        self.launcher = make_launcher(db, [Node("localhost", cores)], lease_expiry_sec=60, **options)
         self.error = None
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -65,6 +65,9 @@ def busy_slot_with_a_queue(db, monkeypatch, apps=("sleeper", "sleeper", "sleeper
     jobs (of ``apps``) queued behind it: ``(launcher thread, first, first's
     pid, queued jobs in their queue's order)``."""
     monkeypatch.setattr(launcher_module, "MIN_QUEUE_DEPTH", DEPTH)
+    # Queue behind a run of unknown length (the launcher does not, by itself: a
+    # queue behind a long run would hold its jobs however long it takes).
+    monkeypatch.setattr(launcher_module, "UNKNOWN_RUNS_DEPTH", DEPTH)
     api.add_app("sleeper", f"{sys.executable} {APPS / 'sleeper.py'}", check_paths=False)
     api.add_app("missing", "/nonexistent/balsam-test-command", check_paths=False)
     first = api.add_job(name="first", workflow="w", application="sleeper", args="30")
@@ -238,3 +241,22 @@ def test_an_idle_launcher_does_not_ask_the_writer_for_jobs_at_every_commit_of_ot
     finally:
         running.stop()
     assert client.claims <= 3, f"{client.claims} claims for one job"
+
+
+def test_jobs_of_a_second_or_more_never_wait_in_a_queue_behind_a_long_run(db):
+    """A queue behind a run holds its jobs until that run ends. Nothing is
+    queued behind a run whose length is not known yet, nor when runs last a
+    second or more (the loop refills a slot at once): the quick jobs all run
+    on the other slot while the long one goes on. (Queued one deep at the
+    start, one quick job waited the whole minute behind the long one.)"""
+    api.add_app("sleeper", f"{sys.executable} {APPS / 'sleeper.py'}", check_paths=False)
+    long_job = api.add_job(name="long", workflow="w", application="sleeper", args="60", node_packing_count=2)
+    quick = [api.add_job(name=f"quick{i}", workflow="w", application="sleeper", args="1.2", node_packing_count=2)
+             for i in range(4)]
+    running = LauncherThread(db, cores=2)
+    try:
+        wait_until(lambda: all(state(job) == states.JOB_FINISHED for job in quick), 40,
+                   "every quick job to finish")
+        assert state(long_job) == states.RUNNING
+    finally:
+        running.stop()
