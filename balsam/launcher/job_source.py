@@ -9,6 +9,8 @@ import time
 import uuid
 from collections import defaultdict
 
+from django.utils import timezone
+
 from balsam.core import queries, states
 
 DEPENDENCY_PERIOD_SEC = 1.0  # look for jobs whose parents finished at least this often
@@ -89,8 +91,6 @@ class JobSource:
         """At the launcher's start: the restart rules (``states.RESTART_RULES``)
         when this is the first launcher on a DB no dbserver serves (a dbserver
         applies them when it starts), else the usual recovery of dead peers' jobs."""
-        from django.utils import timezone
-
         from balsam.core import health
 
         if self.client.mode == "direct" and not health.live_lease_owners(timezone.now()):
@@ -109,8 +109,6 @@ class JobSource:
         """Lease up to ``want`` claimable jobs (only those that fit in
         ``minutes_left``, when the launcher has a time limit); returns them
         (``JobRow``s)."""
-        from django.utils import timezone
-
         scope = dict(self.scope)
         if minutes_left is not None:
             scope["max_wall_time_minutes"] = max(0.0, minutes_left)

@@ -42,21 +42,21 @@ CLAIM_PERIOD_SEC = 1.0  # how often to top up while more than half the target is
 HOLD_AHEAD_SEC = 0.25
 MAX_HOLD_AHEAD = 1000
 # Runs requested ahead: each slot's queue in the spawner holds QUEUE_AHEAD_SEC
-# of runs at their recent mean duration (1 to MAX_QUEUE_DEPTH runs; 1 until a
-# run has ended). With every queue that deep, the loop need not answer each
-# run's end: it waits up to TICK_SEC between passes (never longer than the
-# shortest queue lasts) instead of waking for every reply, so a pass (its
-# scans over the held jobs, its timers, its claim) serves many runs.
+# of starts (MIN_QUEUE_DEPTH to MAX_QUEUE_DEPTH runs; see _queue_depth). With
+# every queue that deep, the loop need not answer each run's end: it waits up
+# to TICK_SEC between passes (never longer than the shortest queue lasts)
+# instead of waking for every reply, so a pass (its scans over the held jobs,
+# its timers, its claim) serves many runs.
+# Queues are for short runs only: a queue behind a run holds its jobs until
+# that run ends, however long it takes, while other slots may free. Runs of a
+# second or more gain nothing from them (the loop refills a slot within a
+# pass), so nothing is queued until a run has ended and runs are known to be
+# shorter, and never behind a run that has gone on OUTLIER_RUNS times the mean.
 QUEUE_AHEAD_SEC = 0.25
 MIN_QUEUE_DEPTH = 1
 MAX_QUEUE_DEPTH = 64
 TICK_SEC = 0.04
 RUN_SECONDS_WEIGHT = 0.05  # of each ended run in the mean duration (a moving average over ~20 runs)
-# Queues are for short runs only: a queue behind a run holds its jobs until that
-# run ends, however long it takes, while other slots may free. Runs of a
-# second or more gain nothing from them (the loop refills a slot within a pass),
-# so nothing is queued until runs are known to be shorter, and never behind a
-# run that has gone on OUTLIER_RUNS times the mean duration.
 LONG_RUN_SEC = 1.0
 OUTLIER_RUNS = 4
 UNKNOWN_RUNS_DEPTH = 0  # before any run has ended

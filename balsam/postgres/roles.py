@@ -71,11 +71,10 @@ def add_role(conn, role, owner, database):
 
     grant_group_rights(conn, owner, database)
     password = secrets.token_urlsafe(32)
-    verifier = scram_verifier(password)
     verb = "ALTER" if _exists(conn, role) else "CREATE"
-    # A utility statement takes no bound parameters: the verifier goes in as a quoted literal.
+    # One statement: the role never exists without its password.
     conn.execute(sql.SQL(verb + " ROLE {} LOGIN INHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION "
-                                "NOBYPASSRLS PASSWORD {}").format(_ident(role), sql.Literal(verifier)))
+                                "NOBYPASSRLS {}").format(_ident(role), _password_clause(password)))
     _run(conn, "GRANT {} TO {}", GROUP_ROLE, role)
     return password
 
@@ -95,12 +94,19 @@ def scram_verifier(password, rounds=SCRAM_ROUNDS):
     return f"SCRAM-SHA-256${rounds}:{text(salt)}${text(stored_key)}:{text(server_key)}"
 
 
+def _password_clause(password):
+    """``PASSWORD '<Balsam's verifier>'``: a utility statement takes no bound
+    parameters, so the verifier goes in as a quoted literal."""
+    from psycopg import sql
+
+    return sql.SQL("PASSWORD {}").format(sql.Literal(scram_verifier(password)))
+
+
 def set_password(conn, role, password):
     """Store ``password`` for the existing ``role`` as Balsam's verifier."""
     from psycopg import sql
 
-    # A utility statement takes no bound parameters: the verifier goes in as a quoted literal.
-    conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(_ident(role), sql.Literal(scram_verifier(password))))
+    conn.execute(sql.SQL("ALTER ROLE {} {}").format(_ident(role), _password_clause(password)))
 
 
 def drop_role(conn, role):
