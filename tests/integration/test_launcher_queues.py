@@ -119,6 +119,10 @@ def test_a_job_killed_deep_in_the_queue_never_starts_and_the_one_behind_it_does(
 def test_a_queued_job_whose_lease_is_lost_never_starts(one_slot):
     running, first, first_pid, (front, middle, back) = one_slot
     # Its lease lapses and another launcher claims it (as recovery would let it).
+    # This launcher claims nothing more meanwhile: woken by the release's
+    # commit, it would take the job back before the other launcher does.
+    running.launcher.source.claim = lambda *args, **kwargs: []
+    wait_until(lambda: state(middle) == states.PREPROCESSED, 10, "the queued job's state to be written")
     client = write_client.get()
     client.release(running.launcher.source.owner, [str(middle.pk)])
     assert client.claim("other-launcher", [states.PREPROCESSED], 1, 60, {"job_ids": [str(middle.pk)]}) == [
