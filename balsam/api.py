@@ -344,7 +344,7 @@ def new_job(creation_note=None, **fields):
 
     fields, parents = _job_fields(fields)
     clean_fields(_models().BalsamJob, fields, JOB_CREATE_FIELDS)
-    job = _models().BalsamJob.build(**fields)  # create fields are plain columns: names are attnames
+    job = _models().BalsamJob(**fields)
     if parents:
         job._pending_parents = parents
     job._creation_note = creation_note

@@ -269,7 +269,7 @@ class BalsamJob(TrackedModel):
         if note:
             row["note"] = note
         info = write_client.get().create("jobs", [row])[0]
-        job = cls.build(**{**fields, **cls._inserted_values(info)})
+        job = cls(**{**fields, **cls._inserted_values(info)})
         job._state.adding = False
         job._remember_loaded()
         return job
