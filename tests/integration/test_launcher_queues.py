@@ -20,6 +20,7 @@ from tests.integration.test_launcher import gone, history, sleeper_pid, state
 
 from balsam import api
 from balsam.core import states, write_client
+from balsam.core.outputs import run_output_name
 from balsam.core.models import BalsamJob, JobEvent
 from balsam.launcher import launcher as launcher_module
 from balsam.launcher.launcher import make_launcher
@@ -187,11 +188,12 @@ def test_one_slot_never_runs_two_jobs_at_once_when_runs_end_faster_than_the_loop
 
 
 def test_the_directory_of_the_run_queued_next_is_made_while_the_run_before_it_runs(one_slot):
-    """A new job directory costs about as much as a spawn; the spawner makes
-    the next one while the slot is busy, so it is off the path between one
-    run's end and the next one's start."""
+    """A new job directory and its output file each cost a fifth of a spawn;
+    the spawner makes the next ones while the slot is busy, so they are off
+    the path between one run's end and the next one's start."""
     running, first, first_pid, (front, middle, back) = one_slot
-    wait_until(lambda: Path(front.working_directory).is_dir(), 10, "the next run's directory to be made")
+    output = Path(front.working_directory) / run_output_name(front.name)
+    wait_until(output.is_file, 10, "the next run's directory and output file to be made")
     assert not gone(first_pid), "the run before it must still be running"
     assert not pid_file(front).exists()
     running.stop()
