@@ -237,15 +237,12 @@ def prepared_execute(statement, params):
     and the server reuses the statement's parsed and planned form instead of
     parsing a literal text each time (``one_round_trip``). It runs as its own
     implicit transaction, answered after the commit. Returns the row count.
-    Errors are Django's."""
-    import psycopg
+    Errors are Django's. (Through libpq itself: ``postgres.prepared``.)"""
+    from balsam.postgres.prepared import execute_prepared
 
     connection.ensure_connection()
     with connection.wrap_database_errors:
-        # Django's cursors bind on the client (ClientCursor); this one on the server.
-        with psycopg.Cursor(connection.connection) as cursor:
-            cursor.execute(statement, params, prepare=True)
-            return cursor.rowcount
+        return execute_prepared(connection.connection, statement, params)
 
 
 def plain_values(queryset):

@@ -17,10 +17,6 @@ from balsam.postgres.cluster import CONNECT_TIMEOUT_SEC
 from balsam.postgres.credentials import pg_credentials
 from balsam.wire.serverinfo import ServerInfo, elsewhere_message, served_elsewhere
 
-# psycopg's default; only server-binding cursors use it, and a statement sent
-# with prepare=True is prepared at its first use whatever the threshold.
-PREPARE_THRESHOLD = 5
-
 # Set by `balsam init` while it migrates through a server of its own (nothing posted).
 SERVER_KEY = "BALSAM_PG_SERVER"
 
@@ -54,11 +50,9 @@ class DatabaseWrapper(base.DatabaseWrapper):
         credentials = pg_credentials(db_path)
         params.update(host=host, port=port, user=credentials["user"], password=credentials["password"],
                       dbname=credentials["database"], connect_timeout=CONNECT_TIMEOUT_SEC)
-        # Django leaves prepared statements off (for connection poolers; none
-        # stands between Balsam and its server). Its own cursors bind on the
-        # client and never prepare; with a threshold set, the statements sent
-        # with ``prepare=True`` (``core.sql.prepared_execute``) are prepared.
-        params["prepare_threshold"] = PREPARE_THRESHOLD
+        # psycopg's prepared statements stay off, as Django leaves them: its
+        # cursors bind on the client and never prepare, and the one statement
+        # Balsam prepares goes through libpq itself (``postgres.prepared``).
         return params
 
     def get_new_connection(self, conn_params):
