@@ -80,6 +80,20 @@ def test_reinit_refreshes_the_schema_and_keeps_the_rows(pg_cluster, db):
     assert sorted(str(pk) for pk in BalsamJob.objects.values_list("pk", flat=True)) == sorted(ids)
 
 
+@on_postgres
+def test_the_job_table_has_no_index_no_query_uses(db):
+    """Django adds a ``varchar_pattern_ops`` index beside each indexed text
+    column (for ``LIKE 'prefix%'``, which Balsam never asks); migration 0013
+    drops them: every write of a job updated them for nothing."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'balsam_job'")
+        names = sorted(name for (name,) in cursor.fetchall())
+    assert not [name for name in names if name.endswith("_like")], names
+    assert "balsam_job_workdir_key" in names and any(name.startswith("balsam_job_name_") for name in names)
+
+
 def test_status_shows_connections_and_size(pg_cluster):
     result = pg_cluster.owner.balsam("dbserver", "--status", "--path", pg_cluster.path)
     assert result.returncode == 0, result.stderr
