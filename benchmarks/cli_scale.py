@@ -58,7 +58,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench_common import BALSAM, env_for, log, print_table, print_verdict
+from bench_common import BALSAM, env_for, log, print_table, print_verdict, schema_updated
 DEFAULT_WORKDIR = Path(__file__).resolve().parent / "_work"
 MIGRATION_0008 = importlib.import_module("balsam.core.migrations.0008_launchers_and_aggregates")
 BUILD_CHUNK = 250_000  # jobs per make_dummies call while building the large DB
@@ -217,7 +217,7 @@ def large_db(workdir, jobs, rebuild):
     marker = db / "benchmark_build.json"
     if not rebuild and marker.exists() and json.loads(marker.read_text()) == build_marker(jobs):
         log(f"Using cached {jobs:,}-job DB at {db} (--rebuild to rebuild)")
-        return db
+        return schema_updated(db)
     log(f"Building {jobs:,}-job DB at {db} ...")
     start = time.perf_counter()
     build_jobs(db, jobs)

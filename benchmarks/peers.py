@@ -68,7 +68,7 @@ import time
 import uuid
 from pathlib import Path
 
-from bench_common import log, mark, prepare, print_table, print_verdict, run_balsam
+from bench_common import log, mark, prepare, print_table, print_verdict, run_balsam, schema_updated
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_WORKDIR = HERE / "_work" / "peers"
@@ -117,7 +117,7 @@ def backlog_template(workdir, jobs):
     db = workdir / f"backlog_{jobs}"
     marker = db / "peers_backlog.json"
     if marker.exists() and json.loads(marker.read_text()) == {"jobs": jobs}:
-        return db
+        return schema_updated(db)
     log(f"Building the {jobs:,}-job backlog DB at {db} (once) ...")
     shutil.rmtree(db, ignore_errors=True)
     run_balsam(db, "init", str(db))

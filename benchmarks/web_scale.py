@@ -70,7 +70,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench_common import BALSAM, env_for, log, mark, print_table, print_verdict
+from bench_common import BALSAM, env_for, log, mark, print_table, print_verdict, schema_updated
 from cli_scale import build_jobs
 
 DEFAULT_WORKDIR = Path(__file__).resolve().parent / "_work" / "web_scale"
@@ -196,7 +196,7 @@ def big_db(workdir, jobs, rebuild):
         info = json.loads(marker.read_text())
         if {k: info.get(k) for k in build_marker(jobs)} == build_marker(jobs):
             log(f"Using cached {jobs:,}-job DB at {db} (--rebuild to rebuild)")
-            return db, info
+            return schema_updated(db), info
     log(f"Building {jobs:,}-job DB with its history at {db} ...")
     started = time.perf_counter()
     shutil.rmtree(db, ignore_errors=True)  # an outdated cached DB is replaced, never built upon
