@@ -425,10 +425,6 @@ class Launcher:
 
     def _reap_runs(self):
         ended = list(self.processes.ended_runs())
-        for pk, hosts in self.processes.returned_hosts():
-            job = self.held.get(pk)
-            if job is not None:
-                self.slots.give_back(job, hosts)
         # Runs requested ahead that started (in the place of runs among
         # ``ended``): their RUNNING comes before anything else they did.
         for pk, hosts, began in self.processes.started_ahead():

@@ -18,7 +18,6 @@ class Supervisor:
         self.successors = {}  # job id of a run -> job id of the run requested to start in its place
         self.transitions = {}  # job id -> (ManagedProcess, ProcessSpec)
         self._zombies = []  # stopped processes not yet reaped
-        self._returned = []  # (job id, hosts) of runs given back holding hosts (see _ended)
 
     def start(self):
         self.spawner = Spawner(self.base_env)
@@ -74,12 +73,6 @@ class Supervisor:
                 behind = self.successors.get(behind)
         return asked
 
-    def returned_hosts(self):
-        """``(job id, hosts)`` of withdrawn runs that never started but had been
-        handed the hosts of the run before them (stopped meanwhile): free now."""
-        returned, self._returned = self._returned, []
-        return returned
-
     def waiting_runs(self):
         """Job ids of the runs requested ahead that have not started yet."""
         return [pk for pk, (process, _) in self.runs.items() if process.waiting]
@@ -117,23 +110,14 @@ class Supervisor:
 
     def _ended(self, table):
         self.spawner.collect()
-        ended = []
         for pk, (process, extra) in list(table.items()):
             code = process.poll()
-            if code is None:
-                continue
-            del table[pk]
-            if process.given_back:  # withdrawn from its queue: the one behind it moves up, as in the spawner
-                # Handed the hosts already (the run before it was stopped meanwhile:
-                # ``stop``), it gives them back, or on to the run behind it.
-                inherited = pk not in self.successors.values()
-                if self._unlink(pk) is None and inherited:
-                    self._returned.append((pk, extra))
-            else:
-                ended.append((pk, process, extra, code))
-        # Only now: the run before a given-back one may have ended in the same
-        # collection, and its end asks (``takes_over``) whether a run took its hosts.
-        yield from ended
+            if code is not None:
+                del table[pk]
+                if process.given_back:  # withdrawn from its queue: the one behind it moves up, as in the spawner
+                    self._unlink(pk)
+                    continue
+                yield pk, process, extra, code
 
     def ended_runs(self):
         """``(job id, process, hosts, exit code)`` for each run that ended."""

@@ -2,7 +2,6 @@
 
 import os
 import sys
-from pathlib import Path
 
 from tests.helpers import wait_until
 
@@ -79,79 +78,6 @@ def test_a_withdrawn_run_that_had_started_runs_on_and_one_still_waiting_is_given
         assert supervisor.takes_over(1)  # as the launcher asks when it reaps run 1: run 2 took its hosts
         for output in (fourth, fifth):  # made ahead (the next in line's), never written to
             assert not output.exists() or output.read_text() == ""
-    finally:
-        supervisor.kill_everything()
-        supervisor.close()
-
-
-def test_a_run_ending_as_the_one_behind_it_is_given_back_returns_its_hosts(tmp_path):
-    """The spawner's answers to a withdrawal and the end of the run before it
-    can arrive together. Read in the order of the runs, the end came first,
-    found the withdrawn run still linked behind it, and handed it the hosts:
-    the slot was lost (a benchmark launcher ended with two lost slots and 60
-    jobs it could never start). The given-back run is unlinked first."""
-    from balsam.launcher.supervisor import Supervisor
-
-    supervisor = Supervisor(dict(os.environ))
-    supervisor.start()
-    try:
-        done = tmp_path / "first-done"
-        for pk, code, after in [(1, f"import time, pathlib; time.sleep(1); pathlib.Path({str(done)!r}).touch()", None),
-                                (2, "print('second ran')", 1)]:
-            workdir = tmp_path / f"job{pk}"
-            supervisor.start_run(pk, ["h"], [sys.executable, "-c", code], workdir, {}, workdir / "out", None, after)
-        supervisor.send()
-        first = supervisor.runs[1][0]
-
-        def first_started():
-            supervisor.spawner.collect()
-            return first.pid is not None
-
-        wait_until(first_started, 30, "the first run to start")
-        assert supervisor.withdraw_queues(running_longer_than=0) == 1
-        supervisor.send()
-        wait_until(done.exists, 30, "the first run to end")
-        # Reaped by the spawner (no longer even a zombie): both answers wait, unread.
-        wait_until(lambda: not Path(f"/proc/{first.pid}").exists(), 30, "the first run to be reaped")
-        ended, handed_on = {}, {}
-
-        def settled():
-            for pk, _, _, code in supervisor.ended_runs():  # as the launcher reaps: each end in turn
-                ended[pk], handed_on[pk] = code, supervisor.takes_over(pk)
-            return 1 in ended
-
-        wait_until(settled, 30, "the first run's end to be read")
-        assert ended == {1: 0} and not supervisor.runs
-        assert handed_on == {1: False}, "run 1's hosts went to a run that never started"
-    finally:
-        supervisor.kill_everything()
-        supervisor.close()
-
-
-def test_a_withdrawn_run_handed_the_hosts_of_a_stopped_run_gives_them_back(tmp_path):
-    """A run stopped while the one queued behind it is being withdrawn hands
-    that one its hosts (it would start in its place). Given back, it never
-    started: the hosts must come back to the launcher, once."""
-    from balsam.launcher.supervisor import Supervisor
-
-    supervisor = Supervisor(dict(os.environ))
-    supervisor.start()
-    try:
-        for pk, code, after in [(1, "import time; time.sleep(60)", None), (2, "print('second ran')", 1)]:
-            workdir = tmp_path / f"job{pk}"
-            supervisor.start_run(pk, ["h"], [sys.executable, "-c", code], workdir, {}, workdir / "out", None, after)
-        supervisor.send()
-        assert supervisor.withdraw_queues(running_longer_than=0) == 1
-        assert supervisor.stop(1) is None  # its hosts go to run 2 ...
-        supervisor.send()
-
-        def given_back():
-            list(supervisor.ended_runs())
-            return 2 not in supervisor.runs
-
-        wait_until(given_back, 30, "run 2 to be given back")
-        assert supervisor.returned_hosts() == [(2, ["h"])]  # ... which never started: they come back
-        assert supervisor.returned_hosts() == []
     finally:
         supervisor.kill_everything()
         supervisor.close()
