@@ -51,9 +51,7 @@ MAX_HOLD_AHEAD = 1000
 # that run ends, however long it takes, while other slots may free. Runs of a
 # second or more gain nothing from them (the loop refills a slot within a
 # pass), so nothing is queued until a run has ended and runs are known to be
-# shorter, and never behind a run that has gone on OUTLIER_RUNS times the mean;
-# the runs already queued behind such a run are withdrawn from its queue and
-# started elsewhere.
+# shorter, and never behind a run that has gone on OUTLIER_RUNS times the mean.
 QUEUE_AHEAD_SEC = 0.25
 MIN_QUEUE_DEPTH = 1
 MAX_QUEUE_DEPTH = 64
@@ -172,8 +170,6 @@ class Launcher:
             busy = True
         busy |= self.source.resolve_dependencies()
         busy |= self._claim()
-        if self._run_seconds:  # runs queued behind one that turned out long: to be started elsewhere
-            self.processes.withdraw_queues(OUTLIER_RUNS * self._run_seconds)
         busy |= self._reap_runs()
         busy |= self._reap_transitions()
         busy |= self._advance()

@@ -12,7 +12,7 @@ import sys
 import time
 from balsam.core.outputs import tail_lines
 from balsam.exceptions import BalsamError
-from balsam.launcher.spawner import CANCELLED, MessageReader, frame
+from balsam.launcher.spawner import MessageReader, frame
 
 KILL_GRACE_SEC = 1.0  # SIGTERM first, SIGKILL if still running after this
 PIPE_BYTES = 1 << 20
@@ -146,7 +146,6 @@ class ManagedProcess:
         self.timed_out = False
         self._signal_when_started = None
         self._cancelled = False
-        self.withdrawn = False
         self.key = spawner.start(self, argv, cwd, env_extra, self.output_path, header, after)
 
     # Results, from Spawner.collect
@@ -185,19 +184,6 @@ class ManagedProcess:
         elif self.killed_at and now - self.killed_at > KILL_GRACE_SEC:
             self._signal(signal.SIGKILL)
         return None
-
-    @property
-    def given_back(self):
-        """Withdrawn before it started: it never ran (its job is as it was)."""
-        return self.withdrawn and self.pid is None and self.start_error == CANCELLED
-
-    def withdraw(self):
-        """Ask the spawner to forget this start if it still waits: it then
-        fails as cancelled (``given_back``). If the run before it has ended
-        meanwhile, it has started, and runs as any other."""
-        if self.waiting and not self._cancelled:
-            self._cancelled = self.withdrawn = True
-            self.spawner.cancel(self)
 
     def kill(self):
         if self.killed_at is None:

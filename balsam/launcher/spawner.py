@@ -49,7 +49,6 @@ import sys
 import time
 
 _LENGTH = struct.Struct(">I")
-CANCELLED = "cancelled before it started"  # the ``failed`` message of a cancelled start
 # Ignored signals stay ignored across exec: give children the defaults back
 # (SIGPIPE and SIGXFSZ are ignored by every Python process, as subprocess knows).
 _DEFAULT_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE, signal.SIGXFSZ)
@@ -126,7 +125,7 @@ class _Children:
                 if successor is not None:  # the one queued behind it moves up
                     self.waiting[after] = successor
                 break
-        return [("failed", key, CANCELLED)]
+        return [("failed", key, "cancelled before it started")]
 
     def _start_in_place(self, key, request):
         """Start ``request`` (which took the place of ``key``); if it cannot

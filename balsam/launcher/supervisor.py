@@ -53,26 +53,6 @@ class Supervisor:
             ends.append((last, hosts, queued))
         return ends
 
-    def withdraw_queues(self, running_longer_than):
-        """Ask the spawner for the runs queued behind each run that has gone
-        on longer than ``running_longer_than`` seconds: they would wait for
-        it however long it takes, while other slots may be free. Each leaves
-        ``runs`` when the spawner answers (``_ended``): given back, its job
-        is the launcher's to start again; started (the long run ended first),
-        it runs. Returns how many were asked for."""
-        asked = 0
-        for pk, (process, _) in self.runs.items():
-            if process.waiting or process.code is not None or process.elapsed <= running_longer_than:
-                continue
-            behind = self.successors.get(pk)
-            while behind in self.runs:
-                queued = self.runs[behind][0]
-                if queued.waiting and not queued.withdrawn:
-                    queued.withdraw()
-                    asked += 1
-                behind = self.successors.get(behind)
-        return asked
-
     def waiting_runs(self):
         """Job ids of the runs requested ahead that have not started yet."""
         return [pk for pk, (process, _) in self.runs.items() if process.waiting]
@@ -114,9 +94,6 @@ class Supervisor:
             code = process.poll()
             if code is not None:
                 del table[pk]
-                if process.given_back:  # withdrawn from its queue: the one behind it moves up, as in the spawner
-                    self._unlink(pk)
-                    continue
                 yield pk, process, extra, code
 
     def ended_runs(self):

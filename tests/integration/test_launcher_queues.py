@@ -266,27 +266,3 @@ def test_jobs_of_a_second_or_more_never_wait_in_a_queue_behind_a_long_run(db):
         assert state(long_job) == states.RUNNING
     finally:
         running.stop()
-
-
-def test_runs_queued_behind_a_run_that_turns_out_long_are_started_elsewhere(db, monkeypatch):
-    """Runs are queued behind short runs only, but a run is known to be long
-    only once it has gone on: the runs already queued behind it are then
-    withdrawn from its queue and started on the other slot, each once, with
-    nothing in its history to show it. (Before, three quick jobs waited the
-    whole minute behind the long one.)"""
-    monkeypatch.setattr(launcher_module, "MIN_QUEUE_DEPTH", DEPTH)
-    monkeypatch.setattr(launcher_module, "UNKNOWN_RUNS_DEPTH", DEPTH)  # queues behind every run at once
-    api.add_app("sleeper", f"{sys.executable} {APPS / 'sleeper.py'}", check_paths=False)
-    long_job = api.add_job(name="long", workflow="w", application="sleeper", args="60", node_packing_count=2)
-    quick = [api.add_job(name=f"quick{i}", workflow="w", application="sleeper", args="0.2", node_packing_count=2)
-             for i in range(8)]
-    running = LauncherThread(db, cores=2)
-    try:
-        wait_until(lambda: all(state(job) == states.JOB_FINISHED for job in quick), 40,
-                   "every quick job to finish")
-        assert state(long_job) == states.RUNNING
-    finally:
-        running.stop()
-    for job in quick:
-        assert history(job).count(states.RUNNING) == 1, history(job)
-        assert not {states.FAILED, states.RUN_ERROR} & set(history(job)), history(job)
