@@ -203,7 +203,7 @@ def parent_ids(pk):
 # ---------------------------------------------------------------------------
 def waiting_jobs(scope=None, ids=None, limit=None):
     """``[(id, state, wait_for_parents)]`` of jobs still waiting on their
-    parents, within ``scope`` (options) or among ``ids``."""
+    parents, within ``scope`` (options), or among ``ids`` (any scope)."""
     if ids is None:
         part = (scope_from(scope).filter(state__in=states.WAITING_STATES).order_by(*IN_STATE_ORDER)
                 .values_list("pk", "state", "wait_for_parents"))
@@ -211,15 +211,9 @@ def waiting_jobs(scope=None, ids=None, limit=None):
     # Among ids: found by id alone, the state checked here. With the state in
     # the query SQLite may choose the state index instead of the id's and read
     # every waiting job of the DB (a million-job backlog: over a second).
-    if scope:
-        rows = []
-        for chunk in sql.chunks(ids):
-            part = scope_from(scope).order_by().filter(pk__in=chunk).values_list("pk", "state", "wait_for_parents")
-            rows.extend(row for row in part if row[1] in states.WAITING_STATES)
-    else:
-        rows = [(pk, state, bool(wait)) for pk, state, wait in _rows_by_id(
-            ids, f"SELECT job_id, state, wait_for_parents FROM {sql.table(BalsamJob)} WHERE job_id IN ({{marks}})")
-            if state in states.WAITING_STATES]
+    rows = [(pk, state, bool(wait)) for pk, state, wait in _rows_by_id(
+        ids, f"SELECT job_id, state, wait_for_parents FROM {sql.table(BalsamJob)} WHERE job_id IN ({{marks}})")
+        if state in states.WAITING_STATES]
     return rows if limit is None else rows[:limit]
 
 

@@ -13,7 +13,9 @@ turns them into its own as for any query.
 """
 
 import datetime
+import itertools
 import json
+import re
 import uuid
 import weakref
 
@@ -44,18 +46,16 @@ def execute_prepared(conn, statement, params):
 
 def numbered(statement):
     """``%s`` placeholders as PostgreSQL's ``$1, $2, ...`` (``%%`` is a literal %)."""
-    parts = statement.split("%%")
-    count = 0
-    out = []
-    for part in parts:
-        pieces = part.split("%s")
-        for index, piece in enumerate(pieces[:-1]):
-            count += 1
-            pieces[index] = f"{piece}${count}"
-        if "%" in pieces[-1]:
-            raise ValueError(f"unsupported % in a prepared statement: {statement[:80]!r}")
-        out.append("".join(pieces))
-    return "%".join(out)
+    numbers = itertools.count(1)
+
+    def replace(match):
+        if match.group() == "%%":
+            return "%"
+        if match.group() == "%s":
+            return f"${next(numbers)}"
+        raise ValueError(f"unsupported % in a prepared statement: {statement[:80]!r}")
+
+    return re.sub(r"%%|%s|%", replace, statement)
 
 
 def as_text(value):

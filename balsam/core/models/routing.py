@@ -116,7 +116,7 @@ class TrackedModel(models.Model):
     @classmethod
     def _defaults(cls):
         """Per class, computed once: ``({attname: plain default}, [(attname, field)
-        whose default is made per object])``."""
+        whose default is made per object], every field's attname)``."""
         cached = cls.__dict__.get("_defaults_cache")
         if cached is None:
             fixed, computed = {}, []
@@ -125,7 +125,7 @@ class TrackedModel(models.Model):
                     computed.append((attname, field))
                 else:
                     fixed[attname] = value
-            cached = cls._defaults_cache = (fixed, tuple(computed))
+            cached = cls._defaults_cache = (fixed, tuple(computed), frozenset(fixed) | {a for a, _ in computed})
         return cached
 
     def __init__(self, *args, **kwargs):
@@ -138,10 +138,10 @@ class TrackedModel(models.Model):
         loaded from the DB), related objects, unknown names, ``pre_init`` or
         ``post_init`` listeners -- takes Django's own path."""
         cls = type(self)
-        if args or not cls._attnames().issuperset(kwargs) or _init_listened(cls):
+        fixed, computed, attnames = cls._defaults()
+        if args or not attnames.issuperset(kwargs) or _init_listened(cls):
             super().__init__(*args, **kwargs)
             return
-        fixed, computed = cls._defaults()
         self._state = models.base.ModelState()
         values = self.__dict__
         values.update(fixed)
@@ -149,13 +149,6 @@ class TrackedModel(models.Model):
             if attname not in kwargs:
                 values[attname] = field.get_default()
         values.update(kwargs)
-
-    @classmethod
-    def _attnames(cls):
-        names = cls.__dict__.get("_attnames_cache")
-        if names is None:
-            names = cls._attnames_cache = frozenset(attname for _, attname, _, _, _ in cls._field_plan())
-        return names
 
     @classmethod
     def from_db(cls, db, field_names, values):
