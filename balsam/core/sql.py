@@ -14,6 +14,7 @@ from contextlib import contextmanager
 
 from django.db import DatabaseError, connection, transaction
 
+from balsam.core import sqlite_insert
 from balsam.exceptions import DBDamaged
 
 # PostgreSQL's wire protocol counts bind parameters in 16 bits; Django
@@ -186,19 +187,27 @@ def raw_executemany(sql, rows):
             cursor.close()
 
 
-FEW_ROWS = 16  # PostgreSQL: up to this many rows an executemany (one round trip, COPY takes three)
+FEW_ROWS = 16  # up to this many rows an executemany (PostgreSQL: one round trip, COPY takes three)
 
 
 def insert_rows(statement, rows):
     """A plain ``INSERT INTO t (columns) VALUES (%s, ...)`` of many rows.
-    SQLite: one ``executemany`` (each row costs it little). PostgreSQL: one
-    ``COPY t (columns) FROM STDIN``: the server parses one statement and fires
-    its statement-level count triggers once, where ``executemany`` would run
-    (and fire them) once per row, and a long multi-row VALUES list costs the
-    driver more to parse than the rows cost to send."""
+    SQLite: one ``INSERT ... SELECT`` over the rows as JSON (``sqlite_insert``:
+    a third of ``executemany``'s cost into the job table), else ``executemany``.
+    PostgreSQL: one ``COPY t (columns) FROM STDIN``: the server parses one
+    statement and fires its statement-level count triggers once, where
+    ``executemany`` would run (and fire them) once per row, and a long
+    multi-row VALUES list costs the driver more to parse than the rows cost
+    to send."""
     rows = rows if isinstance(rows, list) else list(rows)
-    if connection.vendor != "postgresql" or len(rows) <= FEW_ROWS:
-        return raw_executemany(statement, rows)  # PostgreSQL: a few rows in one pipelined round trip
+    if len(rows) <= FEW_ROWS:
+        return raw_executemany(statement, rows)
+    if connection.vendor == "sqlite":
+        connection.ensure_connection()
+        with connection.wrap_database_errors:
+            if sqlite_insert.insert(statement, rows):
+                return len(rows)
+        return raw_executemany(statement, rows)
     head, _, _ = statement.rpartition("VALUES")
     copy_sql = head.replace("INSERT INTO", "COPY", 1).rstrip() + " FROM STDIN"
     connection.ensure_connection()
