@@ -62,6 +62,7 @@ class JobSource:
         self._news = False  # the DB changed while the launcher idled: jobs may have been added
         self._commits = queries.commits_seen()
         self._found_none = False  # the last claim found nothing to claim
+        self._movable = []  # jobs the last look found ready to move on and not yet moved (see resolve_dependencies)
 
     def _due(self, name, period):
         now = time.monotonic()
@@ -156,7 +157,7 @@ class JobSource:
         """One of our jobs ended: its children may be ready (look sooner)."""
         self._parents_ended = True
 
-    def resolve_dependencies(self):
+    def resolve_dependencies(self, limit=None):
         """Move waiting jobs on whose parents allow it, every
         DEPENDENCY_PERIOD_SEC, or after DEPENDENCY_MIN_PERIOD_SEC once one of
         our jobs ended or the DB changed -- at once when the DB changed and the
@@ -164,7 +165,23 @@ class JobSource:
         of blocked jobs it reads thousands of rows again, so it keeps its
         period). A read picks the candidates; the write checks their
         parents again in its own transaction, so a parent added in between is
-        never missed. True if any job moved."""
+        never missed. True if any job moved.
+
+        At most ``limit`` jobs move per call (the launcher passes what it
+        holds when full); the rest of a look's candidates move on the next
+        calls, before any new look. A thousand jobs submitted at once cost the
+        write that moves them ~60 ms: the first of them start after a write of
+        a few dozen, and the rest move while those run."""
+        if not self._movable and not self._look():
+            return False
+        batch = self._movable[:limit] if limit else self._movable
+        self._movable = self._movable[len(batch):]
+        moved = self.client.resolve_dependencies(batch)
+        return bool(moved["ready"] or moved["awaiting"])
+
+    def _look(self):
+        """Read the waiting jobs when due (see ``resolve_dependencies``) and
+        keep those whose parents allow a move; True if there are any."""
         since = time.monotonic() - self._last["deps"]
         if self._news and not self._blocked:
             period = 0.0  # jobs submitted to an idle launcher start now, not a period later
@@ -181,12 +198,10 @@ class JobSource:
             self._blocked = False
             return False
         parents = queries.parent_states([pk for pk, _, _ in waiting])
-        candidates = [pk for pk, state, wait in waiting if states.after_parents(state, wait, parents.get(pk, []))]
-        self._blocked = len(candidates) < len(waiting) or len(waiting) == WAITING_PER_PASS
-        if not candidates:
-            return False
-        moved = self.client.resolve_dependencies(candidates)
-        return bool(moved["ready"] or moved["awaiting"])
+        self._movable = [pk for pk, state, wait in waiting
+                         if states.after_parents(state, wait, parents.get(pk, []))]
+        self._blocked = len(self._movable) < len(waiting) or len(waiting) == WAITING_PER_PASS
+        return bool(self._movable)
 
     # ------------------------------------------------------------------ summaries
     def state_counts(self):

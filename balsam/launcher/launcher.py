@@ -168,7 +168,7 @@ class Launcher:
             self._drop(pk, why)
             self.batch.release(pk)
             busy = True
-        busy |= self.source.resolve_dependencies()
+        busy |= self.source.resolve_dependencies(limit=self._claim_target())
         busy |= self._claim()
         busy |= self._reap_runs()
         busy |= self._reap_transitions()
@@ -197,7 +197,7 @@ class Launcher:
             return False
         # Enough jobs in hand that every pass writes large batches, yet bounded so
         # that launchers sharing a DB share its work.
-        target = HOLD_PER_SLOT * self.slots.capacity + 2 * self.num_transition_processes + 32 + self._hold_ahead()
+        target = self._claim_target()
         if len(self.held) > target // 2:  # enough in hand: claim in large, infrequent batches
             if time.monotonic() - self._claimed_at < CLAIM_PERIOD_SEC:
                 return False
@@ -210,6 +210,10 @@ class Launcher:
         for job in claimed:
             self.held[job.pk] = job
         return bool(claimed)
+
+    def _claim_target(self):
+        """How many jobs the launcher holds when full."""
+        return HOLD_PER_SLOT * self.slots.capacity + 2 * self.num_transition_processes + 32 + self._hold_ahead()
 
     def _hold_ahead(self):
         """Jobs this launcher ends in HOLD_AHEAD_SEC, at its rate over the last CLAIM_PERIOD_SEC."""

@@ -266,3 +266,23 @@ def test_jobs_of_a_second_or_more_never_wait_in_a_queue_behind_a_long_run(db):
         assert state(long_job) == states.RUNNING
     finally:
         running.stop()
+
+
+def test_the_first_jobs_of_a_large_submission_run_before_the_launcher_has_moved_them_all(db):
+    """Moving a thousand new jobs on to READY is one write of ~60 ms; a
+    launcher moves what it holds when full first, claims and starts those,
+    and moves the rest while they run. (Before, the first run began only
+    after every job of the submission was READY.)"""
+    api.add_app("true", "/bin/true", check_paths=False)
+    running = LauncherThread(db)
+    try:
+        BalsamJob.objects.bulk_create([BalsamJob(name=f"j{i}", workflow="big", application="true")
+                                       for i in range(600)])
+        wait_until(lambda: BalsamJob.objects.filter(workflow="big", state=states.JOB_FINISHED).count() == 600, 120,
+                   "every job of the submission to finish")
+    finally:
+        running.stop()
+    events = JobEvent.objects.filter(job__workflow="big")
+    first_run = min(events.filter(to_state=states.RUNNING).values_list("timestamp", flat=True))
+    last_ready = max(events.filter(to_state=states.READY).values_list("timestamp", flat=True))
+    assert first_run < last_ready
