@@ -126,3 +126,40 @@ def test_balsam_logs_and_parent_run_outputs_are_not_linked(tmp_path):
         (parent / name).write_text(name)
     staging.link_parent_files(workdir, "*", [(uuid.UUID(int=5), parent)], skip_names={"parent.out"})
     assert sorted(p.name for p in workdir.iterdir()) == ["data.txt"]
+
+
+def _open_fds():
+    import os
+
+    return set(os.listdir("/proc/self/fd"))
+
+
+def test_a_start_ahead_of_its_prepared_files_opens_its_own_and_none_is_left_open(tmp_path, monkeypatch):
+    """The spawner's ``_Preparer`` makes the next start's directory and output
+    file on a thread of its own. A start that comes while that is under way
+    takes nothing (it opens its own) and the file the thread then opens is
+    closed, not kept for a start that has already happened."""
+    import os
+    import threading
+
+    from balsam.launcher import spawner
+    from tests.helpers import wait_until
+
+    gate = threading.Event()
+    make = spawner._make_directory
+    monkeypatch.setattr(spawner, "_make_directory", lambda path: (gate.wait(10), make(path)))
+    before = _open_fds()
+    preparer = spawner._Preparer()
+    slow = tmp_path / "slow"
+    preparer.ask("slow", str(slow), str(slow / "out.txt"), "")
+    assert preparer.take("slow") is None  # still being made: the start does it itself
+    gate.set()
+    wait_until(lambda: (slow / "out.txt").exists(), 10, "the thread to finish its work")
+    wait_until(lambda: _open_fds() == before, 10, "the file the thread opened to be closed")
+    ready = tmp_path / "ready"
+    preparer.ask("ready", str(ready), str(ready / "out.txt"), "")
+    wait_until(lambda: "ready" not in preparer._pending, 10, "the next start's files")
+    out = preparer.take("ready")
+    assert os.fstat(out).st_ino == (ready / "out.txt").stat().st_ino
+    os.close(out)
+    assert _open_fds() == before
