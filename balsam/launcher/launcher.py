@@ -420,11 +420,17 @@ class Launcher:
         workdir = job.working_directory  # the spawner makes it if stage-in had no reason to
         timeout = job.wall_time_minutes * 60 if job.wall_time_minutes else None
         output = os.path.join(workdir, run_output_name(job.name))
+        # A queued start is handed back if the run before it turns out long
+        # (after it was queued): the jobs queued behind a long run start elsewhere.
+        hand_back_after = OUTLIER_RUNS * self._run_seconds if after is not None and self._run_seconds else None
         self.processes.start_run(job.pk, hosts, self.commands.argv(job, app, hosts, env), workdir, env, output, timeout,
-                                 after)
+                                 after, hand_back_after)
 
     def _reap_runs(self):
         ended = list(self.processes.ended_runs())
+        for job, hosts in self.processes.freed():  # stopped runs whose queue was handed back
+            if job is not None:
+                self.slots.give_back(job, hosts)
         # Runs requested ahead that started (in the place of runs among
         # ``ended``): their RUNNING comes before anything else they did.
         for pk, hosts, began in self.processes.started_ahead():
@@ -432,6 +438,8 @@ class Launcher:
             if job is not None and job.state in states.RUNNABLE_STATES:
                 self._move(job, steps.RUN_START[job.state], f"on {','.join(hosts)}", at=began)
         for pk, process, hosts, code in ended:
+            if process.handed_back:
+                continue  # never started, held no hosts: its job (still runnable) starts elsewhere
             handed_on = self.processes.takes_over(pk)  # a run requested after it holds its hosts now
             job = self.held.get(pk)
             if job is None:
@@ -483,7 +491,7 @@ class Launcher:
     # ------------------------------------------------------------------ stopping processes
     def _drop(self, pk, why):
         job = self.held.pop(pk, None)
-        hosts = self.processes.stop(pk)
+        hosts = self.processes.stop(pk, job)
         if hosts is not None and job is not None:
             self.slots.give_back(job, hosts)
         logger.info("dropped job %s (%s)", pk, why)

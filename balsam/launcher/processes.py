@@ -12,7 +12,7 @@ import sys
 import time
 from balsam.core.outputs import tail_lines
 from balsam.exceptions import BalsamError
-from balsam.launcher.spawner import MessageReader, frame
+from balsam.launcher.spawner import HANDED_BACK, MessageReader, frame
 
 KILL_GRACE_SEC = 1.0  # SIGTERM first, SIGKILL if still running after this
 PIPE_BYTES = 1 << 20
@@ -25,9 +25,11 @@ class SpawnerDied(BalsamError):
 class Spawner:
     """The launcher's end of the spawner: ``start`` queues, ``send`` hands
     what is queued over in one message, ``collect`` applies what came back
-    to the handles."""
+    to the handles. ``on_handed_back(handle)`` is called for each start the
+    spawner hands back, as its answer is read: in the order the spawner
+    answered, so before the end of the run it was queued behind."""
 
-    def __init__(self, env):
+    def __init__(self, env, on_handed_back=None):
         requests_r, self._requests = os.pipe()
         self._replies, replies_w = os.pipe()
         for fd in (self._requests, self._replies):
@@ -51,14 +53,16 @@ class Spawner:
         self._handles = {}  # key -> ManagedProcess not yet ended
         self._keys = 0
         self.started_ahead = []  # handles requested ahead that have started since the launcher last looked
+        self.on_handed_back = on_handed_back
 
-    def start(self, handle, argv, cwd, env_extra, output_path, header, after=None):
+    def start(self, handle, argv, cwd, env_extra, output_path, header, after=None, hand_back_after=None):
         """Queue a start; ``after``: a handle whose place this one takes when
-        it ends (see the protocol in spawner.py). Returns the handle's key."""
+        it ends, ``hand_back_after``: unless that one has run this long (see
+        the protocol in spawner.py). Returns the handle's key."""
         self._keys += 1
         self._handles[self._keys] = handle
         self._queued.append(("start", self._keys, list(argv), str(cwd), env_extra, output_path, header,
-                             after.key if after is not None else None))
+                             after.key if after is not None else None, hand_back_after))
         return self._keys
 
     def cancel(self, handle):
@@ -96,6 +100,8 @@ class Spawner:
                 del self._handles[key]
                 if kind == "failed":
                     handle._failed(details[0])
+                    if handle.handed_back and self.on_handed_back is not None:
+                        self.on_handed_back(handle)
                 else:
                     handle._ended(*details)
         if self._reader.closed and self._handles:
@@ -129,7 +135,7 @@ class ManagedProcess:
     until the spawner says it started, and its timeout counts from then."""
 
     def __init__(self, spawner, kind, job_id, argv, cwd, env_extra, output_path, timeout_sec=None, header=None,
-                 after=None):
+                 after=None, hand_back_after=None):
         self.spawner = spawner
         self.kind = kind  # "run", "stage_in", "preprocess", "postprocess", "stage_out"
         self.job_id = job_id
@@ -144,9 +150,10 @@ class ManagedProcess:
         self.start_error = None
         self.killed_at = None
         self.timed_out = False
+        self.handed_back = False  # the spawner gave it back unstarted: its job may start elsewhere
         self._signal_when_started = None
         self._cancelled = False
-        self.key = spawner.start(self, argv, cwd, env_extra, self.output_path, header, after)
+        self.key = spawner.start(self, argv, cwd, env_extra, self.output_path, header, after, hand_back_after)
 
     # Results, from Spawner.collect
     def _started(self, pid, began):
@@ -159,6 +166,7 @@ class ManagedProcess:
 
     def _failed(self, message):
         self.start_error = message
+        self.handed_back = message == HANDED_BACK
         self.code = -1
 
     def _ended(self, code, runtime):

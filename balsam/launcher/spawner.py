@@ -9,7 +9,7 @@ only sends requests and reads results.
 
 Protocol (pickled lists, each framed by a 4-byte big-endian length), in order:
 
-* launcher -> spawner: ``("start", key, argv, cwd, env_extra, output_path, header, after)``,
+* launcher -> spawner: ``("start", key, argv, cwd, env_extra, output_path, header, after, hand_back_after)``,
   with absolute ``cwd`` and ``output_path`` (the spawner ``chdir``s for every
   start, so a relative path would be read from the previous job's directory).
   ``after``: None to start now, or the key of a process whose place this
@@ -17,7 +17,12 @@ Protocol (pickled lists, each framed by a 4-byte big-endian length), in order:
   so the spawner refills a slot many times without the launcher). It starts
   the moment that one is reaped (at once if that one is already gone), with
   no round trip through the launcher -- this is how a freed slot is refilled
-  within the spawner's wakeup for SIGCHLD. ``("cancel", key)``: forget a
+  within the spawner's wakeup for SIGCHLD. ``hand_back_after``: seconds
+  (or None): if the running process it waits behind has run that long, this
+  start and every one queued behind it are handed back (``failed`` with
+  ``HANDED_BACK``): short runs do not wait behind one that turned out long,
+  and the launcher starts them elsewhere. So is a start that asks to wait
+  behind one handed back. ``("cancel", key)``: forget a
   start still waiting; the one that waited for it waits for its ``after``.
 * spawner -> launcher: ``("started", key, pid, monotonic start time)``,
   ``("failed", key, message)``, ``("ended", key, exit_code, elapsed_seconds)``;
@@ -51,6 +56,7 @@ import threading
 import time
 
 _LENGTH = struct.Struct(">I")
+HANDED_BACK = "handed back: the run it was queued behind went on too long"
 # Ignored signals stay ignored across exec: give children the defaults back
 # (SIGPIPE and SIGXFSZ are ignored by every Python process, as subprocess knows).
 _DEFAULT_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE, signal.SIGXFSZ)
@@ -103,15 +109,23 @@ class _Children:
         self.base_env = dict(os.environ)
         self.running = {}  # pid -> (key, start time)
         self.running_keys = set()
+        self.began = {}  # key of a running process -> its start time
+        self.hand_back = {}  # key of a waiting start -> hand it back once what it waits behind has run this long
+        self.handed_back = set()  # keys of starts handed back (a start asking to wait behind one is handed back too)
         self.waiting = {}  # key of a running or waiting process -> the start request that takes its place
         self.waiting_keys = set()  # keys of the requests in ``waiting``
         self.executables = {}  # (name, PATH) -> full path
         self.prepared = _Preparer()  # directories and output files of the starts next in line
 
-    def request(self, key, argv, cwd, env_extra, output_path, header, after=None):
+    def request(self, key, argv, cwd, env_extra, output_path, header, after=None, hand_back_after=None):
+        if after is not None and after in self.handed_back:
+            self.handed_back.add(key)
+            return [("failed", key, HANDED_BACK)]
         if after is not None and (after in self.running_keys or after in self.waiting_keys):
             self.waiting[after] = (key, argv, cwd, env_extra, output_path, header)
             self.waiting_keys.add(key)
+            if hand_back_after is not None:
+                self.hand_back[key] = hand_back_after
             return []
         return self._start_in_place(key, (key, argv, cwd, env_extra, output_path, header))
 
@@ -119,6 +133,7 @@ class _Children:
         if key not in self.waiting_keys:
             return []  # started already: the launcher signals it by its pid
         self.waiting_keys.discard(key)
+        self.hand_back.pop(key, None)
         _close(self.prepared.take(key))
         for after, waiting in list(self.waiting.items()):
             if waiting[0] == key:
@@ -135,6 +150,7 @@ class _Children:
         replies = []
         while request is not None:
             self.waiting_keys.discard(request[0])
+            self.hand_back.pop(request[0], None)
             reply = self.start(*request, out=self.prepared.take(request[0]))
             replies.append(reply)
             if reply[0] == "started":
@@ -150,7 +166,34 @@ class _Children:
         began = time.monotonic()
         self.running[pid] = (key, began)
         self.running_keys.add(key)
+        self.began[key] = began
         return ("started", key, pid, began)
+
+    def hand_back_overdue(self, now):
+        """Hand back every queue behind a running process that has run longer
+        than its first start allows: ``failed`` replies, first to start first."""
+        replies = []
+        for key in [k for k in self.running_keys if k in self.waiting]:
+            request = self.waiting[key]
+            limit = self.hand_back.get(request[0])
+            if limit is None or now - self.began[key] < limit:
+                continue
+            del self.waiting[key]
+            while request is not None:
+                queued = request[0]
+                self.waiting_keys.discard(queued)
+                self.hand_back.pop(queued, None)
+                _close(self.prepared.take(queued))
+                self.handed_back.add(queued)
+                replies.append(("failed", queued, HANDED_BACK))
+                request = self.waiting.pop(queued, None)
+        return replies
+
+    def next_hand_back(self):
+        """When the next queue is due to be handed back (``time.monotonic``), or None."""
+        due = [self.began[key] + self.hand_back[request[0]] for key, request in self.waiting.items()
+               if key in self.running_keys and request[0] in self.hand_back]
+        return min(due, default=None)
 
     def prepare_next(self):
         """Have the directory made and the output file opened of each start
@@ -217,6 +260,7 @@ class _Children:
             if entry is not None:
                 key, began = entry
                 self.running_keys.discard(key)
+                self.began.pop(key, None)
                 ended.append(("ended", key, os.waitstatus_to_exitcode(status), time.monotonic() - began))
                 successor = self.waiting.pop(key, None)
                 if successor is not None:  # its slot is free: fill it now
@@ -226,6 +270,7 @@ class _Children:
     def kill_all(self):
         self.waiting.clear()
         self.waiting_keys.clear()
+        self.hand_back.clear()
         self.prepared.close_all()
         for pid in list(self.running):
             try:
@@ -340,7 +385,8 @@ def serve(requests_fd, replies_fd):
     reader = MessageReader(requests_fd)
     children = _Children()
     while True:
-        select.select([requests_fd, wake_r], [], [])
+        due = children.next_hand_back()
+        select.select([requests_fd, wake_r], [], [], None if due is None else max(0.0, due - time.monotonic()))
         replies = []
         for op, key, *args in reader.read():
             if op == "start":
@@ -353,6 +399,7 @@ def serve(requests_fd, replies_fd):
         except BlockingIOError:
             pass
         replies += children.reap()
+        replies += children.hand_back_overdue(time.monotonic())
         if reader.closed:
             children.kill_all()
             return

@@ -18,19 +18,28 @@ class Supervisor:
         self.successors = {}  # job id of a run -> job id of the run requested to start in its place
         self.transitions = {}  # job id -> (ManagedProcess, ProcessSpec)
         self._zombies = []  # stopped processes not yet reaped
+        # Stopped runs with a queue behind them: (job, hosts) until the spawner
+        # says who has the hosts -- the next run of the queue (it started in the
+        # stopped run's place) or, if it handed the queue back first, nobody.
+        self._stopping = {}
+        self._freed = []  # (job, hosts) of stopped runs whose queue was handed back: free now
 
     def start(self):
-        self.spawner = Spawner(self.base_env)
+        self.spawner = Spawner(self.base_env, on_handed_back=self._handed_back)
 
     def busy(self):
         return bool(self.runs or self.transitions)
 
-    def start_run(self, pk, hosts, argv, workdir, env, output, timeout, after=None):
+    def start_run(self, pk, hosts, argv, workdir, env, output, timeout, after=None, hand_back_after=None):
         """Start the job's run on ``hosts``; ``after``: the job id of a run on
         the same hosts (going, or itself waiting) whose place it takes the
-        moment that run ends."""
+        moment that run ends -- unless the running one has gone on
+        ``hand_back_after`` seconds: then the spawner hands this one (and
+        those behind it) back unstarted, and ``ended_runs`` yields it with
+        ``handed_back`` set."""
         predecessor = self.runs[after][0] if after is not None else None
-        process = ManagedProcess(self.spawner, "run", pk, argv, workdir, env, output, timeout, after=predecessor)
+        process = ManagedProcess(self.spawner, "run", pk, argv, workdir, env, output, timeout, after=predecessor,
+                                 hand_back_after=hand_back_after)
         process.hosts = hosts
         self.runs[pk] = (process, hosts)
         if after is not None:
@@ -75,6 +84,26 @@ class Supervisor:
         the spawner as in ``successors``."""
         return self.successors.pop(pk, None) is not None
 
+    def _handed_back(self, process):
+        """The spawner handed this queued run back (the run before it went on
+        too long): it takes no one's hosts. Unlinked as its answer is read --
+        before the end of the run it was queued behind, which then gives its
+        hosts back (``takes_over``). Those queued behind it come back too,
+        each with its own answer."""
+        pk = process.job_id
+        for before, after in list(self.successors.items()):
+            if after == pk:
+                del self.successors[before]
+                if before in self._stopping:  # stopped, and this one will not take its place
+                    self._freed.append(self._stopping.pop(before))
+        self.successors.pop(pk, None)
+
+    def freed(self):
+        """``(job, hosts)`` given back since the last call: those of stopped
+        runs whose queue the spawner handed back (see ``stop``)."""
+        freed, self._freed = self._freed, []
+        return freed
+
     def start_transition(self, pk, spec, workdir, env, log_path, timeout):
         process = ManagedProcess(self.spawner, spec.kind, pk, spec.argv, workdir, env, log_path, timeout,
                                  header=spec.header)
@@ -104,11 +133,14 @@ class Supervisor:
         """``(job id, process, spec, exit code)`` for each transition process that ended."""
         return self._ended(self.transitions)
 
-    def stop(self, pk):
+    def stop(self, pk, job=None):
         """Stop the job's process (SIGTERM, then SIGKILL); returns the hosts its
         run held, if any and if no run requested after it takes them over (it
         starts when this one has ended). A run still waiting to start is
-        cancelled: it held no hosts."""
+        cancelled: it held no hosts. A run with a queue behind it keeps its
+        hosts for that queue's next run -- unless the spawner hands the queue
+        back before this run has ended: then ``freed`` gives them (and
+        ``job``) back."""
         hosts = None
         for table in (self.runs, self.transitions):
             if pk in table:
@@ -117,14 +149,18 @@ class Supervisor:
                 process.kill()
                 self._zombies.append(process)
                 if table is self.runs:
-                    if was_waiting:
+                    if process.handed_back:
+                        pass  # never started: it held no hosts
+                    elif was_waiting:
                         self.spawner.send()  # the cancel, before its predecessor can end
                         # Its hosts are its own once the run before it ended: they pass
                         # to the run queued behind it, or come back if none is.
                         inherited = pk not in self.successors.values()
                         if self._unlink(pk) is None and inherited:
                             hosts = extra
-                    elif not self.takes_over(pk):
+                    elif pk in self.successors:
+                        self._stopping[pk] = (job, extra)
+                    else:
                         hosts = extra
         return hosts
 
@@ -144,6 +180,11 @@ class Supervisor:
         for process in list(self._zombies):
             if process.poll() is not None:
                 self._zombies.remove(process)
+                stopping = self._stopping.pop(process.job_id, None)
+                # Ended with its queue still linked: the next run took its hosts;
+                # with none left (cancelled meanwhile), nobody did.
+                if stopping is not None and self.successors.pop(process.job_id, None) is None:
+                    self._freed.append(stopping)
 
     def replace_spawner(self):
         """After the spawner died (someone killed it): stop what it had started
@@ -154,6 +195,8 @@ class Supervisor:
         for process, _ in list(self.transitions.values()) + list(self.runs.values()):
             process.kill_group()
         lost = {pk: hosts for pk, (process, hosts) in self.runs.items() if not process.waiting}
+        self._freed.extend(self._stopping.values())  # stopped runs killed with the rest: nothing takes their hosts
+        self._stopping.clear()
         self.runs.clear()
         self.successors.clear()
         self.transitions.clear()

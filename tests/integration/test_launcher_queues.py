@@ -286,3 +286,27 @@ def test_the_first_jobs_of_a_large_submission_run_before_the_launcher_has_moved_
     first_run = min(events.filter(to_state=states.RUNNING).values_list("timestamp", flat=True))
     last_ready = max(events.filter(to_state=states.READY).values_list("timestamp", flat=True))
     assert first_run < last_ready
+
+
+def test_quick_jobs_queued_behind_a_run_that_turns_out_long_run_on_the_other_slot(db):
+    """Runs are short (0.2 s), so the launcher queues jobs behind each run,
+    the long one's included: it is not known to be long when they are queued.
+    Once it has gone on four times the mean, the spawner hands its queue back
+    and those jobs run on the other slot. (Before, they waited the whole
+    minute behind it.)"""
+    api.add_app("sleeper", f"{sys.executable} {APPS / 'sleeper.py'}", check_paths=False)
+    quick = dict(workflow="w", application="sleeper", args="0.2", node_packing_count=2)
+    warm = [api.add_job(name=f"warm{i}", **quick) for i in range(4)]
+    running = LauncherThread(db, cores=2)
+    try:
+        wait_until(lambda: all(state(job) == states.JOB_FINISHED for job in warm), 60, "runs known to be short")
+        long_job = api.add_job(name="long", workflow="w", application="sleeper", args="60", node_packing_count=2)
+        # Queued at once behind both runs (the long one's and a quick one's).
+        BalsamJob.objects.bulk_create([BalsamJob(name=f"quick{i}", **quick) for i in range(8)])
+        wait_until(lambda: BalsamJob.objects.filter(name__startswith="quick", state=states.JOB_FINISHED).count() == 8,
+                   30, "every quick job to finish while the long one runs")
+        assert state(long_job) == states.RUNNING
+        handed = JobEvent.objects.filter(job__name__startswith="quick", to_state=states.RUNNING).count()
+        assert handed == 8  # each ran once
+    finally:
+        running.stop()
