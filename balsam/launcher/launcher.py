@@ -51,7 +51,8 @@ MAX_HOLD_AHEAD = 1000
 # that run ends, however long it takes, while other slots may free. Runs of a
 # second or more gain nothing from them (the loop refills a slot within a
 # pass), so nothing is queued until a run has ended and runs are known to be
-# shorter, and never behind a run that has gone on OUTLIER_RUNS times the mean.
+# shorter, and never behind a run that has gone on OUTLIER_RUNS times the mean;
+# the spawner hands back what was queued behind a run before it went on that long.
 QUEUE_AHEAD_SEC = 0.25
 MIN_QUEUE_DEPTH = 1
 MAX_QUEUE_DEPTH = 64
@@ -422,7 +423,10 @@ class Launcher:
         output = os.path.join(workdir, run_output_name(job.name))
         # A queued start is handed back if the run before it turns out long
         # (after it was queued): the jobs queued behind a long run start elsewhere.
-        hand_back_after = OUTLIER_RUNS * self._run_seconds if after is not None and self._run_seconds else None
+        # Not before LONG_RUN_SEC: a 10 ms run slowed to 50 ms by a busy machine
+        # would hand back its whole queue for a wait shorter than a requeue's worth.
+        hand_back_after = (max(OUTLIER_RUNS * self._run_seconds, LONG_RUN_SEC)
+                           if after is not None and self._run_seconds else None)
         self.processes.start_run(job.pk, hosts, self.commands.argv(job, app, hosts, env), workdir, env, output, timeout,
                                  after, hand_back_after)
 
