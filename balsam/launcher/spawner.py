@@ -177,7 +177,7 @@ class _Children:
             request = self.waiting[key]
             limit = self.hand_back.get(request[0])
             if limit is None or now - self.began[key] < limit:
-                continue
+                continue  # (the common case: checked per wakeup, for each slot)
             del self.waiting[key]
             while request is not None:
                 queued = request[0]
@@ -191,9 +191,13 @@ class _Children:
 
     def next_hand_back(self):
         """When the next queue is due to be handed back (``time.monotonic``), or None."""
-        due = [self.began[key] + self.hand_back[request[0]] for key, request in self.waiting.items()
-               if key in self.running_keys and request[0] in self.hand_back]
-        return min(due, default=None)
+        soonest = None
+        for key in self.running_keys:  # (the slots: far fewer than the starts queued behind them)
+            request = self.waiting.get(key)
+            limit = self.hand_back.get(request[0]) if request is not None else None
+            if limit is not None and (soonest is None or self.began[key] + limit < soonest):
+                soonest = self.began[key] + limit
+        return soonest
 
     def prepare_next(self):
         """Have the directory made and the output file opened of each start
