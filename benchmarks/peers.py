@@ -33,7 +33,8 @@ once with ``balsam make_dummies`` and kept under the work dir).
 
 Repetitions are interleaved (rep 1 of every system, then rep 2, ...), so a
 drift in background load spreads over all systems, and each repetition starts
-one system later than the one before. Run directories are deleted only at the
+one system later than the one before, every other one in reverse order (so
+no system always follows the same one). Run directories are deleted only at the
 end (ext4 creates inodes slowly for minutes after mass deletions, which a
 system making a directory per task would pay): leave a few minutes between two
 invocations. Columns: median tasks/s
@@ -323,11 +324,14 @@ def main():
             label = f"{scenario} N={n} W={width}"
             records = {s: [] for s in systems}
             for rep in range(args.reps):
-                # Each repetition starts one system later: a run may pay for what the one
-                # before it left (the page cache, the file system), and a fixed order would
-                # always charge the same system.
+                # Each repetition starts one system later, and every other one runs them
+                # in reverse: a run may pay for what the one before it left (the page
+                # cache, the file system's inode tables), and a fixed order -- or a
+                # rotation of one, which keeps who follows whom -- would always charge
+                # the same system (balsam ran right after balsam-base in every rep).
                 turn = rep % len(systems)
-                for system in systems[turn:] + systems[:turn]:
+                order = systems[turn:] + systems[:turn]
+                for system in order if rep % 2 == 0 else order[::-1]:
                     rundir = runs / f"{scenario}-{system}-r{rep}"
                     rundir.mkdir(parents=True)
                     record = run_once(args, system, task, n, width, rundir)
