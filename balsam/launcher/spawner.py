@@ -57,6 +57,7 @@ import time
 
 _LENGTH = struct.Struct(">I")
 HANDED_BACK = "handed back: the run it was queued behind went on too long"
+HANDED_BACK_KEPT = 100_000  # keys of handed-back starts remembered (bounded: a launcher may run for days)
 # Ignored signals stay ignored across exec: give children the defaults back
 # (SIGPIPE and SIGXFSZ are ignored by every Python process, as subprocess knows).
 _DEFAULT_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE, signal.SIGXFSZ)
@@ -111,7 +112,10 @@ class _Children:
         self.running_keys = set()
         self.began = {}  # key of a running process -> its start time
         self.hand_back = {}  # key of a waiting start -> hand it back once what it waits behind has run this long
-        self.handed_back = set()  # keys of starts handed back (a start asking to wait behind one is handed back too)
+        # Keys of starts handed back, oldest first: a start asking to wait behind
+        # one is handed back too. Only the latest HANDED_BACK_KEPT are kept: the
+        # launcher queues behind a start only until it reads that start's answer.
+        self.handed_back = {}
         self.waiting = {}  # key of a running or waiting process -> the start request that takes its place
         self.waiting_keys = set()  # keys of the requests in ``waiting``
         self.executables = {}  # (name, PATH) -> full path
@@ -119,7 +123,7 @@ class _Children:
 
     def request(self, key, argv, cwd, env_extra, output_path, header, after=None, hand_back_after=None):
         if after is not None and after in self.handed_back:
-            self.handed_back.add(key)
+            self._remember_handed_back(key)
             return [("failed", key, HANDED_BACK)]
         if after is not None and (after in self.running_keys or after in self.waiting_keys):
             self.waiting[after] = (key, argv, cwd, env_extra, output_path, header)
@@ -184,10 +188,15 @@ class _Children:
                 self.waiting_keys.discard(queued)
                 self.hand_back.pop(queued, None)
                 _close(self.prepared.take(queued))
-                self.handed_back.add(queued)
+                self._remember_handed_back(queued)
                 replies.append(("failed", queued, HANDED_BACK))
                 request = self.waiting.pop(queued, None)
         return replies
+
+    def _remember_handed_back(self, key):
+        self.handed_back[key] = None
+        if len(self.handed_back) > HANDED_BACK_KEPT:
+            del self.handed_back[next(iter(self.handed_back))]
 
     def next_hand_back(self):
         """When the next queue is due to be handed back (``time.monotonic``), or None."""

@@ -163,3 +163,19 @@ def test_a_start_ahead_of_its_prepared_files_opens_its_own_and_none_is_left_open
     assert os.fstat(out).st_ino == (ready / "out.txt").stat().st_ino
     os.close(out)
     assert _open_fds() == before
+
+
+def test_the_spawner_remembers_a_bounded_number_of_handed_back_starts(monkeypatch):
+    """A start asking to wait behind one handed back is handed back too, so
+    the spawner remembers handed-back keys -- the latest HANDED_BACK_KEPT, not
+    every one over a launcher's days."""
+    from balsam.launcher import spawner
+
+    monkeypatch.setattr(spawner, "HANDED_BACK_KEPT", 3)
+    children = spawner._Children()
+    for key in range(1, 6):
+        children._remember_handed_back(key)
+    assert list(children.handed_back) == [3, 4, 5]
+    reply = children.request(6, ["/bin/true"], "/nonexistent", {}, "/nonexistent/out", "", after=5)
+    assert reply == [("failed", 6, spawner.HANDED_BACK)]
+    assert list(children.handed_back) == [4, 5, 6]
