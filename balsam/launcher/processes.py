@@ -150,7 +150,6 @@ class ManagedProcess:
         self.start_error = None
         self.killed_at = None
         self.timed_out = False
-        self.handed_back = False  # the spawner gave it back unstarted: its job may start elsewhere
         self._signal_when_started = None
         self._cancelled = False
         self.key = spawner.start(self, argv, cwd, env_extra, self.output_path, header, after, hand_back_after)
@@ -166,11 +165,15 @@ class ManagedProcess:
 
     def _failed(self, message):
         self.start_error = message
-        self.handed_back = message == HANDED_BACK
         self.code = -1
 
     def _ended(self, code, runtime):
         self.code, self.runtime = code, runtime
+
+    @property
+    def handed_back(self):
+        """The spawner gave it back unstarted (the run before it went on too long): its job may start elsewhere."""
+        return self.start_error == HANDED_BACK
 
     @property
     def waiting(self):

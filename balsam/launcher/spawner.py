@@ -108,9 +108,8 @@ class MessageReader:
 class _Children:
     def __init__(self):
         self.base_env = dict(os.environ)
-        self.running = {}  # pid -> (key, start time)
-        self.running_keys = set()
-        self.began = {}  # key of a running process -> its start time
+        self.running = {}  # pid -> key
+        self.running_keys = {}  # key of a running process -> its start time
         self.hand_back = {}  # key of a waiting start -> hand it back once what it waits behind has run this long
         # Keys of starts handed back, oldest first: a start asking to wait behind
         # one is handed back too. Only the latest HANDED_BACK_KEPT are kept: the
@@ -168,21 +167,16 @@ class _Children:
         except OSError as exc:
             return ("failed", key, str(exc))
         began = time.monotonic()
-        self.running[pid] = (key, began)
-        self.running_keys.add(key)
-        self.began[key] = began
+        self.running[pid] = key
+        self.running_keys[key] = began
         return ("started", key, pid, began)
 
     def hand_back_overdue(self, now):
         """Hand back every queue behind a running process that has run longer
         than its first start allows: ``failed`` replies, first to start first."""
         replies = []
-        for key in [k for k in self.running_keys if k in self.waiting]:
-            request = self.waiting[key]
-            limit = self.hand_back.get(request[0])
-            if limit is None or now - self.began[key] < limit:
-                continue  # (the common case: checked per wakeup, for each slot)
-            del self.waiting[key]
+        for key in [k for k in self.running_keys if (due := self._hand_back_due(k)) is not None and due <= now]:
+            request = self.waiting.pop(key)
             while request is not None:
                 queued = request[0]
                 self.waiting_keys.discard(queued)
@@ -200,13 +194,14 @@ class _Children:
 
     def next_hand_back(self):
         """When the next queue is due to be handed back (``time.monotonic``), or None."""
-        soonest = None
-        for key in self.running_keys:  # (the slots: far fewer than the starts queued behind them)
-            request = self.waiting.get(key)
-            limit = self.hand_back.get(request[0]) if request is not None else None
-            if limit is not None and (soonest is None or self.began[key] + limit < soonest):
-                soonest = self.began[key] + limit
-        return soonest
+        # Over the running processes (the slots), not the far more starts queued behind them.
+        return min((due for due in map(self._hand_back_due, self.running_keys) if due is not None), default=None)
+
+    def _hand_back_due(self, key):
+        """When the queue behind running process ``key`` is to be handed back, or None."""
+        request = self.waiting.get(key)
+        limit = self.hand_back.get(request[0]) if request is not None else None
+        return None if limit is None else self.running_keys[key] + limit
 
     def prepare_next(self):
         """Have the directory made and the output file opened of each start
@@ -269,11 +264,9 @@ class _Children:
                 break
             if pid == 0:
                 break
-            entry = self.running.pop(pid, None)
-            if entry is not None:
-                key, began = entry
-                self.running_keys.discard(key)
-                self.began.pop(key, None)
+            key = self.running.pop(pid, None)
+            if key is not None:
+                began = self.running_keys.pop(key)
                 ended.append(("ended", key, os.waitstatus_to_exitcode(status), time.monotonic() - began))
                 successor = self.waiting.pop(key, None)
                 if successor is not None:  # its slot is free: fill it now

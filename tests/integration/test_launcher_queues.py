@@ -306,7 +306,7 @@ def test_quick_jobs_queued_behind_a_run_that_turns_out_long_run_on_the_other_slo
         wait_until(lambda: BalsamJob.objects.filter(name__startswith="quick", state=states.JOB_FINISHED).count() == 8,
                    30, "every quick job to finish while the long one runs")
         assert state(long_job) == states.RUNNING
-        handed = JobEvent.objects.filter(job__name__startswith="quick", to_state=states.RUNNING).count()
-        assert handed == 8  # each ran once
+        runs = JobEvent.objects.filter(job__name__startswith="quick", to_state=states.RUNNING).count()
+        assert runs == 8  # each ran once
     finally:
         running.stop()
