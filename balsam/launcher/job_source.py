@@ -56,7 +56,9 @@ class JobSource:
         self.owner = owner
         self.scope = scope  # options of queries.job_scope: the jobs this launcher works on
         self.lease_expiry_sec = lease_expiry_sec
-        self._last = defaultdict(float)
+        # When each duty last ran: never (not 0.0: time.monotonic() counts from boot, and a node up for
+        # less than a period would otherwise wait out the rest of it first).
+        self._last = defaultdict(lambda: float("-inf"))
         self._parents_ended = True  # look at once on the first pass
         self._blocked = True  # the last look left jobs waiting on their parents: another look reads them again
         self._news = False  # the DB changed while the launcher idled: jobs may have been added

@@ -21,7 +21,7 @@ class Progress:
         self.is_tty = is_tty
         self.started = time.monotonic()
         self.first_finished = None
-        self.last = 0.0
+        self.last = float("-inf")  # never (time.monotonic() counts from boot)
         self.counts = {}
         self.counted = float("-inf")
 

@@ -179,3 +179,33 @@ def test_the_spawner_remembers_a_bounded_number_of_handed_back_starts(monkeypatc
     reply = children.request(6, ["/bin/true"], "/nonexistent", {}, "/nonexistent/out", "", after=5)
     assert reply == [("failed", 6, spawner.HANDED_BACK)]
     assert list(children.handed_back) == [4, 5, 6]
+
+
+class _Heartbeats:
+    """A write client that records the lease calls a launcher's job source makes."""
+
+    def __init__(self):
+        self.calls = []
+
+    def heartbeat(self, owner, lease_expiry_sec):
+        self.calls.append("heartbeat")
+
+    def recover_expired(self, lease_expiry_sec):
+        self.calls.append("recover")
+        return []
+
+
+def test_a_launcher_on_a_node_booted_moments_ago_keeps_its_leases_from_the_first_pass(monkeypatch):
+    """time.monotonic() counts from boot: a duty never done is due at once,
+    not once the node has been up for its period (a heartbeat 60 s late on a
+    node booted with the batch job, a dependency look an hour late in tests
+    run on a machine up for less than that)."""
+    from balsam.launcher import job_source
+
+    monkeypatch.setattr(job_source.time, "monotonic", lambda: 5.0)  # up for 5 s
+    client = _Heartbeats()
+    source = job_source.JobSource(client, "me", {}, lease_expiry_sec=180)
+    source.keep_leases()
+    assert client.calls == ["heartbeat", "recover"]
+    source.keep_leases()
+    assert client.calls == ["heartbeat", "recover"]  # then each on its period
