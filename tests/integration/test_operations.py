@@ -105,6 +105,37 @@ def test_apply_batch_releases_only_the_given_leases_of_its_owner(client, new_job
     assert job(mine[0]).lease_heartbeat is None and job(mine[1]).lease_heartbeat is not None
 
 
+def test_apply_batch_stores_run_times_and_releases_with_the_last_moves(client, new_jobs):
+    done, failed, kept, theirs, killed = new_jobs("done", "failed", "kept", "theirs", "killed")
+    for pk in (done, failed, kept, theirs, killed):
+        advance(client, pk, "READY")
+    assert client.claim("launcher-2", ["READY"], 1, 60) == [done]  # the oldest first
+    client.apply_batch([], [], "launcher-2", [done])
+    assert sorted(client.claim(OWNER, ["READY"], 10, 60)) == sorted([done, failed, kept, theirs, killed])
+    client.apply_batch([], [], OWNER, [theirs])
+    assert client.claim("launcher-2", ["READY"], 10, 60) == [theirs]
+    running = [done, failed, kept, theirs, killed]
+    client.apply_batch([(running, "STAGED_IN", ""), (running, "PREPROCESSED", ""), (running, "RUNNING", "")], [],
+                       None, [])
+    client.kill([killed])
+    result = client.apply_batch(
+        [([done, kept, theirs, killed], "RUN_DONE", "exit code 0"), ([failed], "RUN_ERROR", "exit code 1"),
+         ([done], "POSTPROCESSED", ""), ([done], "JOB_FINISHED", ""), ([failed], "FAILED", "")],
+        [(done, {"runtime_seconds": 2.5}), (kept, {"runtime_seconds": 0.25}), (theirs, {"runtime_seconds": 1}),
+         (killed, {"runtime_seconds": 4.0})],
+        OWNER, [done, failed, theirs, killed])
+    assert result == {"refused": {killed: "USER_KILLED"}}
+    stored = {pk: job(pk) for pk in (done, failed, kept, theirs, killed)}
+    assert {pk: (j.state, j.runtime_seconds, j.lease_owner) for pk, j in stored.items()} == {
+        done: ("JOB_FINISHED", 2.5, ""), failed: ("FAILED", None, ""), kept: ("RUN_DONE", 0.25, OWNER),
+        theirs: ("RUN_DONE", 1.0, "launcher-2"), killed: ("USER_KILLED", 4.0, "")}
+    assert all(stored[pk].lease_heartbeat is None and stored[pk].lease_expires_at is None
+               for pk in (done, failed, killed))
+    assert stored[kept].lease_expires_at is not None and stored[theirs].lease_expires_at is not None
+    assert [to for _, to, _ in events(done)][-3:] == ["RUN_DONE", "POSTPROCESSED", "JOB_FINISHED"]
+    assert events(failed)[-2:] == [("RUNNING", "RUN_ERROR", "exit code 1"), ("RUN_ERROR", "FAILED", "")]
+
+
 def test_apply_batch_stamps_each_event_with_its_own_time(client, new_jobs):
     a, b = new_jobs("a", "b")
     for pk in (a, b):

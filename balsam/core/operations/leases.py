@@ -2,6 +2,7 @@
 launcher's batch of one loop pass."""
 
 import datetime
+import math
 
 from django.utils import timezone
 
@@ -109,18 +110,50 @@ def apply_batch(moves=(), fields=(), release_owner=None, release_ids=(), notes=(
     default now), all recorded together by ``record_steps`` (illegal moves
     refused, not failed: a user may have killed the job meanwhile), each
     ``[ids, message]`` note, then lease releases. Returns the refused moves
-    ``{id: stored state}``."""
+    ``{id: stored state}``.
+
+    A job's run time and the release of its lease are stored with its moves
+    when it has any (``record_steps``: one row write per job); the rest as
+    the plain field updates and releases they are."""
+    run_times, fields = _run_times(fields)
     if fields:
-        update_jobs_each([list(item) for item in fields])
+        update_jobs_each(fields)
     steps = [_step(move) for move in moves]
-    refused = record_steps(steps) if steps else {}
+    owner = valid_owner(release_owner) if release_owner is not None else None
+    releasing = {job_id(i) for i in release_ids} if owner is not None else set()
+    refused, moved = record_steps(steps, run_times, owner, releasing) if steps else ({}, set())
+    unmoved_times = [[str(pk), {"runtime_seconds": seconds}] for pk, seconds in run_times.items() if pk not in moved]
+    if unmoved_times:  # (every move of the job refused, or none sent): stored as any field
+        update_jobs_each(unmoved_times)
     for note in notes:
         if not (isinstance(note, list) and len(note) == 2):
             raise ValidationError("notes must be a list of [job ids, message]")
         note_jobs(*note)
-    if release_owner is not None:
-        release_leases(release_owner, list(release_ids) + list(refused))
+    if owner is not None:
+        rest = [i for i in releasing if i not in moved] + list(refused)
+        if rest:
+            release_leases(owner, rest)
     return {"refused": refused}
+
+
+def _run_times(fields):
+    """``({uuid: seconds}, other items)`` of ``[[id, {field: value}], ...]``:
+    the items that set only a job's run time to a number are folded into its
+    moves' write (``record_steps``); the rest go through ``update_jobs_each``,
+    which checks them."""
+    run_times, rest = {}, []
+    for item in fields:
+        item = list(item)
+        if len(item) == 2 and isinstance(item[1], dict) and item[1].keys() == {"runtime_seconds"}:
+            seconds = item[1]["runtime_seconds"]
+            if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and math.isfinite(seconds):
+                try:
+                    run_times[job_id(item[0])] = float(seconds)
+                    continue
+                except ValidationError:
+                    pass  # update_jobs_each says what is wrong with it
+        rest.append(item)
+    return run_times, rest
 
 
 MAX_MOVE_AHEAD_SEC = 60  # a move's time may be this far past the writer's clock (clocks of two hosts)
