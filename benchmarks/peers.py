@@ -40,7 +40,9 @@ system making a directory per task would pay): leave a few minutes between two
 invocations. Columns: median tasks/s
 (min-max), median CPU ms/task -- the CPU of every process of the run, tasks
 included, from a cpuacct cgroup made for each run (``-`` where none can be
-made) -- and the ratio of the medians to ``loop`` and to ``balsam``.
+made) -- that CPU less the loop's ("beyond loop": what a system adds to
+starting the processes), and the ratio of the medians to ``loop`` and to
+``balsam``.
 
 HyperQueue and Parsl are installed with pip into a scratch venv
 (``--peers-venv``, default ``benchmarks/_work/peers-venv``), never into the
@@ -228,7 +230,10 @@ def targets(scenario, stats):
         if loop:
             out.append(("balsam", ">= 35% of loop", b["rate"] >= 0.35 * loop["rate"]))
         if b["cpu"] is not None:
-            out.append(("balsam", "CPU <= 1.2 ms/task", b["cpu"] <= 1.2))
+            out.append(("balsam", f"CPU <= {CPU_TARGET_MS} ms/task", b["cpu"] <= CPU_TARGET_MS))
+            if loop and loop["cpu"] is not None:
+                beyond = CPU_TARGET_MS - ISSUE_LOOP_CPU_MS
+                out.append(("balsam", f"CPU beyond loop <= {beyond:.2f} ms/task", b["cpu"] - loop["cpu"] <= beyond))
     if scenario == "sleep" and b and loop:
         out.append(("balsam", ">= 95% of loop", b["rate"] >= 0.95 * loop["rate"]))
     if scenario == "mpi" and b and loop:
@@ -239,6 +244,15 @@ def targets(scenario, stats):
         out.append(("balsam-backlog", ">= 85% of empty DB",
                     stats["balsam-backlog"]["rate"] >= 0.85 * stats["balsam-wf"]["rate"]))
     return out
+
+
+# The issue's CPU target, and the raw loop's own CPU per /bin/true where it was
+# set. How much a process start costs depends on the host far more than on
+# anything above it (on a VM that traps CPUID, glibc's start-up alone costs
+# 0.8 ms: docs/development/decisions.md, "What a process costs on this host"),
+# so the table also judges what Balsam adds beyond the loop of the same run.
+CPU_TARGET_MS = 1.2
+ISSUE_LOOP_CPU_MS = 0.62
 
 
 def rate(value):
@@ -252,7 +266,7 @@ def table_rows(scenario, label, stats, missed):
     for system, s in stats.items():
         if s is None:
             rows.append({"scenario": label, "system": system, "tasks/s (min-max)": "all runs failed", "CPU ms/task": "-",
-                         "x loop": "-", "x balsam": "-", "failed jobs": "-", "target": ""})
+                         "beyond loop": "-", "x loop": "-", "x balsam": "-", "failed jobs": "-", "target": ""})
             missed.append(f"{label} {system}: every run failed")
             continue
         mine = [(text, passed) for who, text, passed in judged if who == system]
@@ -263,6 +277,7 @@ def table_rows(scenario, label, stats, missed):
             "scenario": label, "system": system,
             "tasks/s (min-max)": f"{rate(s['rate'])} ({rate(s['lo'])}-{rate(s['hi'])})",
             "CPU ms/task": "-" if s["cpu"] is None else f"{s['cpu']:.2f}",
+            "beyond loop": f"{s['cpu'] - loop['cpu']:+.2f}" if loop and None not in (s["cpu"], loop["cpu"]) else "-",
             "x loop": f"{s['rate'] / loop['rate']:.2f}" if loop else "-",
             "x balsam": f"{s['rate'] / balsam['rate']:.2f}" if balsam else "-",
             "failed jobs": f"{s['failures']}" + (f" +{s['errors']} runs" if s["errors"] else ""),
