@@ -6,10 +6,13 @@ for ``balsam web`` (the admin, the dashboard, accounts, sessions, static files).
 
 import hashlib
 import secrets
+import sqlite3
+import sys
 from pathlib import Path
 from urllib.parse import quote
 
 from balsam.config import SQLITE_NAME, can_write, load_settings
+from balsam.exceptions import ConfigError
 
 SECRET_KEY_NAME = "secret_key"
 
@@ -39,7 +42,25 @@ def _read_only_name(db_file):
     return uri
 
 
+# The write path's SQL needs RETURNING (SQLite 3.35) and UPDATE ... FROM (3.33).
+# Python uses the SQLite library it was built with, which on some clusters'
+# system Pythons is older.
+SQLITE_MIN_VERSION = (3, 35, 0)
+
+
+def check_sqlite_library(version_info=None, version=None):
+    """One line (``ConfigError``) when this Python's SQLite is too old for Balsam."""
+    version_info = version_info or sqlite3.sqlite_version_info
+    if tuple(version_info) < SQLITE_MIN_VERSION:
+        wanted = ".".join(map(str, SQLITE_MIN_VERSION))
+        raise ConfigError(
+            f"this Python ({sys.executable}) has SQLite {version or sqlite3.sqlite_version}, and Balsam needs {wanted} or "
+            "newer: use a Python built with a newer SQLite (conda's, pyenv's and python.org's have one), or a "
+            "PostgreSQL DB (balsam init PATH --db-type postgres)")
+
+
 def sqlite_database(db_path):
+    check_sqlite_library()
     user = load_settings()
     db_file = Path(db_path) / SQLITE_NAME
     if not can_write(db_path) and db_file.exists():

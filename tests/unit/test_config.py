@@ -126,3 +126,19 @@ def test_what_attaching_to_a_db_sets_up_is_out_of_the_collectors_sight(db):
     before, frozen, oldest = map(int, out.stdout.split())
     assert before == 0
     assert frozen > 20_000 and oldest < 1_000, (frozen, oldest)
+
+
+def test_a_python_with_too_old_an_sqlite_is_told_so_in_one_line(template_db):
+    """The write path's SQL needs SQLite 3.35 (RETURNING) and 3.33 (UPDATE ...
+    FROM); a Python built with an older library gets one line naming both
+    versions and what to do, not a syntax error in the middle of a write."""
+    import subprocess
+
+    code = ("import sqlite3, sys; sqlite3.sqlite_version_info = (3, 26, 0); sqlite3.sqlite_version = '3.26.0'; "
+            "sys.argv = ['balsam', 'ls']; from balsam.cli.main import main; main()")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            env={**__import__("os").environ, "BALSAM_DB_PATH": str(template_db)})
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "SQLite 3.26.0" in lines[0] and "3.35.0 or newer" in lines[0], result.stderr
+    assert "--db-type postgres" in lines[0]
