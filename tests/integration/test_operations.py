@@ -226,6 +226,12 @@ def test_update_jobs_each_sets_different_values_per_job(client, new_jobs):
         (2, "x", {}), (3, "y", {}), (1, "", {"k": 1})]
 
 
+def test_update_jobs_each_gives_a_job_named_twice_its_last_values(client, new_jobs):
+    a, b = new_jobs("a", "b")
+    client.request("update_jobs_each", {"items": [[a, {"args": "first"}], [b, {"args": "b"}], [a, {"args": "last"}]]})
+    assert (job(a).args, job(b).args) == ("last", "b")
+
+
 def test_update_jobs_each_moves_state_through_the_state_machine(client, new_jobs):
     a, b = new_jobs("a", "b")
     client.request("update_jobs_each", {"items": [[a, {"state": "READY", "args": "z"}], [b, {"args": "w"}]]})

@@ -356,7 +356,8 @@ def update_jobs_each(items):
         params = [[f.get_db_prep_save(values[f.name], connection) for f in fields] + [pk_prep(pk, connection)]
                   for pk, values in rows]
         if connection.vendor == "postgresql":
-            _update_from_values(fields, params)
+            # A job named twice gets its last values, as one UPDATE each in turn would give.
+            _update_from_values(fields, list({values[-1]: values for values in params}.values()))
             continue
         assignments = ", ".join(f"{connection.ops.quote_name(f.column)} = %s" for f in fields)
         with connection.cursor() as cursor:
