@@ -1,6 +1,7 @@
 """SQL plumbing shared by the reads (``core.queries``) and the writes
 (``core.operations``): the write transaction, raw statements for the hot
-paths, id lists cut to the backend's parameter limit, and table names.
+paths (per-row values in one ``update_rows``), id lists cut to the backend's
+parameter limit, and table names.
 
 Every SQL string in Balsam names its tables through ``table()`` (the models'
 ``_meta.db_table``), never a literal.
@@ -185,6 +186,43 @@ def raw_executemany(sql, rows):
             return cursor.rowcount
         finally:
             cursor.close()
+
+
+def column_type(field):
+    """``field``'s PostgreSQL column type without a length (``varchar``, not
+    ``varchar(100)``): a value cast to it is typed whatever the driver sent,
+    and storing it still checks the length (an explicit cast to
+    ``varchar(100)`` would cut it instead)."""
+    return field.db_type(connection).split("(")[0]
+
+
+def update_rows(model, fields, rows, assignments="", params=()):
+    """Set ``fields`` of each row of ``model`` to its own values: ``rows``
+    are ``[value of each field..., primary key]`` (column values, as stored);
+    ``assignments`` (with ``params``) are set on every row as well. A key
+    given twice gets its last values.
+
+    SQLite: an ``executemany``, a statement per row (an ``UPDATE ... FROM`` a
+    ``VALUES`` list measured 26-29 ms for 1,000 rows against 17-19).
+    PostgreSQL: one ``UPDATE ... FROM (VALUES ...)`` per chunk, where an
+    ``executemany`` is a statement per row, each parsed and planned by the
+    server (Django's cursors bind on the client): ~45 us each."""
+    quote = connection.ops.quote_name
+    pk, table_name = model._meta.pk, table(model)
+    every_row = [assignments] if assignments else []
+    if connection.vendor != "postgresql":
+        sets = ", ".join([f"{quote(f.column)} = %s" for f in fields] + every_row)
+        raw_executemany(f"UPDATE {table_name} SET {sets} WHERE {quote(pk.column)} = %s",
+                        [[*row[:-1], *params, row[-1]] for row in rows])
+        return
+    rows = list({row[-1]: row for row in rows}.values())  # UPDATE ... FROM uses one match per row, unpredictably
+    names = [f"v{i}" for i in range(len(fields))] + ["id"]
+    sets = ", ".join([f"{quote(f.column)} = v.{name}" for f, name in zip(fields, names)] + every_row)
+    typed = "(" + ", ".join(f"CAST(%s AS {column_type(f)})" for f in [*fields, pk]) + ")"  # whatever the driver sent
+    for chunk in chunks(rows, per_item=len(names)):
+        raw_executemany(f"UPDATE {table_name} AS t SET {sets} FROM (VALUES {', '.join([typed] * len(chunk))}) "
+                        f"AS v({', '.join(names)}) WHERE t.{quote(pk.column)} = v.id",
+                        [[*params, *(value for row in chunk for value in row)]])  # SET's parameters come first
 
 
 FEW_ROWS = 16  # up to this many rows an executemany (PostgreSQL: one round trip, COPY takes three)

@@ -42,19 +42,18 @@ def _read_only_name(db_file):
     return uri
 
 
-# The write path's SQL needs RETURNING (SQLite 3.35) and UPDATE ... FROM (3.33).
+# The write path's SQL needs RETURNING (SQLite 3.35).
 # Python uses the SQLite library it was built with, which on some clusters'
 # system Pythons is older.
 SQLITE_MIN_VERSION = (3, 35, 0)
 
 
-def check_sqlite_library(version_info=None, version=None):
+def check_sqlite_library():
     """One line (``ConfigError``) when this Python's SQLite is too old for Balsam."""
-    version_info = version_info or sqlite3.sqlite_version_info
-    if tuple(version_info) < SQLITE_MIN_VERSION:
+    if tuple(sqlite3.sqlite_version_info) < SQLITE_MIN_VERSION:
         wanted = ".".join(map(str, SQLITE_MIN_VERSION))
         raise ConfigError(
-            f"this Python ({sys.executable}) has SQLite {version or sqlite3.sqlite_version}, and Balsam needs {wanted} or "
+            f"this Python ({sys.executable}) has SQLite {sqlite3.sqlite_version}, and Balsam needs {wanted} or "
             "newer: use a Python built with a newer SQLite (conda's, pyenv's and python.org's have one), or a "
             "PostgreSQL DB (balsam init PATH --db-type postgres)")
 

@@ -287,7 +287,7 @@ def _one_job_statement(given, check_app, with_note):
         if field not in columns:
             columns.append(field)
             values.append(Literal(template[slots[field.name][0]]).as_string(raw).replace("%", "%%"))
-    values = [f"{value}::{field.db_type(connection).split('(')[0]}" for field, value in zip(columns, values)]
+    values = [f"{value}::{sql.column_type(field)}" for field, value in zip(columns, values)]
     names = ", ".join(connection.ops.quote_name(f.column) for f in columns)
     insert = f"INSERT INTO {sql.table(BalsamJob)} ({names}) SELECT {', '.join(values)}"
     if check_app:
@@ -353,45 +353,9 @@ def update_jobs_each(items):
             continue
         fields = [BalsamJob._meta.get_field(name) for name in names]
         pk_prep = _fast_prep(BalsamJob._meta.pk) or BalsamJob._meta.pk.get_db_prep_save
-        params = [[f.get_db_prep_save(values[f.name], connection) for f in fields] + [pk_prep(pk, connection)]
-                  for pk, values in rows]
-        if connection.vendor == "postgresql":
-            # A job named twice gets its last values, as one UPDATE each in turn would give.
-            _update_from_values(fields, list({values[-1]: values for values in params}.values()))
-            continue
-        assignments = ", ".join(f"{connection.ops.quote_name(f.column)} = %s" for f in fields)
-        with connection.cursor() as cursor:
-            cursor.executemany(
-                f"UPDATE {sql.table(BalsamJob)} SET {assignments} WHERE {connection.ops.quote_name(BalsamJob._meta.pk.column)} = %s",
-                params,
-            )
+        sql.update_rows(BalsamJob, fields, [[f.get_db_prep_save(values[f.name], connection) for f in fields]
+                                            + [pk_prep(pk, connection)] for pk, values in rows])
     return len(items)
-
-
-def _update_from_values(fields, params):
-    """PostgreSQL: rows of ``[value of each field..., job id]`` as one
-    ``UPDATE ... FROM (VALUES ...)`` per chunk. An ``executemany`` there is
-    a statement per job, each parsed and planned by the server (Django's
-    cursors bind on the client): a launcher's run times, one per job, cost
-    the server ~45 us each that way. Each value is cast to its column's type
-    (text for text columns, so that storing still checks their length)."""
-    quote = connection.ops.quote_name
-    casts = [_value_cast(f) for f in fields] + [BalsamJob._meta.pk.db_type(connection)]
-    row = "(" + ", ".join(f"CAST(%s AS {cast})" for cast in casts) + ")"
-    names = [f"v{i}" for i in range(len(fields))]
-    assignments = ", ".join(f"{quote(f.column)} = v.{name}" for f, name in zip(fields, names))
-    pk = quote(BalsamJob._meta.pk.column)
-    for chunk in sql.chunks(params, per_item=len(casts)):
-        sql.raw_executemany(
-            f"UPDATE {sql.table(BalsamJob)} AS j SET {assignments} FROM (VALUES {', '.join([row] * len(chunk))}) "
-            f"AS v({', '.join(names)}, id) WHERE j.{pk} = v.id",
-            [[value for values in chunk for value in values]])
-
-
-def _value_cast(field):
-    if isinstance(field, (models.CharField, models.TextField)):
-        return "text"
-    return field.db_type(connection)
 
 
 def delete_jobs(ids):

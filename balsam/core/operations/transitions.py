@@ -110,13 +110,14 @@ def record_steps(steps, run_times=None, release_owner=None, releasing=frozenset(
         pks, latest = last.get(state_now[pk], ([], at))
         pks.append(pk)
         last[state_now[pk]] = (pks, max(latest, at))
+    run_times = run_times or {}
     for to_state, (pks, latest) in last.items():
+        stamp = event_stamps([latest])[0]
         kinds = {}  # (with a run time, released) -> job ids
         for pk in pks:
-            kinds.setdefault((run_times is not None and pk in run_times, pk in releasing), []).append(pk)
+            kinds.setdefault((pk in run_times, pk in releasing), []).append(pk)
         for (timed, release), group in kinds.items():
-            _store_state(to_state, event_stamps([latest])[0], group, run_times if timed else None,
-                         release_owner if release else None)
+            _store_state(to_state, stamp, group, run_times if timed else None, release_owner if release else None)
     params = dict(zip(current, sql.pk_params(current)))
     stamps = event_stamps([at for _, at, _, _, _ in events])
     insert_events([(params[pk], stamp, from_state, to_state, message)
@@ -135,26 +136,20 @@ _RELEASE = ("lease_owner = CASE WHEN lease_owner = %s THEN '' ELSE lease_owner E
 
 def _store_state(to_state, stamp, pks, run_times=None, release_owner=None):
     """``UPDATE`` jobs ``pks`` into ``to_state`` at ``stamp``, with their
-    ``run_times`` when given (values joined by id: ``UPDATE ... FROM`` a
-    ``VALUES`` list, in SQLite since 3.33) and giving up ``release_owner``'s
-    leases when given (a lease another launcher holds stays, as in
-    ``leases.release_leases``)."""
-    table = sql.table(BalsamJob)
+    ``run_times`` when given (each its own: ``sql.update_rows``) and giving
+    up ``release_owner``'s leases when given (a lease another launcher holds
+    stays, as in ``leases.release_leases``)."""
     assignments, head = "state = %s, state_changed_at = %s", [to_state, stamp]
     if release_owner is not None:
         assignments += ", " + _RELEASE
         head += [release_owner] * 3
-    if run_times is None:
-        for chunk in sql.chunks(sql.pk_params(pks), per_item=1):
-            sql.raw_executemany(f"UPDATE {table} SET {assignments} WHERE job_id IN ({sql.marks(len(chunk))})",
-                                [head + chunk])
+    if run_times is not None:
+        sql.update_rows(BalsamJob, [BalsamJob._meta.get_field("runtime_seconds")],
+                        [[run_times[pk], param] for pk, param in zip(pks, sql.pk_params(pks))], assignments, head)
         return
-    row = "(CAST(%s AS uuid), CAST(%s AS double precision))" if connection.vendor == "postgresql" else "(%s, %s)"
-    for chunk in sql.chunks(list(zip(sql.pk_params(pks), (run_times[pk] for pk in pks))), per_item=2):
-        sql.raw_executemany(
-            f"WITH v(id, seconds) AS (VALUES {', '.join([row] * len(chunk))}) "
-            f"UPDATE {table} SET {assignments}, runtime_seconds = v.seconds FROM v WHERE {table}.job_id = v.id",
-            [[value for pair in chunk for value in pair] + head])
+    for chunk in sql.chunks(sql.pk_params(pks)):
+        sql.raw_executemany(f"UPDATE {sql.table(BalsamJob)} SET {assignments} WHERE job_id IN ({sql.marks(len(chunk))})",
+                            [head + chunk])
 
 
 def _job_rows(ids):
