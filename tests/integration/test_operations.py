@@ -60,6 +60,33 @@ def advance(client, pk, *path):
         client.transition([pk], state)
 
 
+# -- resolve_dependencies ------------------------------------------------------
+def test_resolve_dependencies_moves_each_waiting_job_as_its_parents_allow(client, new_jobs, make_job):
+    """Parentless jobs go in one UPDATE whose own condition is "CREATED and no
+    parents"; the rest are judged on their parents. One call, every kind."""
+    lone, parent, done_parent, running = new_jobs("lone", "parent", "done-parent", "running")
+    waits = str(make_job(name="waits", parents=[parent]).pk)
+    eager = str(make_job(name="eager", parents=[parent], wait_for_parents=False).pk)
+    freed = str(make_job(name="freed", parents=[done_parent]).pk)
+    client.resolve_dependencies([freed])  # AWAITING_PARENTS while its parent is unfinished
+    advance(client, done_parent, "READY", "STAGED_IN", "PREPROCESSED", "RUNNING", "RUN_DONE", "POSTPROCESSED",
+            "JOB_FINISHED")
+    advance(client, running, "READY")
+    ready_before = events(running)
+
+    moved = client.resolve_dependencies([lone, waits, eager, freed, running, parent])
+
+    assert sorted(moved["ready"]) == sorted([lone, eager, freed, parent])
+    assert moved["awaiting"] == [waits]
+    assert {pk: job(pk).state for pk in (lone, waits, eager, freed, running, parent)} == {
+        lone: "READY", waits: "AWAITING_PARENTS", eager: "READY", freed: "READY", running: "READY", parent: "READY"}
+    assert events(lone)[-1] == ("CREATED", "READY", "no parents")
+    assert events(eager)[-1] == ("CREATED", "READY", "does not wait for its parents")
+    assert events(freed)[-1] == ("AWAITING_PARENTS", "READY", "parents finished")
+    assert events(running) == ready_before  # no longer waiting: left alone
+    assert [e for e in events(waits) if e[1] == "READY"] == []
+
+
 # -- apply_batch ---------------------------------------------------------------
 def test_apply_batch_applies_its_moves_in_order(client, new_jobs):
     (a,) = new_jobs("a")

@@ -63,6 +63,35 @@ def record(moves, to_state, message, now):
                          to_state, now)
 
 
+def record_where(pks, from_state, to_state, message, now, condition):
+    """Move those of ``pks`` that are in ``from_state`` and whose row meets
+    ``condition`` (SQL over the job table's own columns) to ``to_state``,
+    with one event each; returns the moved ids. The check is the ``UPDATE``'s
+    own ``WHERE``: no read before it, and a row changed meanwhile by another
+    writer is judged as it is when the ``UPDATE`` reaches it."""
+    moved, sources = [], []
+    stamp = event_stamp(now)
+    for chunk in sql.chunks(sql.pk_params(pks)):
+        rows = sql.raw_fetchall(
+            f"UPDATE {sql.table(BalsamJob)} SET state = %s, state_changed_at = %s "
+            f"WHERE job_id IN ({sql.marks(len(chunk))}) AND state = %s AND {condition} RETURNING job_id, workflow",
+            [to_state, stamp] + chunk + [from_state])
+        for pk, workflow in rows:
+            moved.append(pk)
+            sources.append((workflow, from_state))
+    if not moved:
+        return set()
+    insert_events([(pk, stamp, from_state, to_state, message) for pk in moved])
+    aggregates.add_moves(sources, to_state, now)
+    return {pk if not isinstance(pk, str) else job_id(pk) for pk in moved}
+
+
+def no_parents():
+    """The ``record_where`` condition of a job that has no parents."""
+    job = sql.table(BalsamJob)
+    return f"NOT EXISTS (SELECT 1 FROM {sql.table(JobDependency)} d WHERE d.child_id = {job}.job_id)"
+
+
 def record_steps(steps, run_times=None, release_owner=None, releasing=frozenset()):
     """Many jobs' moves, several per job, applied together (a launcher's
     batch): ``steps`` is ``[(ids, to_state, message, times)]`` in the order
