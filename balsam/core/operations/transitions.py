@@ -69,21 +69,22 @@ def record_where(pks, from_state, to_state, message, now, condition):
     with one event each; returns the moved ids. The check is the ``UPDATE``'s
     own ``WHERE``: no read before it, and a row changed meanwhile by another
     writer is judged as it is when the ``UPDATE`` reaches it."""
+    given = dict(zip(sql.pk_params(pks), pks))  # each id as stored -> as given (no UUID made per row)
     moved, sources = [], []
     stamp = event_stamp(now)
-    for chunk in sql.chunks(sql.pk_params(pks)):
+    for chunk in sql.chunks(given):
         rows = sql.raw_fetchall(
             f"UPDATE {sql.table(BalsamJob)} SET state = %s, state_changed_at = %s "
             f"WHERE job_id IN ({sql.marks(len(chunk))}) AND state = %s AND {condition} RETURNING job_id, workflow",
             [to_state, stamp] + chunk + [from_state])
-        for pk, workflow in rows:
-            moved.append(pk)
+        for stored, workflow in rows:
+            moved.append(stored)
             sources.append((workflow, from_state))
     if not moved:
         return set()
-    insert_events([(pk, stamp, from_state, to_state, message) for pk in moved])
+    insert_events([(stored, stamp, from_state, to_state, message) for stored in moved])
     aggregates.add_moves(sources, to_state, now)
-    return {pk if not isinstance(pk, str) else job_id(pk) for pk in moved}
+    return {given[stored] for stored in moved}
 
 
 def no_parents():
