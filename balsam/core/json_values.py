@@ -27,6 +27,15 @@ def fields_to_wire(fields):
     return {name: to_wire(value) for name, value in fields.items()}
 
 
+def id_text(stored):
+    """A job id as a backend returns it -- a ``UUID``, or SQLite's 32 hex
+    digits -- as the canonical text a request carries, without making a
+    ``UUID`` (a claim returns hundreds a second)."""
+    if isinstance(stored, uuid.UUID):
+        return str(stored)
+    return f"{stored[:8]}-{stored[8:12]}-{stored[12:16]}-{stored[16:20]}-{stored[20:]}"
+
+
 def job_id(value):
     """A job id from a request or a user (a UUID, or its text with or without
     dashes) as a ``UUID``; one clear error otherwise."""

@@ -128,12 +128,13 @@ def job_rows(ids):
     of ``ids`` (a claim's order is the order to run them in); missing ones
     are left out."""
     head = _job_row_select(connection.vendor)
-    wanted = sql.pk_params([job_id(i) for i in ids])
+    ids = [job_id(i) for i in ids]
+    wanted = sql.pk_params(ids)
     found = {}  # stored id -> row
     for chunk in sql.chunks(wanted):
         for values in sql.raw_fetchall(head + sql.marks(len(chunk)) + ")", chunk):
             found[values[0]] = values
-    return [JobRow.from_db(found[pk]) for pk in wanted if pk in found]
+    return [JobRow.from_db(found[key], pk) for key, pk in zip(wanted, ids) if key in found]
 
 
 @functools.lru_cache(maxsize=4)

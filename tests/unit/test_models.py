@@ -93,3 +93,14 @@ def test_a_new_model_object_is_what_djangos_own_init_makes(db):
     assert BalsamJob(name="x", queued_launch=launch).queued_launch_id == 7
     with pytest.raises(TypeError, match="unexpected keyword"):
         BalsamJob(name="x", no_such_field=1)
+
+
+def test_id_text_is_the_canonical_text_of_a_stored_id():
+    """A claim answers with ids as text made from the stored form (no UUID per job)."""
+    import uuid
+
+    from balsam.core.json_values import id_text
+
+    for pk in (uuid.uuid4(), uuid.UUID(int=0), uuid.UUID(int=(1 << 128) - 1)):
+        assert id_text(pk.hex) == str(pk)  # SQLite's 32 hex digits
+        assert id_text(pk) == str(pk)  # PostgreSQL's driver returns UUIDs

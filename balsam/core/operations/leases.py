@@ -7,7 +7,7 @@ import math
 from django.utils import timezone
 
 from balsam.core import queries, sql, states
-from balsam.core.json_values import job_id
+from balsam.core.json_values import id_text, job_id
 from balsam.core.models import BalsamJob
 from balsam.core.operations.jobs import update_jobs_each
 from balsam.core.operations.launchers import seen as launcher_seen
@@ -46,7 +46,7 @@ def claim_jobs(owner, states, limit=1, lease_expiry_sec=180, scope=None):
         sql.raw_executemany(
             f"UPDATE {sql.table(BalsamJob)} SET lease_owner = %s, lease_heartbeat = %s, lease_expires_at = %s "
             f"WHERE job_id IN ({sql.marks(len(chunk))})", [lease + chunk])
-    return [str(job_id(pk)) for pk in ids]
+    return [id_text(pk) for pk in ids]
 
 
 def recover_expired_leases(lease_expiry_sec):
