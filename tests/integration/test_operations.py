@@ -375,6 +375,21 @@ def test_a_lease_lapses_by_its_holders_expiry_not_by_the_claimers(client, new_jo
     assert job(held).lease_owner == "steady"
 
 
+def test_repeated_claims_judge_leases_at_their_own_time_with_their_own_limit_and_scope(client, new_jobs):
+    """A launcher's claims reuse one compiled SELECT: each must still see its
+    own time, limit and scope."""
+    ids = new_jobs("a", "b", "c", "d")
+    for pk in ids:
+        advance(client, pk, "READY")
+    scope = {"workflow": "wf"}
+    assert client.claim("first", ["READY"], 1, 0.5, scope) == ids[:1]
+    assert client.claim("second", ["READY"], 2, 0.5, scope) == ids[1:3]
+    assert client.claim("third", ["READY"], 5, 0.5, {"workflow": "elsewhere"}) == []
+    time.sleep(0.6)  # every lease above has lapsed
+    assert client.claim("third", ["READY"], 5, 0.5, scope) == ids
+    assert {job(pk).lease_owner for pk in ids} == {"third"}
+
+
 def test_a_heartbeat_renews_the_lease_for_the_holders_expiry(client, new_jobs):
     (pk,) = new_jobs("renewed")
     advance(client, pk, "READY")
