@@ -209,3 +209,35 @@ def test_a_launcher_on_a_node_booted_moments_ago_keeps_its_leases_from_the_first
     assert client.calls == ["heartbeat", "recover"]
     source.keep_leases()
     assert client.calls == ["heartbeat", "recover"]  # then each on its period
+
+
+class _Resolves:
+    mode = "direct"
+
+    def __init__(self):
+        self.batches = []
+
+    def resolve_dependencies(self, ids):
+        self.batches.append(list(ids))
+        return {"ready": [str(i) for i in ids], "awaiting": []}
+
+
+def test_a_looks_candidates_move_in_writes_that_double_after_the_first(monkeypatch):
+    """Each write has a fixed cost: a submission of thousands moves in a few
+    writes, the first one small so that its jobs start at once."""
+    import uuid
+
+    from balsam.core import queries
+    from balsam.launcher import job_source
+
+    waiting = [(uuid.uuid4(), "CREATED", True) for _ in range(3000)]
+    monkeypatch.setattr(queries, "waiting_jobs", lambda scope, limit=None: waiting[:limit])
+    monkeypatch.setattr(queries, "parent_states", lambda ids: {})
+    monkeypatch.setattr(queries, "commits_seen", lambda: None)
+    client = _Resolves()
+    source = job_source.JobSource(client, "me", {}, lease_expiry_sec=180)
+    while source.resolve_dependencies(limit=72):
+        pass
+
+    assert [len(b) for b in client.batches] == [72, 144, 288, 576, 1024, 896]
+    assert sorted(pk for b in client.batches for pk in b) == sorted(pk for pk, _, _ in waiting)
