@@ -143,7 +143,11 @@ def _job_row_select(vendor):
     caller adds the marks), made once per backend: a launcher reads rows on
     every claim."""
     columns = ", ".join(connection.ops.quote_name(BalsamJob._meta.get_field(name).column) for name in JOB_ROW_FIELDS)
-    return f"SELECT {columns} FROM {sql.table(BalsamJob)} WHERE job_id IN ("
+    # Whether it has parents (``JobRow.has_parents``): a launcher reads its
+    # parents' directories only for jobs that have some.
+    job = sql.table(BalsamJob)
+    has_parents = f"EXISTS (SELECT 1 FROM {sql.table(JobDependency)} d WHERE d.child_id = {job}.job_id)"
+    return f"SELECT {columns}, {has_parents} FROM {job} WHERE job_id IN ("
 
 
 def stored_state(pk):

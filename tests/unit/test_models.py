@@ -39,6 +39,8 @@ def test_job_rows_read_what_the_model_reads(db, make_job, tmp_path):
         assert row.working_directory == model.working_directory
         assert row.cute_id == model.cute_id
     assert rows[rich.pk].environ_vars == {"A": "1", "B": "x y"}
+    child = make_job(name="child", parents=[plain.pk])
+    assert [row.has_parents for row in queries.job_rows([plain.pk, child.pk])] == [False, True]
     assert rows[rich.pk].working_directory == str((tmp_path / "mine").resolve())
 
 
