@@ -413,3 +413,22 @@ def test_launch_updates_are_validated(client, new_launch, snapshot, fields, frag
     with pytest.raises(ValidationError, match=fragment):
         client.update("launches", [launch_id], fields)
     assert snapshot() == before
+
+
+def test_a_launcher_learns_which_of_its_jobs_were_killed_or_taken_from_it(client, new_jobs):
+    """The kill check's two reads (``queries.killed_jobs``, ``queries.not_leased_by``)."""
+    from balsam.core import queries
+
+    mine, killed, taken, gone = new_jobs("mine", "killed", "taken", "gone")
+    for pk in (mine, killed, taken, gone):
+        advance(client, pk, "READY")
+    assert sorted(client.claim("me", ["READY"], 4, 0.5)) == sorted([mine, killed, taken, gone])
+    client.kill([killed])
+    time.sleep(0.6)  # every lease of "me" has lapsed: "other" may take one
+    assert client.claim("other", ["READY"], 1, 180) in ([mine], [taken], [gone])
+    stolen = str(BalsamJob.objects.get(lease_owner="other").pk)
+
+    assert queries.killed_jobs("me") == [uuid.UUID(killed)]
+    assert queries.killed_jobs("other") == []
+    ids = [uuid.UUID(pk) for pk in (mine, killed, taken, gone)] + [uuid.uuid4()]  # an id no job has: not reported
+    assert queries.not_leased_by("me", ids) == [uuid.UUID(stolen)]
