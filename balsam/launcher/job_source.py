@@ -122,8 +122,7 @@ class JobSource:
         # after one that found nothing, a read says first whether there is
         # anything to claim. An idle launcher passes every time another
         # launcher commits, and must not queue for the writer each time.
-        if self._found_none and not queries.claimable_jobs(wanted, scope, timezone.now(),
-                                                           self.lease_expiry_sec).exists():
+        if self._found_none and not queries.claimable_ids(wanted, scope, timezone.now(), self.lease_expiry_sec, 1):
             return []
         ids = self.client.claim(self.owner, wanted, want, self.lease_expiry_sec, scope)
         self._found_none = not ids

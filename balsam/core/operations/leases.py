@@ -2,11 +2,8 @@
 launcher's batch of one loop pass."""
 
 import datetime
-import json
 import math
-import re
 
-from django.db import connection
 from django.utils import timezone
 
 from balsam.core import queries, sql, states
@@ -41,68 +38,13 @@ def claim_jobs(owner, states, limit=1, lease_expiry_sec=180, scope=None):
     # The ids as stored, into a plain UPDATE: a launcher claims hundreds of
     # jobs a second, and the ORM's per-row conversions and update compiler
     # cost more than the statements.
-    ids = [pk for pk, in sql.raw_fetchall(*_claim_select(wanted, scope, now, lease_expiry_sec, int(limit)))] \
-        if limit else []
+    ids = queries.claimable_ids(wanted, scope, now, lease_expiry_sec, int(limit), lock=True) if limit else []
     lease = [owner, event_stamp(now), event_stamp(_expires(now, lease_expiry_sec))]  # as Django stores times
     for chunk in sql.chunks(ids):
         sql.raw_executemany(
             f"UPDATE {sql.table(BalsamJob)} SET lease_owner = %s, lease_heartbeat = %s, lease_expires_at = %s "
             f"WHERE job_id IN ({sql.marks(len(chunk))})", [lease + chunk])
     return [id_text(pk) for pk in ids]
-
-
-# The SELECT of a launcher's claims is the same text every time but for its
-# times and its limit: compiled by Django once per (states, scope, expiry),
-# with marker times whose parameters are then swapped for the real ones (a
-# third of a claim's CPU was Django building and compiling the query).
-_MARK = datetime.datetime(1901, 1, 1, 0, 0, 1, tzinfo=datetime.timezone.utc)
-_LIMIT = re.compile(r" LIMIT (\d+)")
-_CLAIM_SELECTS = {}  # key -> (statement with LIMIT %s, params, {index: "now" or "cutoff"}); None: not reusable
-_MAX_CLAIM_SELECTS = 16  # a launcher with a time limit has a new scope each claim: those are not kept
-
-
-def _claim_select(wanted, scope, now, lease_expiry_sec, limit):
-    """The claim's ``SELECT`` of up to ``limit`` claimable job ids (as stored), in run order."""
-    try:
-        key = (connection.vendor, tuple(wanted), json.dumps(scope, sort_keys=True), lease_expiry_sec)
-    except TypeError:
-        key = None  # a scope JSON cannot hold: compiled every time, as the ORM would
-    plan = _CLAIM_SELECTS.get(key) if key is not None else None
-    if plan is None:
-        plan = _compile_claim_select(wanted, scope, lease_expiry_sec, max(limit, 1))
-        if key is not None and len(_CLAIM_SELECTS) < _MAX_CLAIM_SELECTS and plan is not None:
-            _CLAIM_SELECTS[key] = plan
-    if plan is None:
-        return _claimable_ids(wanted, scope, now, lease_expiry_sec, limit)
-    statement, params, times = plan
-    cutoff = now - datetime.timedelta(seconds=lease_expiry_sec)
-    values = {"now": _time_param(now), "cutoff": _time_param(cutoff)}
-    params = list(params)
-    for index, which in times.items():
-        params[index] = values[which]
-    return statement, params + [limit]
-
-
-def _claimable_ids(wanted, scope, now, lease_expiry_sec, limit):
-    qs = queries.claimable_jobs(wanted, scope, now, lease_expiry_sec)
-    return sql.claimable(qs.order_by(*queries.IN_STATE_ORDER)).values_list("pk")[:limit].query.sql_with_params()
-
-
-def _compile_claim_select(wanted, scope, lease_expiry_sec, limit):
-    """``(statement with LIMIT %s, params, {index: "now"|"cutoff"})``, or None
-    when the compiled query does not show its times and limit exactly once."""
-    statement, params = _claimable_ids(wanted, scope, _MARK, lease_expiry_sec, limit)
-    marks = {_time_param(_MARK): "now", _time_param(_MARK - datetime.timedelta(seconds=lease_expiry_sec)): "cutoff"}
-    times = {i: marks[p] for i, p in enumerate(params) if isinstance(p, (str, datetime.datetime)) and p in marks}
-    limits = _LIMIT.findall(statement)
-    if sorted(times.values()) != ["cutoff", "now"] or limits != [str(limit)]:
-        return None
-    return _LIMIT.sub(" LIMIT %s", statement), tuple(params), times
-
-
-def _time_param(moment):
-    """A time as Django passes it to this backend's driver."""
-    return connection.ops.adapt_datetimefield_value(moment)
 
 
 def recover_expired_leases(lease_expiry_sec):
