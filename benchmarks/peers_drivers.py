@@ -199,7 +199,11 @@ class BalsamRun:
 
     def wait_ended(self, count, timeout):
         deadline = time.monotonic() + timeout
-        query = "SELECT count(*) FROM balsam_job WHERE workflow = 'bench' AND state IN ('JOB_FINISHED', 'FAILED')"
+        # The job counts Balsam keeps in the same transaction as each state change
+        # (one row per workflow and state): counting the job rows themselves cost
+        # this driver up to 0.3 ms a poll at 5,000 jobs, CPU billed to the run.
+        query = ("SELECT coalesce(sum(count), 0) FROM balsam_job_count WHERE workflow = 'bench' "
+                 "AND state IN ('JOB_FINISHED', 'FAILED')")
         while self.db_file.execute(query).fetchone()[0] < count:
             if time.monotonic() > deadline or self.launcher.poll() is not None:
                 raise SystemExit(f"Error: the launcher did not finish {count} jobs (exit {self.launcher.poll()})")
