@@ -333,20 +333,24 @@ def claimable_ids(wanted_states, scope, now, lease_expiry_sec, limit, lock=False
 # claim's CPU was Django building and compiling the query).
 _MARK = datetime.datetime(1901, 1, 1, 0, 0, 1, tzinfo=datetime.timezone.utc)
 _LIMIT = re.compile(r" LIMIT (\d+)")
-_CLAIMABLE_SELECTS = {}  # key -> (statement with LIMIT %s, params, {index: "now" or "cutoff"})
+_CLAIMABLE_SELECTS = {}  # key -> (statement with LIMIT %s, params, {index: "now" or "cutoff"}), or None
+_UNKNOWN = object()
 _MAX_CLAIMABLE_SELECTS = 16  # a launcher with a time limit has a new scope each claim: those are not kept
 
 
 def _claimable_select(wanted_states, scope, now, lease_expiry_sec, limit, lock):
+    """``(statement, params)`` of ``claimable_ids``: the kept plan of these
+    options with this call's times and limit, or Django's query compiled now
+    (options JSON cannot key, a plan that could not be made, a full table)."""
     try:
         key = (connection.vendor, tuple(wanted_states), json.dumps(scope, sort_keys=True), lease_expiry_sec, lock)
     except TypeError:
         key = None  # a scope JSON cannot hold: compiled every time
-    plan = _CLAIMABLE_SELECTS.get(key) if key is not None else None
-    if plan is None:
+    plan = _CLAIMABLE_SELECTS.get(key, _UNKNOWN) if key is not None else None
+    if plan is _UNKNOWN:
         plan = _compile_claimable_select(wanted_states, scope, lease_expiry_sec, max(limit, 1), lock)
-        if key is not None and plan is not None and len(_CLAIMABLE_SELECTS) < _MAX_CLAIMABLE_SELECTS:
-            _CLAIMABLE_SELECTS[key] = plan
+        if len(_CLAIMABLE_SELECTS) < _MAX_CLAIMABLE_SELECTS:
+            _CLAIMABLE_SELECTS[key] = plan  # (None too: that query is compiled every time, not tried again)
     if plan is None:
         return _compiled_claimable(wanted_states, scope, now, lease_expiry_sec, limit, lock)
     statement, params, times = plan

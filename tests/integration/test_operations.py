@@ -432,3 +432,19 @@ def test_a_launcher_learns_which_of_its_jobs_were_killed_or_taken_from_it(client
     assert queries.killed_jobs("other") == []
     ids = [uuid.UUID(pk) for pk in (mine, killed, taken, gone)] + [uuid.uuid4()]  # an id no job has: not reported
     assert queries.not_leased_by("me", ids) == [uuid.UUID(stolen)]
+
+
+def test_claimable_ids_compiled_every_time_finds_what_the_kept_plan_finds(client, new_jobs):
+    """A scope JSON cannot key (ids as UUIDs) is compiled every time; the
+    answer is the same as through the kept plan."""
+    from django.utils import timezone
+
+    from balsam.core import queries, sql
+
+    a, b, c = new_jobs("a", "b", "c")
+    for pk in (a, b, c):
+        advance(client, pk, "READY")
+    kept = queries.claimable_ids(["READY"], {"job_ids": [c, a]}, timezone.now(), 180, 5)
+    compiled = queries.claimable_ids(["READY"], {"job_ids": [uuid.UUID(c), uuid.UUID(a)]}, timezone.now(), 180, 5)
+    assert kept == compiled == sql.pk_params([uuid.UUID(a), uuid.UUID(c)])  # in run order, as stored
+    assert queries.claimable_ids(["READY"], {"job_ids": [c, a]}, timezone.now(), 180, 1) == kept[:1]
