@@ -145,11 +145,15 @@ def _job_row_select(vendor):
     caller adds the marks), made once per backend: a launcher reads rows on
     every claim."""
     columns = ", ".join(connection.ops.quote_name(BalsamJob._meta.get_field(name).column) for name in JOB_ROW_FIELDS)
-    # Whether it has parents (``JobRow.has_parents``): a launcher reads its
-    # parents' directories only for jobs that have some.
-    job = sql.table(BalsamJob)
-    has_parents = f"EXISTS (SELECT 1 FROM {sql.table(JobDependency)} d WHERE d.child_id = {job}.job_id)"
-    return f"SELECT {columns}, {has_parents} FROM {job} WHERE job_id IN ("
+    # And whether it has parents (``JobRow.has_parents``): a launcher reads
+    # its parents' directories only for jobs that have some.
+    return f"SELECT {columns}, {has_parents()} FROM {sql.table(BalsamJob)} WHERE job_id IN ("
+
+
+def has_parents():
+    """SQL, true for a row of the job table that has parents (a condition or a column)."""
+    return (f"EXISTS (SELECT 1 FROM {sql.table(JobDependency)} d "
+            f"WHERE d.child_id = {sql.table(BalsamJob)}.job_id)")
 
 
 def stored_state(pk):

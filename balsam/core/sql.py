@@ -249,11 +249,11 @@ FEW_ROWS = 16  # up to this many rows an executemany (PostgreSQL: one round trip
 def insert_rows(statement, rows):
     """A plain ``INSERT INTO t (columns) VALUES (%s, ...)`` of many rows.
     SQLite: one multi-row ``VALUES`` statement per chunk of rows that fits
-    the parameter limit (``_insert_values``). PostgreSQL: one ``COPY t (columns) FROM STDIN``: the server parses one
-    statement and fires its statement-level count triggers once, where
-    ``executemany`` would run (and fire them) once per row, and a long
-    multi-row VALUES list costs the driver more to parse than the rows cost
-    to send."""
+    the parameter limit (``_insert_values``). PostgreSQL: one ``COPY t
+    (columns) FROM STDIN``: the server parses one statement and fires its
+    statement-level count triggers once, where ``executemany`` would run (and
+    fire them) once per row, and a long multi-row VALUES list costs the
+    driver more to parse than the rows cost to send."""
     rows = rows if isinstance(rows, list) else list(rows)
     if len(rows) <= FEW_ROWS:
         return raw_executemany(statement, rows)

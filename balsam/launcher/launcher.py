@@ -234,8 +234,7 @@ class Launcher:
         busy = False
         waiting = [j for pk, j in self.held.items() if pk not in self.runs and pk not in self.transitions
                    and j.state not in states.RUNNABLE_STATES]
-        needing_files = [j.pk for j in waiting if j.state == states.READY and j.input_files.strip()
-                         and getattr(j, "has_parents", None) is not False]  # (None: not known)
+        needing_files = [j.pk for j in waiting if j.state == states.READY and j.input_files.strip() and j.has_parents]
         parent_dirs = queries.parent_dirs(needing_files, self.db_path / "data") if needing_files else {}
         for job in waiting:
             if self.stop_reason:

@@ -31,10 +31,9 @@ class JobRow:
     # No __slots__: the attributes are set in one ``dict`` update, where 25
     # ``setattr`` calls cost a launcher a tenth of its claim's CPU.
 
-    # has_parents: whether the job had parents when it was read (None: not
-    # read). A job gets parents only while it waits for them (CREATED,
-    # AWAITING_PARENTS), so for a job a launcher claimed this stays true.
-    has_parents = None
+    # has_parents: whether the job had parents when it was read. A job gets
+    # parents only while it waits for them (CREATED, AWAITING_PARENTS), so
+    # for a job a launcher claimed this stays true.
 
     def __init__(self, values):
         self.__dict__.update(zip(JOB_ROW_FIELDS, values))
@@ -42,12 +41,11 @@ class JobRow:
 
     @classmethod
     def from_db(cls, values, pk=None):
-        """From a raw row in ``JOB_ROW_FIELDS`` order, as either backend's driver returns it
-        (SQLite: ids as hex text, booleans as 0/1, JSON as text), and optionally
-        ``has_parents`` after them; ``pk``: its id as a ``UUID``, when the caller
-        has it already."""
+        """From a raw row in ``JOB_ROW_FIELDS`` order and then ``has_parents``, as
+        either backend's driver returns it (SQLite: ids as hex text, booleans as
+        0/1, JSON as text); ``pk``: its id as a ``UUID``, when the caller has it."""
         values = list(values)
-        has_parents = bool(values.pop()) if len(values) > len(JOB_ROW_FIELDS) else None
+        has_parents = bool(values.pop())
         if pk is not None:
             values[_ID] = pk
         elif not isinstance(values[_ID], uuid.UUID):
@@ -57,8 +55,7 @@ class JobRow:
         for i in _BOOL_INDEXES:
             values[i] = bool(values[i])
         row = cls(values)
-        if has_parents is not None:
-            row.has_parents = has_parents
+        row.has_parents = has_parents
         return row
 
     @property

@@ -10,7 +10,7 @@ from django.utils import timezone
 from balsam.core import queries, sql, states
 from balsam.core.json_values import job_id
 from balsam.core.models import JobDependency
-from balsam.core.operations.transitions import job_states, label, no_parents, record, record_where, settle_children
+from balsam.core.operations.transitions import job_states, label, record, record_where, settle_children
 from balsam.exceptions import DependencyError, NotFound
 
 
@@ -73,7 +73,7 @@ def resolve_dependencies(ids):
     ids = [job_id(i) for i in ids]
     now = timezone.now()
     ready, message = states.after_parents(states.CREATED, True, [])
-    parentless = record_where(ids, states.CREATED, ready, message, now, no_parents())
+    parentless = record_where(ids, states.CREATED, ready, message, now, f"NOT {queries.has_parents()}")
     rest = [pk for pk in ids if pk not in parentless]
     waiting = queries.waiting_jobs(ids=rest) if rest else []
     parents = queries.parent_states([pk for pk, _, _ in waiting])

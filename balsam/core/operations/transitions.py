@@ -51,13 +51,7 @@ def record(moves, to_state, message, now):
     # times more per row, and every state change of every job comes here.
     stamp = event_stamp(now)
     pks = sql.pk_params(moves)
-    workflows = {}
-    for chunk in sql.chunks(pks):
-        workflows.update(sql.raw_fetchall(
-            f"UPDATE {sql.table(BalsamJob)} SET state = %s, state_changed_at = %s "
-            f"WHERE job_id IN ({sql.marks(len(chunk))}) RETURNING job_id, workflow",
-            [to_state, stamp] + chunk,
-        ))
+    workflows = dict(_set_state(pks, to_state, stamp))
     insert_events([(pk, stamp, from_state, to_state, message) for pk, from_state in zip(pks, moves.values())])
     aggregates.add_moves(((workflows.get(pk, ""), from_state) for pk, from_state in zip(pks, moves.values())),
                          to_state, now)
@@ -70,27 +64,26 @@ def record_where(pks, from_state, to_state, message, now, condition):
     own ``WHERE``: no read before it, and a row changed meanwhile by another
     writer is judged as it is when the ``UPDATE`` reaches it."""
     given = dict(zip(sql.pk_params(pks), pks))  # each id as stored -> as given (no UUID made per row)
-    moved, sources = [], []
     stamp = event_stamp(now)
-    for chunk in sql.chunks(given):
-        rows = sql.raw_fetchall(
-            f"UPDATE {sql.table(BalsamJob)} SET state = %s, state_changed_at = %s "
-            f"WHERE job_id IN ({sql.marks(len(chunk))}) AND state = %s AND {condition} RETURNING job_id, workflow",
-            [to_state, stamp] + chunk + [from_state])
-        for stored, workflow in rows:
-            moved.append(stored)
-            sources.append((workflow, from_state))
-    if not moved:
+    rows = _set_state(list(given), to_state, stamp, f"AND state = %s AND {condition}", [from_state])
+    if not rows:
         return set()
-    insert_events([(stored, stamp, from_state, to_state, message) for stored in moved])
-    aggregates.add_moves(sources, to_state, now)
-    return {given[stored] for stored in moved}
+    insert_events([(stored, stamp, from_state, to_state, message) for stored, _ in rows])
+    aggregates.add_moves([(workflow, from_state) for _, workflow in rows], to_state, now)
+    return {given[stored] for stored, _ in rows}
 
 
-def no_parents():
-    """The ``record_where`` condition of a job that has no parents."""
-    job = sql.table(BalsamJob)
-    return f"NOT EXISTS (SELECT 1 FROM {sql.table(JobDependency)} d WHERE d.child_id = {job}.job_id)"
+def _set_state(stored_pks, to_state, stamp, condition="", condition_params=()):
+    """``UPDATE`` the jobs ``stored_pks`` (ids as stored) that meet
+    ``condition`` (more of the ``WHERE``, with its parameters) into
+    ``to_state`` at ``stamp``; ``[(id as stored, workflow)]`` of those it changed."""
+    rows = []
+    for chunk in sql.chunks(stored_pks):
+        rows += sql.raw_fetchall(
+            f"UPDATE {sql.table(BalsamJob)} SET state = %s, state_changed_at = %s "
+            f"WHERE job_id IN ({sql.marks(len(chunk))}) {condition} RETURNING job_id, workflow",
+            [to_state, stamp, *chunk, *condition_params])
+    return rows
 
 
 def record_steps(steps, run_times=None, release_owner=None, releasing=frozenset()):
