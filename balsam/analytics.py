@@ -365,8 +365,8 @@ def _entry_messages(job_states):
     """{job id: message of its latest move into its current state}."""
     latest = {}
     for chunk in sql.chunks(job_states):
-        rows = (JobEvent.objects.filter(job_id__in=chunk).order_by("id")
-                .values_list("job_id", "to_state", "message"))
+        rows = (JobEvent.objects.filter(job__job_id__in=chunk).order_by("id")
+                .values_list("job__job_id", "to_state", "message"))
         for pk, to_state, message in rows:
             if to_state == job_states[pk]:
                 latest[pk] = message

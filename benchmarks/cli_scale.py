@@ -75,7 +75,7 @@ STATE_SPREAD = [
     ("FAILED", 73, 73),  # 1%
     ("USER_KILLED", 74, 74),  # 1%
 ]
-SPREAD_VERSION = 3  # bump when STATE_SPREAD, the events or the schema change (3: events for db check, migration 0008), invalidates cached DBs
+SPREAD_VERSION = 4  # bump when STATE_SPREAD, the events or the schema change (3: events for db check, migration 0008; 4: events under job seq, migration 0014), invalidates cached DBs
 DB_STATS_TARGET_SECONDS = 2.0
 DB_CHECK_TARGET_SECONDS = 10.0
 DB_BACKUP_TARGET_SECONDS = 10.0
@@ -183,10 +183,10 @@ def apply_state_spread(db_path):
     sql(db_path, spread_states_sql())
     # A history that agrees with the states (what `db check` reads): a creation
     # event for every job and one event to its state for the others.
-    sql(db_path, "INSERT INTO balsam_job_event (job_id, timestamp, from_state, to_state, message) "
-                 "SELECT job_id, created_at, '', 'CREATED', 'created' FROM balsam_job ORDER BY rowid")
-    sql(db_path, "INSERT INTO balsam_job_event (job_id, timestamp, from_state, to_state, message) "
-                 "SELECT job_id, state_changed_at, 'CREATED', state, 'benchmark spread' FROM balsam_job "
+    sql(db_path, "INSERT INTO balsam_job_event (job_seq, timestamp, from_state, to_state, message) "
+                 "SELECT seq, created_at, '', 'CREATED', 'created' FROM balsam_job ORDER BY rowid")
+    sql(db_path, "INSERT INTO balsam_job_event (job_seq, timestamp, from_state, to_state, message) "
+                 "SELECT seq, state_changed_at, 'CREATED', state, 'benchmark spread' FROM balsam_job "
                  "WHERE state <> 'CREATED' ORDER BY rowid")
     # The UPDATE bypasses the write path, which keeps the job counts the
     # analytics read: count again with migration 0008's own SQL.
@@ -272,7 +272,7 @@ def unfinished_digest(db_path):
     conn = sqlite3.connect(db_path / "db.sqlite3")
     try:
         for query in (f"SELECT * FROM balsam_job WHERE state NOT IN {END_STATES_SQL} ORDER BY rowid",
-                      f"SELECT e.* FROM balsam_job_event e JOIN balsam_job j ON j.job_id = e.job_id "
+                      f"SELECT e.* FROM balsam_job_event e JOIN balsam_job j ON j.seq = e.job_seq "
                       f"WHERE j.state NOT IN {END_STATES_SQL} ORDER BY e.id"):
             for row in conn.execute(query):
                 digest.update(repr(row).encode())

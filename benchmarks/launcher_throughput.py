@@ -286,8 +286,8 @@ def check_db(db):
     marks = ", ".join("?" * len(JOB_EVENTS))
     events_ok = query(db, f"""
         SELECT count(*) FROM (
-            SELECT job_id, count(*) AS n, count(DISTINCT to_state) AS d, sum(CASE WHEN to_state IN ({marks}) THEN 1 ELSE 0 END) AS k
-            FROM balsam_job_event GROUP BY job_id
+            SELECT job_seq, count(*) AS n, count(DISTINCT to_state) AS d, sum(CASE WHEN to_state IN ({marks}) THEN 1 ELSE 0 END) AS k
+            FROM balsam_job_event GROUP BY job_seq
         ) AS per_job WHERE n = {len(JOB_EVENTS)} AND d = {len(JOB_EVENTS)} AND k = {len(JOB_EVENTS)}""", JOB_EVENTS)[0][0]
     total_events = query(db, "SELECT count(*) FROM balsam_job_event")[0][0]
     first = query(db, "SELECT min(timestamp) FROM balsam_job_event")[0][0]

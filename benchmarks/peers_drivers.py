@@ -213,7 +213,7 @@ class BalsamRun:
         """Jobs not JOB_FINISHED, or whose history is not exactly JOB_EVENTS."""
         rows = self.db_file.execute(
             "SELECT j.state, group_concat(e.to_state) FROM balsam_job j LEFT JOIN balsam_job_event e "
-            "ON e.job_id = j.job_id AND e.to_state <> 'CREATED' WHERE j.workflow = 'bench' GROUP BY j.job_id"
+            "ON e.job_seq = j.seq AND e.to_state <> 'CREATED' WHERE j.workflow = 'bench' GROUP BY j.job_id"
         ).fetchall()
         full = sorted(JOB_EVENTS)
         return sum(state != "JOB_FINISHED" or sorted((events or "").split(",")) != full for state, events in rows)

@@ -74,12 +74,21 @@ from bench_common import BALSAM, env_for, log, mark, print_table, print_verdict,
 from cli_scale import build_jobs
 
 DEFAULT_WORKDIR = Path(__file__).resolve().parent / "_work" / "web_scale"
-BUILD_VERSION = 2  # bump when the build or the schema changes: invalidates cached DBs
+BUILD_VERSION = 3  # bump when the build or the schema changes: invalidates cached DBs (3: events under job seq)
 SPAN = datetime.timedelta(days=3)
 WORKFLOWS = 4
 LAUNCHERS, LAUNCHER_SLOTS = 36, 1024
 CALL_TARGET_S, REFRESH_TARGET_S, REPORT_TARGET_S = 0.2, 1.0, 2.0
 MIGRATION = importlib.import_module("balsam.core.migrations.0008_launchers_and_aggregates")
+
+
+def backfill_statements():
+    """Migration 0008's backfill, its join of events to jobs as the schema has it
+    since migration 0014 (events name their job by its number, ``seq``)."""
+    old, new = "j.job_id = e.job_id", "j.seq = e.job_seq"
+    assert any(old in statement for statement in MIGRATION.BACKFILL), "migration 0008's backfill changed"
+    return [statement.replace(old, new) for statement in MIGRATION.BACKFILL]
+
 
 # rowid % 100 -> the states a job went through after CREATED
 PATHS = {
@@ -126,18 +135,18 @@ def _life(rowid, jobs, begin, end):
 
 def _add_history(conn, jobs, begin, end):
     """Events, states and workflows for every job (triggers dropped meanwhile)."""
-    cursor = conn.execute("SELECT rowid, job_id FROM balsam_job ORDER BY rowid")
+    cursor = conn.execute("SELECT rowid, seq FROM balsam_job ORDER BY rowid")
     total = 0
     while True:
         rows = cursor.fetchmany(100_000)
         if not rows:
             break
         events, updates = [], []
-        for rowid, job_id in rows:
+        for rowid, seq in rows:  # events are filed under the job's number (migration 0014)
             workflow, history, state, changed = _life(rowid, jobs, begin, end)
-            events += [(job_id, _stamp(t), a, b, m) for t, a, b, m in history]
+            events += [(seq, _stamp(t), a, b, m) for t, a, b, m in history]
             updates.append((workflow, state, _stamp(changed) if changed else None, rowid))
-        conn.executemany("INSERT INTO balsam_job_event (job_id, timestamp, from_state, to_state, message) "
+        conn.executemany("INSERT INTO balsam_job_event (job_seq, timestamp, from_state, to_state, message) "
                          "VALUES (?, ?, ?, ?, ?)", events)
         conn.executemany("UPDATE balsam_job SET workflow = ?, state = ?, "
                          "state_changed_at = COALESCE(?, state_changed_at) WHERE rowid = ?", updates)
@@ -215,7 +224,7 @@ def big_db(workdir, jobs, rebuild):
     t0 = time.perf_counter()
     conn.execute("DELETE FROM balsam_job_count")
     conn.execute("DELETE FROM balsam_state_minute")
-    for statement in MIGRATION.BACKFILL:  # the migration's own SQL
+    for statement in backfill_statements():  # the migration's own SQL
         conn.execute(statement)
     for statement in MIGRATION.TRIGGERS.values():
         conn.execute(statement)

@@ -165,11 +165,12 @@ def state_event_mismatches(most):
     # The pieces are read on a thread of their own, a few ahead, while this
     # one matches them (SQLite leaves Python's lock while it reads).
     event, job = sql.table(JobEvent), sql.table(BalsamJob)
-    events = [(f"SELECT group_concat(job_id, ','), group_concat(to_state, ',') FROM "
-               f"(SELECT job_id, to_state FROM {event} WHERE id >= %s AND id < %s ORDER BY id)", [low, high])
+    # Events name their job by its number (``seq``); a job's id is read beside it for the report.
+    events = [(f"SELECT group_concat(job_seq, ','), group_concat(to_state, ',') FROM "
+               f"(SELECT job_seq, to_state FROM {event} WHERE id >= %s AND id < %s ORDER BY id)", [low, high])
               for low, high in _key_ranges(event, "id")]
-    jobs = [(f"SELECT group_concat(job_id, ','), group_concat(state, ',') FROM {job} WHERE rowid >= %s AND rowid < %s",
-             [low, high]) for low, high in _key_ranges(job, "rowid")]
+    jobs = [(f"SELECT group_concat(seq || ':' || job_id, ','), group_concat(state, ',') FROM {job} "
+             f"WHERE rowid >= %s AND rowid < %s", [low, high]) for low, high in _key_ranges(job, "rowid")]
     last, wrong, created = {}, [], states.CREATED
     pop = last.pop
     for n, rows in enumerate(_fetched_ahead(events + jobs)):
@@ -179,11 +180,12 @@ def state_event_mismatches(most):
         if n < len(events):
             last.update(zip(ids.split(","), values.split(",")))  # in id order: the newest event wins
         else:
-            wrong += [(pk, state) for pk, state in zip(ids.split(","), values.split(",")) if pop(pk, created) != state]
+            wrong += [(key.partition(":")[2], state) for key, state in zip(ids.split(","), values.split(","))
+                      if pop(key.partition(":")[0], created) != state]
     shown = []
     for pk, state in wrong[:most]:
         name = BalsamJob.objects.filter(pk=job_id(pk)).values_list("name", flat=True).first()
-        newest = JobEvent.objects.filter(job_id=job_id(pk)).order_by("-id").values_list("to_state", flat=True).first()
+        newest = JobEvent.objects.filter(job__job_id=job_id(pk)).order_by("-id").values_list("to_state", flat=True).first()
         shown.append((job_id(pk), name, state, newest))
     return shown, len(wrong), len(last)
 
@@ -237,18 +239,18 @@ def _key_ranges(table_sql, key, span=100_000):
 
 def _state_event_mismatches_sql(most):
     job, event = sql.table(BalsamJob), sql.table(JobEvent)
-    newest = f"SELECT job_id, MAX(id) AS last_id FROM {event} GROUP BY job_id"
+    newest = f"SELECT job_seq, MAX(id) AS last_id FROM {event} GROUP BY job_seq"
     query = (
         f"SELECT j.job_id, j.name, j.state, e.to_state FROM {job} j "
-        f"JOIN ({newest}) n ON n.job_id = j.job_id JOIN {event} e ON e.id = n.last_id "
+        f"JOIN ({newest}) n ON n.job_seq = j.seq JOIN {event} e ON e.id = n.last_id "
         f"WHERE e.to_state <> j.state "
         f"UNION ALL "
         f"SELECT j.job_id, j.name, j.state, NULL FROM {job} j WHERE j.state <> %s "
-        f"AND NOT EXISTS (SELECT 1 FROM {event} e WHERE e.job_id = j.job_id)"
+        f"AND NOT EXISTS (SELECT 1 FROM {event} e WHERE e.job_seq = j.seq)"
     )
     rows = sql.raw_fetchall(query, [states.CREATED])
     orphans = sql.raw_fetchall(
-        f"SELECT COUNT(DISTINCT job_id) FROM {event} e WHERE NOT EXISTS (SELECT 1 FROM {job} j WHERE j.job_id = e.job_id)",
+        f"SELECT COUNT(DISTINCT job_seq) FROM {event} e WHERE NOT EXISTS (SELECT 1 FROM {job} j WHERE j.seq = e.job_seq)",
         [])[0][0]
     return [(_pk(pk), name, state, last) for pk, name, state, last in rows[:most]], len(rows), orphans
 
@@ -385,12 +387,12 @@ def events_to_prune_sql(count):
     # LIMIT (SQLite keeps the left table of a CROSS JOIN outside); joined the
     # other way, each batch would find every prunable event of every ended
     # job and sort them, a million-event prune taking minutes per batch.
-    joined = f"{event} e JOIN {job} j ON j.job_id = e.job_id" if count else \
-        f"{event} e CROSS JOIN {job} j WHERE j.job_id = e.job_id AND"
+    joined = f"{event} e JOIN {job} j ON j.seq = e.job_seq" if count else \
+        f"{event} e CROSS JOIN {job} j WHERE j.seq = e.job_seq AND"
     return (
         f"SELECT {select} FROM {joined}" + (" WHERE" if count else "") +
         f" e.timestamp < %s AND j.state IN ({sql.marks(len(end))}) "
-        f"AND e.id < (SELECT MAX(n.id) FROM {event} n WHERE n.job_id = e.job_id)"
+        f"AND e.id < (SELECT MAX(n.id) FROM {event} n WHERE n.job_seq = e.job_seq)"
         + ("" if count else " AND e.id > %s ORDER BY e.id LIMIT %s")
     ), end
 

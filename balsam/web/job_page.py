@@ -9,7 +9,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from balsam.core import outputs, queries
-from balsam.core.models import BalsamJob, JobEvent
+from balsam.core.models import BalsamJob
 
 EVENTS_SHOWN = 200
 RELATIVES_SHOWN = 50
@@ -41,7 +41,7 @@ def relatives(job):
 
 def history(job):
     """The job's state changes as an HTML table, the latest ``EVENTS_SHOWN``."""
-    events = list(JobEvent.objects.filter(job_id=job.pk).order_by("-id")
+    events = list(job.events.order_by("-id")
                   .values_list("timestamp", "user", "from_state", "to_state", "message")[:EVENTS_SHOWN])
     events.reverse()
     rows = format_html_join(

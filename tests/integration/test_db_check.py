@@ -62,8 +62,9 @@ def test_healthy_db_prints_nothing_and_exits_0(db, make_job, balsam_cmd):
 def test_stats_counts_jobs_events_and_files(db, make_job, balsam_cmd):
     other = make_job(name="other", workflow="wf2")
     for _ in range(3):  # notes from long ago: not in the last hour
-        db_write(db, "INSERT INTO balsam_job_event (job_id, timestamp, from_state, to_state, message) "
-                "VALUES (?, '2000-01-01 00:00:00', 'CREATED', 'CREATED', 'old note')", [other.pk.hex])
+        db_write(db, "INSERT INTO balsam_job_event (job_seq, timestamp, from_state, to_state, message) "
+                "VALUES ((SELECT seq FROM balsam_job WHERE job_id = ?), '2000-01-01 00:00:00', 'CREATED', 'CREATED', "
+                "'old note')", [other.pk.hex])
     finished_job(make_job, "done")
     found = json.loads(balsam_cmd("db", "stats", "--json", check=True).stdout)
     assert found["jobs"] == 2
@@ -101,8 +102,9 @@ def test_broken_invariants_are_reported_one_line_each_and_repaired(writer, db, m
     api.add_dependency(parent, child)
     advance(child.pk, "AWAITING_PARENTS")
     db_write(db, "UPDATE balsam_job SET state = 'FAILED' WHERE job_id = ?", [parent.pk.hex])
-    db_write(db, "INSERT INTO balsam_job_event (job_id, timestamp, from_state, to_state, message) "
-            "VALUES (?, '2026-01-01 00:00:00', 'CREATED', 'FAILED', 'by hand')", [parent.pk.hex])
+    db_write(db, "INSERT INTO balsam_job_event (job_seq, timestamp, from_state, to_state, message) "
+            "VALUES ((SELECT seq FROM balsam_job WHERE job_id = ?), '2026-01-01 00:00:00', 'CREATED', 'FAILED', "
+            "'by hand')", [parent.pk.hex])
     # Applied-request ids no dbserver pruned.
     for n in range(3):
         db_write(db, "INSERT INTO balsam_applied_request (request_id, result, applied_at) VALUES (?, 'null', ?)",
@@ -128,7 +130,7 @@ def test_broken_invariants_are_reported_one_line_each_and_repaired(writer, db, m
     assert (again.returncode, again.stdout) == (0, "")
     assert BalsamJob.objects.get(pk=running.pk).state == "RESTART_READY"
     assert BalsamJob.objects.get(pk=child.pk).state == "PARENT_KILLED"
-    last = JobEvent.objects.filter(job_id=child.pk).order_by("-id").first()
+    last = JobEvent.objects.filter(job__job_id=child.pk).order_by("-id").first()
     assert (last.from_state, last.to_state) == ("AWAITING_PARENTS", "PARENT_KILLED")
     assert db_rows(db, "SELECT COUNT(*) FROM balsam_applied_request WHERE request_id LIKE 'old%'") == [(0,)]
 
@@ -154,8 +156,9 @@ def test_what_cannot_be_repaired_is_reported_and_left_alone(db, make_job, balsam
     stray_top.mkdir()
     a = make_job(name="a")
     db_write(db, "INSERT INTO balsam_job_dependency (child_id, parent_id) VALUES (?, ?)", [a.pk.hex, "f" * 32])
-    db_write(db, "INSERT INTO balsam_job_event (job_id, timestamp, from_state, to_state, message) "
-            "VALUES (?, '2026-01-01 00:00:00', '', 'CREATED', 'of a job long gone')", ["e" * 32])
+    db_write(db, "INSERT INTO balsam_job_event (job_seq, timestamp, from_state, to_state, message) "  # a number no job has
+            "VALUES ((SELECT MAX(seq) + 1000 FROM balsam_job), '2026-01-01 00:00:00', '', 'CREATED', "
+            "'of a job long gone')")
 
     found = balsam_cmd("db", "check", "--repair")
     assert found.returncode == 1

@@ -41,7 +41,7 @@ def history(db, make_job):
 
 def live_rows(db):
     return (db_rows(db, "SELECT * FROM balsam_job WHERE workflow = 'live' ORDER BY name"),
-            db_rows(db, "SELECT e.* FROM balsam_job_event e JOIN balsam_job j ON j.job_id = e.job_id "
+            db_rows(db, "SELECT e.* FROM balsam_job_event e JOIN balsam_job j ON j.seq = e.job_seq "
                         "WHERE j.name = 'running' ORDER BY e.id"))
 
 
@@ -91,7 +91,7 @@ def test_old_events_of_finished_jobs_go_and_the_file_shrinks(db, history, balsam
     else:
         assert after == size_now(db)
     # Each finished job keeps its newest event; the unfinished job keeps all of its.
-    assert db_rows(db, "SELECT COUNT(*), COUNT(DISTINCT job_id) FROM balsam_job_event") == [(FINISHED + 1 + 4,
+    assert db_rows(db, "SELECT COUNT(*), COUNT(DISTINCT job_seq) FROM balsam_job_event") == [(FINISHED + 1 + 4,
                                                                                               FINISHED + 2)]
     assert live_rows(db)[0] == live_before[0] and live_rows(db)[1] == live_before[1]
     report = json.loads(balsam_cmd("db", "check", "--json").stdout)  # (the dummies never ran: no directories)
@@ -166,7 +166,7 @@ def test_compact_through_a_dbserver_shrinks_the_file_while_a_writer_runs(db, his
     names = {row[0] for row in db_rows(db, "SELECT name FROM balsam_job WHERE workflow = 'load'")}
     assert {name for name, _, _ in acked([log])} <= names
     assert live_rows(db) == live_before
-    assert db_rows(db, "SELECT COUNT(*) FROM balsam_job_event e JOIN balsam_job j ON j.job_id = e.job_id "
+    assert db_rows(db, "SELECT COUNT(*) FROM balsam_job_event e JOIN balsam_job j ON j.seq = e.job_seq "
                        "WHERE j.workflow = 'done'") == [(FINISHED,)]
     assert db_rows(db, "PRAGMA freelist_count")[0][0] < 100
 

@@ -28,7 +28,7 @@ def run_until_idle(db, client=None, slots=4):
 
 
 def event_times(job, to_state):
-    return list(JobEvent.objects.filter(job_id=job.pk, to_state=to_state).values_list("timestamp", flat=True))
+    return list(JobEvent.objects.filter(job__job_id=job.pk, to_state=to_state).values_list("timestamp", flat=True))
 
 
 def test_burst_of_jobs_with_a_dag(writer, db):
@@ -43,7 +43,7 @@ def test_burst_of_jobs_with_a_dag(writer, db):
 
     assert api.state_counts() == {states.JOB_FINISHED: len(singles) + 5}
     for job_id in singles[:10]:
-        assert list(JobEvent.objects.filter(job_id=job_id).order_by("id").values_list("to_state", flat=True)) == FULL_LIFE
+        assert list(JobEvent.objects.filter(job__job_id=job_id).order_by("id").values_list("to_state", flat=True)) == FULL_LIFE
     assert (Path(BalsamJob.objects.get(pk=root.pk).working_directory) / "root.out").read_text() == "root\n"
     # Children start only after every parent finished.
     finished = max(t for m in middle for t in event_times(m, states.JOB_FINISHED))

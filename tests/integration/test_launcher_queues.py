@@ -97,7 +97,7 @@ def pid_file(job):
 
 
 def started_at(job):
-    return JobEvent.objects.get(job_id=job.pk, to_state=states.RUNNING).timestamp
+    return JobEvent.objects.get(job__job_id=job.pk, to_state=states.RUNNING).timestamp
 
 
 def test_a_job_killed_deep_in_the_queue_never_starts_and_the_one_behind_it_does(one_slot):

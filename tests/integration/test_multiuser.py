@@ -149,7 +149,7 @@ def test_a_collaborator_adds_jobs_and_runs_a_launcher_whose_directories_the_owne
     wrote = unix_users.run_as(OWNER, ["touch", str(workdir / "owner-was-here"), str(workdir / "made-by-job")])
     assert wrote.returncode == 0, wrote.stderr
     users = {u for (u,) in db_rows(db, 'SELECT DISTINCT e."user" FROM balsam_job_event e JOIN balsam_job j '
-                                       "ON j.job_id = e.job_id WHERE j.name = 'by-collab'")}
+                                       "ON j.seq = e.job_seq WHERE j.name = 'by-collab'")}
     assert users == {COLLAB}
     history = people[OWNER]("ls", "--history", "--name", "by-collab", db=db)
     assert history.returncode == 0 and COLLAB in history.stdout, history.stdout + history.stderr
@@ -230,7 +230,8 @@ def test_a_collaborator_kills_the_owners_job_and_the_event_names_them(people, sh
     killed = people[COLLAB]("kill", job_id, db=db)
     assert killed.returncode == 0, killed.stderr
     assert db_rows(db, f"SELECT state FROM balsam_job WHERE job_id = '{job_id}'") == [("USER_KILLED",)]
-    assert db_rows(db, f"""SELECT "user" FROM balsam_job_event WHERE job_id = '{job_id}' ORDER BY id DESC LIMIT 1""") \
+    assert db_rows(db, 'SELECT "user" FROM balsam_job_event WHERE job_seq = '
+                       f"(SELECT seq FROM balsam_job WHERE job_id = '{job_id}') ORDER BY id DESC LIMIT 1") \
         == [(COLLAB,)]
 
 
@@ -251,7 +252,7 @@ def test_a_collaborators_job_with_a_creation_note_is_stored_and_its_event_names_
     ran = unix_users.run_as(COLLAB, [unix_users.python_for(COLLAB), "-c", NOTED_CLIENT], env=env, timeout=120)
     assert ran.returncode == 0, ran.stderr
     assert db_rows(db, """SELECT e.from_state, e.to_state, e.message, e."user" FROM balsam_job_event e
-                          JOIN balsam_job j ON j.job_id = e.job_id WHERE j.name = 'noted-by-collab'""") == [
+                          JOIN balsam_job j ON j.seq = e.job_seq WHERE j.name = 'noted-by-collab'""") == [
         ("", "CREATED", "made by a script", COLLAB)]
 
 
@@ -322,8 +323,8 @@ with connect(info["host"], info["port"], pg_credentials(sys.argv[1])) as conn:
             print("allowed:", statement, flush=True)
         except Exception as exc:
             print("refused:", type(exc).__name__, flush=True)
-    conn.execute("INSERT INTO balsam_job_event (job_id, timestamp, from_state, to_state, message, \\"user\\") "
-                 "SELECT job_id, now(), 'CREATED', 'CREATED', 'forged', 'someone-else' FROM balsam_job LIMIT 1")
+    conn.execute("INSERT INTO balsam_job_event (job_seq, timestamp, from_state, to_state, message, \\"user\\") "
+                 "SELECT seq, now(), 'CREATED', 'CREATED', 'forged', 'someone-else' FROM balsam_job LIMIT 1")
 """
 
 

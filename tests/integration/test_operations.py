@@ -48,7 +48,7 @@ def job(pk):
 
 
 def events(pk):
-    return list(JobEvent.objects.filter(job_id=pk).order_by("id").values_list("from_state", "to_state", "message"))
+    return list(JobEvent.objects.filter(job__job_id=pk).order_by("id").values_list("from_state", "to_state", "message"))
 
 
 def tied_to(launch_id):
@@ -170,7 +170,7 @@ def test_apply_batch_stamps_each_event_with_its_own_time(client, new_jobs):
     t = time.time() - 30
     client.apply_batch([([a, b], "STAGED_IN", "", [t, t + 1]), ([a, b], "PREPROCESSED", "", [t + 2, t + 3]),
                         ([a], "RUNNING", "on vm", [t + 4])], [], None, [])
-    stamps = {pk: [e.timestamp() for e in JobEvent.objects.filter(job_id=pk).order_by("id").values_list(
+    stamps = {pk: [e.timestamp() for e in JobEvent.objects.filter(job__job_id=pk).order_by("id").values_list(
         "timestamp", flat=True)][1:] for pk in (a, b)}
     assert stamps[a] == pytest.approx([t, t + 2, t + 4], abs=1e-3)
     assert stamps[b] == pytest.approx([t + 1, t + 3], abs=1e-3)

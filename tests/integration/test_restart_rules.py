@@ -38,7 +38,8 @@ LEASES = {
 
 
 def events(db, pk):
-    return db_rows(db, f"SELECT from_state, to_state, message FROM balsam_job_event WHERE job_id = '{pk.hex}' ORDER BY id")
+    return db_rows(db, f"SELECT from_state, to_state, message FROM balsam_job_event "
+                   f"WHERE job_seq = (SELECT seq FROM balsam_job WHERE job_id = '{pk.hex}') ORDER BY id")
 
 
 def seed(db, make_job, kinds=tuple(LEASES)):
@@ -72,8 +73,9 @@ def seed(db, make_job, kinds=tuple(LEASES)):
             write_client.get().transition([str(child.pk)], step)
         jobs[("orphan", waiting)] = child
     db_write(db, "UPDATE balsam_job SET state = 'FAILED' WHERE job_id = ?", [parent.pk.hex])
-    db_write(db, "INSERT INTO balsam_job_event (job_id, timestamp, from_state, to_state, message) "
-            "VALUES (?, '2026-01-01 00:00:00', 'CREATED', 'FAILED', 'by hand')", [parent.pk.hex])
+    db_write(db, "INSERT INTO balsam_job_event (job_seq, timestamp, from_state, to_state, message) "
+            "VALUES ((SELECT seq FROM balsam_job WHERE job_id = ?), '2026-01-01 00:00:00', 'CREATED', 'FAILED', "
+            "'by hand')", [parent.pk.hex])
     return jobs, {key: events(db, job.pk) for key, job in jobs.items()}
 
 

@@ -39,8 +39,8 @@ def stored(db, job, column="state"):
 
 
 def events(db, job):
-    return db_rows(db, f"SELECT from_state, to_state, message FROM balsam_job_event WHERE job_id = '{job.pk.hex}' "
-                       "ORDER BY id")
+    return db_rows(db, f"SELECT from_state, to_state, message FROM balsam_job_event "
+                       f"WHERE job_seq = (SELECT seq FROM balsam_job WHERE job_id = '{job.pk.hex}') ORDER BY id")
 
 
 def messages_in(response):

@@ -6,7 +6,7 @@ import uuid
 import pytest
 
 from balsam import api
-from balsam.core import actor, write_client
+from balsam.core import actor, states, write_client
 from balsam.core.models import ApplicationDefinition, BalsamJob, JobDependency, JobEvent
 from balsam.exceptions import (
     DependencyError,
@@ -102,14 +102,14 @@ def test_add_job_settles_id_and_directory_clashes_and_keeps_its_note(writer, mak
     assert twin.workdir == f"wf/a_{twin_id.hex[:9]}" != first.workdir
     assert BalsamJob.objects.get(pk=twin_id).workdir == twin.workdir
     noted = api.add_job(name="c", workflow="wf", application="hello", creation_note="made by c")
-    assert sorted(JobEvent.objects.values_list("job_id", "from_state", "to_state", "message", "user"), key=str) == sorted(
+    assert sorted(JobEvent.objects.values_list("job__job_id", "from_state", "to_state", "message", "user"), key=str) == sorted(
         [(twin_id, "", "CREATED", "made by a test", actor.current()),
          (noted.job_id, "", "CREATED", "made by c", actor.current())], key=str)
     assert BalsamJob.objects.count() == 3
 
 
 _COMPARED = [f.attname for f in BalsamJob._meta.concrete_fields
-             if f.name not in ("job_id", "name", "workdir", "created_at", "state_changed_at")]
+             if f.name not in ("job_id", "seq", "name", "workdir", "created_at", "state_changed_at")]
 
 
 def _stored(name):
@@ -134,10 +134,12 @@ def test_a_lone_add_job_stores_what_the_usual_operation_stores(writer, make_app)
         [1, "x", {"y": 2.5}], {"N": "3"})
     stored_quick, stored_usual = _stored("quick"), _stored("usual")
     assert {k: stored_quick[k] for k in _COMPARED} == {k: stored_usual[k] for k in _COMPARED}
+    # Each job is numbered in creation order (the one field the two rows must not share).
+    assert BalsamJob.objects.get(pk=quick.pk).seq < BalsamJob.objects.get(pk=usual.pk).seq
     assert stored_quick["workdir"] == quick.workdir == f"wf/quick_{quick.job_id.hex[:8]}"
     assert stored_quick["created_at"] == stored_quick["state_changed_at"] == quick.created_at
     assert _stored("plain")["application"] == "" and plain.workdir == f"plain_{plain.job_id.hex[:8]}"
-    events = sorted(JobEvent.objects.values_list("job_id", "from_state", "to_state", "message", "user"), key=str)
+    events = sorted(JobEvent.objects.values_list("job__job_id", "from_state", "to_state", "message", "user"), key=str)
     assert events == sorted([(quick.job_id, "", "CREATED", "noted", actor.current()),
                              (usual.job_id, "", "CREATED", "noted", actor.current())], key=str)
     if writer == "postgres":  # the quick path was taken: its statement is prepared on this connection
@@ -146,6 +148,41 @@ def test_a_lone_add_job_stores_what_the_usual_operation_stores(writer, make_app)
             prepared = [text for (text,) in cursor.fetchall()]
         assert any(text.startswith("WITH job AS (INSERT INTO") for text in prepared), prepared
         assert any(text.startswith("INSERT INTO") and "EXISTS" not in text for text in prepared), prepared
+
+
+def _creation_notes():
+    """{job id: [(from, to, message), ...]} of every event, in event order."""
+    found = {}
+    for pk, from_state, to_state, message in JobEvent.objects.order_by("id").values_list(
+            "job__job_id", "from_state", "to_state", "message"):
+        found.setdefault(pk, []).append((from_state, to_state, message))
+    return found
+
+
+def _noted(name, note):
+    job = BalsamJob(name=name, workflow="w")
+    job._creation_note = note  # as ``dag.spawn_child`` leaves it: the first line of the job's history
+    return job
+
+
+def test_jobs_are_numbered_in_the_order_they_are_made_whichever_way_they_are_made(writer):
+    """Many jobs at once (PostgreSQL: ``COPY``), a few (one round trip), one
+    (a prepared statement), each with and without a creation note."""
+    from balsam.launcher import dag
+
+    many = BalsamJob.objects.bulk_create([_noted(f"many{i}", f"note {i}") if i % 3 == 0 else
+                                          BalsamJob(name=f"many{i}", workflow="w") for i in range(40)])
+    few = BalsamJob.objects.bulk_create([_noted("few0", "few note"), BalsamJob(name="few1", workflow="w")])
+    one = dag.add_job(name="one", workflow="w")
+    noted = BalsamJob.insert({"name": "noted", "workflow": "w"}, note="spawned by hand")
+
+    made = [j.pk for j in many + few] + [one.pk, noted.pk]
+    numbers = dict(BalsamJob.objects.values_list("job_id", "seq"))
+    assert sorted(made, key=numbers.get) == made and len(set(numbers.values())) == len(made)
+    notes = {j.pk: [("", states.CREATED, f"note {i}")] for i, j in enumerate(many) if i % 3 == 0}
+    notes.update({few[0].pk: [("", states.CREATED, "few note")], noted.pk: [("", states.CREATED, "spawned by hand")]})
+    assert _creation_notes() == notes
+    assert noted.history()[0][3] == "spawned by hand" and one.history()[0][3] == "created"
 
 
 def test_a_lone_add_job_naming_a_missing_application_writes_nothing(writer, make_app):

@@ -3,6 +3,7 @@ what it meant after it."""
 
 import uuid
 
+import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
@@ -119,3 +120,48 @@ def test_a_db_older_than_the_code_is_refused_with_its_repair_until_balsam_init(d
     assert "older than this Balsam" in doctor.stdout and f"balsam init {db}" in doctor.stdout
     assert balsam_cmd("init", str(db)).returncode == 0
     assert balsam_cmd("ls").returncode == 0
+
+
+SEQ_BEFORE, SEQ_AFTER = ("balsam", "0013_pg_no_like_indexes"), ("balsam", "0014_event_job_seq")
+
+
+@pytest.mark.both_backends
+def test_0014_numbers_jobs_in_creation_order_and_files_their_events_under_the_numbers_and_back(db, make_job):
+    import datetime
+
+    from balsam.core.models import BalsamJob, JobEvent
+
+    try:
+        old = _migrate(SEQ_BEFORE)
+        Job, Event = old.get_model("balsam", "BalsamJob"), old.get_model("balsam", "JobEvent")
+        t0 = datetime.datetime(2026, 1, 1, 12, 0, tzinfo=datetime.timezone.utc)
+        a, b, c = (Job.objects.create(job_id=uuid.uuid4(), name=n, workdir=n, created_at=t0 + datetime.timedelta(seconds=i))
+                   for i, n in enumerate("abc"))
+        for job, to_state in ((a, "READY"), (c, "READY"), (a, "STAGED_IN"), (b, "READY")):
+            Event.objects.create(job=job, from_state="", to_state=to_state)
+        Event.objects.filter(job=b).delete()  # the newest event id (4) is gone: the next one is still 5
+        assert sorted(Event.objects.values_list("id", "job__name", "to_state")) == [
+            (1, "a", "READY"), (2, "c", "READY"), (3, "a", "STAGED_IN")]
+
+        new = _migrate(SEQ_AFTER)
+
+        Job, Event = new.get_model("balsam", "BalsamJob"), new.get_model("balsam", "JobEvent")
+        assert dict(Job.objects.values_list("name", "seq")) == {"a": 1, "b": 2, "c": 3}
+        assert sorted(Event.objects.values_list("id", "job__name", "job_id", "to_state")) == [
+            (1, "a", 1, "READY"), (2, "c", 3, "READY"), (3, "a", 1, "STAGED_IN")]
+        # Jobs added from now on (the code's own write path) number on, and their events file under it.
+        d = make_job(name="d")
+        BalsamJob.objects.get(pk=d.pk).update_state("READY", "after 0014")
+        assert BalsamJob.objects.get(pk=d.pk).seq == 4
+        assert list(JobEvent.objects.filter(job__job_id=d.pk).values_list("id", "job_id", "to_state")) == [
+            (5, 4, "READY")]
+
+        back = _migrate(SEQ_BEFORE)  # and back: events under the job ids again
+
+        Event = back.get_model("balsam", "JobEvent")
+        assert sorted(Event.objects.values_list("id", "job__name", "to_state")) == [
+            (1, "a", "READY"), (2, "c", "READY"), (3, "a", "STAGED_IN"), (5, "d", "READY")]
+        assert "seq" not in {f.name for f in connection.introspection.get_table_description(
+            connection.cursor(), "balsam_job")}
+    finally:
+        _migrate(("balsam", _latest_migration()))  # the DB (on PostgreSQL, the session's) as the code expects it

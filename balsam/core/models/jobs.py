@@ -90,10 +90,16 @@ class BalsamJob(TrackedModel):
     # Set by Balsam itself, never by a job's creator.
     SYSTEM_FIELDS = frozenset(
         {"workdir", "state", "state_changed_at", "created_at", "lease_owner", "lease_heartbeat", "lease_expires_at",
-         "runtime_seconds", "queued_launch", "timeout_retries"}
+         "runtime_seconds", "queued_launch", "timeout_retries", "seq"}
     )
 
     job_id = models.UUIDField(primary_key=True, default=_new_job_id, editable=False)
+    # The job's number in creation order, given by the writer: the key its events
+    # are filed under. Filed under the random id, each job's events went to a page
+    # of the event index of their own, one page written per job per batch of
+    # state changes; numbered in order, a batch's jobs share a few pages
+    # (migration 0014, docs/development/decisions.md).
+    seq = models.BigIntegerField(unique=True, editable=False)
     # Indexed through the (workflow, state) index below.
     workflow = models.CharField(max_length=255, blank=True, default="")
     name = models.CharField(max_length=255, blank=True, default="", db_index=True)
@@ -272,7 +278,14 @@ class BalsamJob(TrackedModel):
         job = cls(**{**fields, **cls._inserted_values(info)})
         job._state.adding = False
         job._remember_loaded()
+        job.__dict__.pop("seq", None)  # the writer numbered it: read from the DB if ever asked for
         return job
+
+    @classmethod
+    def _create_many(cls, objs):
+        super()._create_many(objs)
+        for obj in objs:
+            obj.__dict__.pop("seq", None)  # as in ``insert``: a deferred field, loaded on first use
 
     _writer_fields = SYSTEM_FIELDS
 
@@ -342,7 +355,10 @@ class JobEventQuerySet(models.QuerySet):
 class JobEvent(models.Model):
     """One state change of one job (append-only; times in UTC)."""
 
-    job = models.ForeignKey(BalsamJob, on_delete=models.CASCADE, related_name="events")
+    # Filed under the job's creation number (``BalsamJob.seq``), not its id: so
+    # ``job_id`` here is that number; ``job__job_id`` is the job's id.
+    job = models.ForeignKey(BalsamJob, on_delete=models.CASCADE, related_name="events", to_field="seq",
+                            db_column="job_seq")
     timestamp = models.DateTimeField(default=timezone.now)
     from_state = models.CharField(max_length=32)
     to_state = models.CharField(max_length=32)

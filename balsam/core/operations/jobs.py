@@ -12,7 +12,7 @@ from balsam.core import actor, sql, states
 from balsam.core.json_values import job_id
 from balsam.core.models import ApplicationDefinition, BalsamJob, JobDependency, JobEvent
 from balsam.core.operations.applications import require_apps
-from balsam.core.operations.transitions import (event_insert, event_stamp, insert_events, job_states,
+from balsam.core.operations.transitions import (event_insert_by_id, event_stamp, insert_events_by_id, job_states,
                                                  settle_children, transition_jobs)
 from balsam.core.operations.validation import JOB_CREATE_FIELDS, JOB_UPDATE_FIELDS, TEXT_FIELDS, clean_fields
 from balsam.exceptions import ValidationError
@@ -55,7 +55,7 @@ MAX_NOTE_CHARS = 1000
 def _insert_plan(vendor):
     """The INSERT statement, a row of column defaults, and how to convert each
     field: the same for every insert, so built once per process (and backend)."""
-    fields = BalsamJob._meta.concrete_fields
+    fields = _inserted_fields(vendor)
     template = [
         None if f.name in ("job_id", "workdir") + _TIME_FIELDS else f.get_db_prep_save(f.get_default(), connection)
         for f in fields
@@ -65,6 +65,20 @@ def _insert_plan(vendor):
     statement = f"INSERT INTO {sql.table(BalsamJob)} ({columns}) VALUES ({sql.marks(len(fields))})"
     time_slots = [slots[name][0] for name in _TIME_FIELDS]
     return statement, template, slots, time_slots
+
+
+def _inserted_fields(vendor):
+    """The columns an insert names: every field but, on PostgreSQL, the job's
+    number (``seq``), which its sequence gives (the column's default); on
+    SQLite the writer gives it (``_next_seq``)."""
+    fields = BalsamJob._meta.concrete_fields
+    return fields if vendor == "sqlite" else [f for f in fields if f.name != "seq"]
+
+
+def _next_seq():
+    """SQLite: the number the next new job gets (highest so far plus one),
+    read inside the insert's write transaction, so no other writer takes it."""
+    return (sql.raw_fetchall(f"SELECT MAX(seq) FROM {sql.table(BalsamJob)}", [])[0][0] or 0) + 1
 
 
 def _fast_prep(field):
@@ -80,11 +94,16 @@ def _fast_prep(field):
 def _insert_jobs(jobs, now):
     """Insert with one executemany: Django's bulk_create costs ~10x more per row."""
     statement, rows = _job_rows(jobs, now)
+    if connection.vendor == "sqlite":
+        seq_slot, first = _insert_plan("sqlite")[2]["seq"][0], _next_seq()
+        for number, row in enumerate(rows, first):
+            row[seq_slot] = number
     sql.insert_rows(statement, rows)
 
 
 def _job_rows(jobs, now):
-    """The INSERT statement (one row's VALUES) and the column values of ``jobs``."""
+    """The INSERT statement (one row's VALUES) and the column values of
+    ``jobs`` (on SQLite without their numbers: ``_insert_jobs`` gives them)."""
     statement, template, slots, time_slots = _insert_plan(connection.vendor)
     template = list(template)
     stamp = BalsamJob._meta.get_field("created_at").get_db_prep_save(now, connection)
@@ -165,8 +184,8 @@ def create_jobs_many(requests):
         _insert_jobs(jobs, now)
     if notes:  # from no state to CREATED: the first line of the history, in place of "created"
         stamp = event_stamp(now)
-        insert_events([(pk, stamp, "", states.CREATED, note) for pk, note in zip(sql.pk_params(p for p, _ in notes),
-                                                                                  (n for _, n in notes))])
+        insert_events_by_id([(pk, stamp, "", states.CREATED, note)
+                             for pk, note in zip(sql.pk_params(p for p, _ in notes), (n for _, n in notes))])
     if edges:
         parent_states = job_states({p for p, _ in edges})
         JobDependency.objects._direct_bulk_create(
@@ -219,7 +238,7 @@ def create_jobs_in_one_round_trip(rows):
         stamp = event_stamp(now)
         events = [(pk, stamp, "", states.CREATED, note)
                   for pk, note in zip(sql.pk_params(p for p, _ in notes), (n for _, n in notes))]
-        event_sql, event_params = event_insert(events)
+        event_sql, (event_params,) = event_insert_by_id(events)
         statements.append(event_sql)
         params.extend(event_params)
     try:
@@ -276,7 +295,7 @@ def _one_job_statement(given, check_app, with_note):
     types never depend on how the driver sends a value."""
     from psycopg.sql import Literal
 
-    fields = BalsamJob._meta.concrete_fields
+    fields = _inserted_fields(connection.vendor)
     _, template, slots, _ = _insert_plan(connection.vendor)
     connection.ensure_connection()
     raw = connection.connection
@@ -294,10 +313,9 @@ def _one_job_statement(given, check_app, with_note):
         insert += f" WHERE EXISTS (SELECT 1 FROM {sql.table(ApplicationDefinition)} WHERE name = %s)"
     if not with_note:
         return insert
-    pk = connection.ops.quote_name(BalsamJob._meta.pk.column)
-    return (f"WITH job AS ({insert} RETURNING {pk}) "
-            f'INSERT INTO {sql.table(JobEvent)} (job_id, timestamp, from_state, to_state, message, "user") '
-            f"SELECT {pk}, %s::timestamptz, '', '{states.CREATED}', %s::text, %s::text FROM job")
+    return (f"WITH job AS ({insert} RETURNING seq) "
+            f'INSERT INTO {sql.table(JobEvent)} (job_seq, timestamp, from_state, to_state, message, "user") '
+            f"SELECT seq, %s::timestamptz, '', '{states.CREATED}', %s::text, %s::text FROM job")
 
 
 def reads_other_jobs(rows):
@@ -370,7 +388,7 @@ def delete_jobs(ids):
         held = set(BalsamJob.objects.filter(pk__in=chunk, lease_expires_at__gt=now).exclude(lease_owner="")
                    .values_list("pk", flat=True))
         chunk = [i for i in chunk if i not in held]
-        JobEvent.objects.filter(job_id__in=chunk)._raw_delete(connection.alias)
+        JobEvent.objects.filter(job__job_id__in=chunk)._raw_delete(connection.alias)
         JobDependency.objects.filter(models.Q(child_id__in=chunk) | models.Q(parent_id__in=chunk))._raw_delete(
             connection.alias
         )

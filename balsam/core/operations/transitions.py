@@ -51,10 +51,10 @@ def record(moves, to_state, message, now):
     # times more per row, and every state change of every job comes here.
     stamp = event_stamp(now)
     pks = sql.pk_params(moves)
-    workflows = dict(_set_state(pks, to_state, stamp))
-    insert_events([(pk, stamp, from_state, to_state, message) for pk, from_state in zip(pks, moves.values())])
-    aggregates.add_moves(((workflows.get(pk, ""), from_state) for pk, from_state in zip(pks, moves.values())),
-                         to_state, now)
+    from_states = dict(zip(pks, moves.values()))
+    rows = _set_state(pks, to_state, stamp)
+    insert_events([(seq, stamp, from_states[pk], to_state, message) for pk, _, seq in rows])
+    aggregates.add_moves(((workflow, from_states[pk]) for pk, workflow, _ in rows), to_state, now)
 
 
 def record_where(pks, from_state, to_state, message, now, condition):
@@ -68,20 +68,20 @@ def record_where(pks, from_state, to_state, message, now, condition):
     rows = _set_state(list(given), to_state, stamp, f"AND state = %s AND {condition}", [from_state])
     if not rows:
         return set()
-    insert_events([(stored, stamp, from_state, to_state, message) for stored, _ in rows])
-    aggregates.add_moves([(workflow, from_state) for _, workflow in rows], to_state, now)
-    return {given[stored] for stored, _ in rows}
+    insert_events([(seq, stamp, from_state, to_state, message) for _, _, seq in rows])
+    aggregates.add_moves([(workflow, from_state) for _, workflow, _ in rows], to_state, now)
+    return {given[stored] for stored, _, _ in rows}
 
 
 def _set_state(stored_pks, to_state, stamp, condition="", condition_params=()):
     """``UPDATE`` the jobs ``stored_pks`` (ids as stored) that meet
     ``condition`` (more of the ``WHERE``, with its parameters) into
-    ``to_state`` at ``stamp``; ``[(id as stored, workflow)]`` of those it changed."""
+    ``to_state`` at ``stamp``; ``[(id as stored, workflow, seq)]`` of those it changed."""
     rows = []
     for chunk in sql.chunks(stored_pks):
         rows += sql.raw_fetchall(
             f"UPDATE {sql.table(BalsamJob)} SET state = %s, state_changed_at = %s "
-            f"WHERE job_id IN ({sql.marks(len(chunk))}) {condition} RETURNING job_id, workflow",
+            f"WHERE job_id IN ({sql.marks(len(chunk))}) {condition} RETURNING job_id, workflow, seq",
             [to_state, stamp, *chunk, *condition_params])
     return rows
 
@@ -141,9 +141,8 @@ def record_steps(steps, run_times=None, release_owner=None, releasing=frozenset(
             kinds.setdefault((pk in run_times, pk in releasing), []).append(pk)
         for (timed, release), group in kinds.items():
             _store_state(to_state, stamp, group, run_times if timed else None, release_owner if release else None)
-    params = dict(zip(current, sql.pk_params(current)))
     stamps = event_stamps([at for _, at, _, _, _ in events])
-    insert_events([(params[pk], stamp, from_state, to_state, message)
+    insert_events([(current[pk][3], stamp, from_state, to_state, message)
                    for (pk, _, from_state, to_state, message), stamp in zip(events, stamps)])
     aggregates.add_events((current[pk][2], from_state, to_state, at) for pk, at, from_state, to_state, _ in events)
     names = {pk: (row[0], row[1]) for pk, row in current.items()}
@@ -176,14 +175,14 @@ def _store_state(to_state, stamp, pks, run_times=None, release_owner=None):
 
 
 def _job_rows(ids):
-    """{uuid: (state, name, workflow)}; NotFound if any is missing."""
+    """{uuid: (state, name, workflow, seq)}; NotFound if any is missing."""
     found = {}
     for chunk in sql.chunks(list(ids)):
         rows = sql.raw_fetchall(
-            f"SELECT job_id, state, name, workflow FROM {sql.table(BalsamJob)} "
+            f"SELECT job_id, state, name, workflow, seq FROM {sql.table(BalsamJob)} "
             f"WHERE job_id IN ({sql.marks(len(chunk))})", sql.pk_params(chunk))
-        for pk, state, name, workflow in rows:
-            found[pk if not isinstance(pk, str) else job_id(pk)] = (state, name, workflow)
+        for pk, *values in rows:
+            found[pk if not isinstance(pk, str) else job_id(pk)] = tuple(values)
     missing = [str(i) for i in ids if i not in found]
     if missing:
         raise NotFound(f"no job with id {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
@@ -191,25 +190,37 @@ def _job_rows(ids):
 
 
 def insert_events(rows):
-    """``(job pk param, timestamp param, from_state, to_state, message)`` rows
-    into the event table: the one statement that writes history, each row with
-    the user the write is made for (``core.actor``). (Notes and creation notes
-    change no state, so the aggregates of ``record`` skip them.)"""
+    """``(job seq, timestamp param, from_state, to_state, message)`` rows into
+    the event table: the one statement that writes history, each row with the
+    user the write is made for (``core.actor``). (Notes and creation notes
+    change no state, so the aggregates of ``record`` skip them.) An event is
+    filed under its job's number (``BalsamJob.seq``): the moves that write
+    events read it, or have it returned, with the job's state."""
     user = actor.current()
     sql.insert_rows(_EVENT_INSERT.format(table=sql.table(JobEvent)), [row + (user,) for row in rows])
 
 
 # "user" quoted: a reserved word in PostgreSQL
-_EVENT_INSERT = ('INSERT INTO {table} (job_id, timestamp, from_state, to_state, message, "user") '
+_EVENT_INSERT = ('INSERT INTO {table} (job_seq, timestamp, from_state, to_state, message, "user") '
                  "VALUES (%s, %s, %s, %s, %s, %s)")
 
 
-def event_insert(rows):
-    """``insert_events`` as one multi-row statement and its flat parameters,
-    for a caller that sends it with others (``jobs.create_jobs_in_one_round_trip``)."""
+def insert_events_by_id(rows):
+    """``insert_events`` of rows that name their job by its id (as stored),
+    not its number: each row looks the number up itself (jobs' creation
+    notes, inserted with jobs whose numbers the caller does not know)."""
+    for chunk in sql.chunks(rows, per_item=6):
+        sql.raw_executemany(*event_insert_by_id(chunk))
+
+
+def event_insert_by_id(rows):
+    """``insert_events_by_id`` as one multi-row statement and its parameters
+    (a list of one list, for ``sql.raw_executemany``); also for a caller that
+    sends it with others (``jobs.create_jobs_in_one_round_trip``)."""
     user = actor.current()
-    head, _, values = _EVENT_INSERT.format(table=sql.table(JobEvent)).rpartition("VALUES")
-    return head + "VALUES " + ", ".join([values.strip()] * len(rows)), [v for row in rows for v in (*row, user)]
+    head, _, _ = _EVENT_INSERT.format(table=sql.table(JobEvent)).rpartition("VALUES")
+    by_id = f"((SELECT seq FROM {sql.table(BalsamJob)} WHERE job_id = %s), %s, %s, %s, %s, %s)"
+    return head + "VALUES " + ", ".join([by_id] * len(rows)), [[v for row in rows for v in (*row, user)]]
 
 
 def event_stamp(now):
@@ -254,9 +265,9 @@ def note_jobs(ids, message):
     state to the same state (e.g. why a launcher handed the job back)."""
     if not isinstance(message, str) or not message:
         raise ValidationError("a note must be non-empty text")
-    current = job_states([job_id(i) for i in ids])
+    current = _job_rows([job_id(i) for i in ids])
     stamp = event_stamp(timezone.now())
-    insert_events([(pk, stamp, state, state, message) for pk, (state, _) in zip(sql.pk_params(current), current.values())])
+    insert_events([(seq, stamp, state, state, message) for state, _, _, seq in current.values()])
 
 
 def transition_jobs(ids, state, message="", strict=True):
