@@ -28,10 +28,11 @@ def check_init_target(path):
         )
 
 
-def init_db(path, db_type=None, on_backup=None):
+def init_db(path, db_type=None, on_backup=None, on_migrate=None):
     """Create (or refresh the schema of) the Balsam DB at ``path``; keeps every row.
     An existing DB that lacks migrations is backed up first (``backups/``);
-    ``on_backup(path, bytes)`` is told of the copy.
+    ``on_backup(path, bytes)`` is told of the copy, then ``on_migrate(names)``
+    of the migrations about to run (some rewrite a table: minutes on millions of jobs).
 
     Returns ``(path, created)``.
     """
@@ -92,12 +93,15 @@ def init_db(path, db_type=None, on_backup=None):
         from balsam.core.sql import check_sound
 
         check_sound(INIT_CHECK_SEC)  # a damaged file is refused before the migration touches it
-        if unapplied_migrations():
+        missing = unapplied_migrations()
+        if missing:
             from balsam import backups
 
             copy, size = backups.take(path)
             if on_backup:
                 on_backup(copy, size)
+            if on_migrate:
+                on_migrate(missing)
     call_command("migrate", interactive=False, verbosity=0)
     if copy_of:
         from balsam.core import write_client

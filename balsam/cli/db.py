@@ -26,7 +26,11 @@ def init(path, db_type, group):
     def backed_up(copy, size):
         click.echo(f"Backed up the DB before migrating it: {copy}  ({_size(size)})")
 
-    db_path, created = init_db(path, db_type, on_backup=backed_up)
+    def migrating(names):
+        click.echo(f"Updating the schema ({len(names)} update(s): {', '.join(n.partition('.')[2] for n in names)}); "
+                   "on a DB of millions of jobs this can take minutes")
+
+    db_path, created = init_db(path, db_type, on_backup=backed_up, on_migrate=migrating)
     if created:
         click.echo(f"Created Balsam DB at {db_path}")
     else:

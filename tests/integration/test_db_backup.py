@@ -172,6 +172,7 @@ def test_init_backs_up_a_db_before_migrating_it(db, balsam_cmd, make_job):
     result = balsam_cmd("init", db)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("Backed up the DB before migrating it: ")
+    assert result.stdout.splitlines()[1].startswith("Updating the schema (8 update(s): 0007_db_identity, ")
     copy = result.stdout.split()[7]
     applied = {row[0] for row in db_rows(db, "SELECT name FROM django_migrations WHERE app = 'balsam'")}
     assert "0007_db_identity" in applied
