@@ -211,9 +211,12 @@ class BalsamRun:
 
     def failures(self):
         """Jobs not JOB_FINISHED, or whose history is not exactly JOB_EVENTS."""
+        # Events name their job by its number since migration 0014; a baseline tree may be older.
+        columns = {row[1] for row in self.db_file.execute("PRAGMA table_info(balsam_job_event)")}
+        join = "e.job_seq = j.seq" if "job_seq" in columns else "e.job_id = j.job_id"
         rows = self.db_file.execute(
             "SELECT j.state, group_concat(e.to_state) FROM balsam_job j LEFT JOIN balsam_job_event e "
-            "ON e.job_seq = j.seq AND e.to_state <> 'CREATED' WHERE j.workflow = 'bench' GROUP BY j.job_id"
+            f"ON {join} AND e.to_state <> 'CREATED' WHERE j.workflow = 'bench' GROUP BY j.job_id"
         ).fetchall()
         full = sorted(JOB_EVENTS)
         return sum(state != "JOB_FINISHED" or sorted((events or "").split(",")) != full for state, events in rows)
