@@ -84,7 +84,7 @@ def init_db(path, db_type=None, on_backup=None, on_migrate=None):
     if db_type == "postgres":
         from balsam.dbdir_postgres import migrate_postgres
 
-        migrate_postgres(path, created)
+        migrate_postgres(path, created, on_migrate)
         return path, created
     if created:
         new_sqlite_file(path / SQLITE_NAME)

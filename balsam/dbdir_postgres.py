@@ -19,11 +19,11 @@ def make_cluster(path):
     cluster.initdb(path, role, password)
 
 
-def migrate_postgres(path, created):
+def migrate_postgres(path, created, on_migrate=None):
     """Make the cluster if it is new, then create the database if missing and
     migrate it: through the running server when one is posted, else through
-    a server of its own for the length of the migration."""
-    from django.core.management import call_command
+    a server of its own for the length of the migration. ``on_migrate(names)``:
+    told of the migrations about to run on an existing DB."""
     from django.db import connections
 
     from balsam.django_config import activate
@@ -39,7 +39,7 @@ def migrate_postgres(path, created):
     activate(path, admin=True)
     if info.get("address") and server_alive(info):
         cluster.ensure_database(info["host"], info["port"], credentials)
-        call_command("migrate", interactive=False, verbosity=0)
+        _migrate(None if created else on_migrate)
         return
     with cluster.temporary_server(path, credentials) as (host, port):
         cluster.ensure_database(host, port, credentials)
@@ -47,7 +47,19 @@ def migrate_postgres(path, created):
         connections["default"].close()
         settings[SERVER_KEY] = (host, port)
         try:
-            call_command("migrate", interactive=False, verbosity=0)
+            _migrate(None if created else on_migrate)
         finally:
             connections["default"].close()
             settings.pop(SERVER_KEY, None)
+
+
+def _migrate(on_migrate):
+    """Apply the missing migrations, first telling ``on_migrate`` (if any) their names."""
+    from django.core.management import call_command
+
+    from balsam.django_config import unapplied_migrations
+
+    missing = unapplied_migrations() if on_migrate else None
+    if missing:
+        on_migrate(missing)
+    call_command("migrate", interactive=False, verbosity=0)
