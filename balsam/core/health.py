@@ -169,7 +169,8 @@ def state_event_mismatches(most):
     events = [(f"SELECT group_concat(job_seq, ','), group_concat(to_state, ',') FROM "
                f"(SELECT job_seq, to_state FROM {event} WHERE id >= %s AND id < %s ORDER BY id)", [low, high])
               for low, high in _key_ranges(event, "id")]
-    jobs = [(f"SELECT group_concat(seq || ':' || job_id, ','), group_concat(state, ',') FROM {job} "
+    # (ifnull: group_concat skips NULLs, which would shift the ids against the states)
+    jobs = [(f"SELECT group_concat(ifnull(seq, '') || ':' || job_id, ','), group_concat(state, ',') FROM {job} "
              f"WHERE rowid >= %s AND rowid < %s", [low, high]) for low, high in _key_ranges(job, "rowid")]
     last, wrong, created = {}, [], states.CREATED
     pop = last.pop

@@ -135,6 +135,19 @@ def test_broken_invariants_are_reported_one_line_each_and_repaired(writer, db, m
     assert db_rows(db, "SELECT COUNT(*) FROM balsam_applied_request WHERE request_id LIKE 'old%'") == [(0,)]
 
 
+def test_a_job_without_a_number_does_not_shift_the_state_check_onto_others(db, make_job, balsam_cmd):
+    """SQLite's check reads each job's number beside its id and state in
+    concatenated lists; a number left NULL (by hand: the column allows it)
+    must not pair the next job with the wrong state."""
+    finished_job(make_job, "done")
+    unnumbered, ready = make_job(name="unnumbered"), make_job(name="ready")
+    advance(ready.pk, "READY")
+    db_write(db, "UPDATE balsam_job SET seq = NULL WHERE job_id = ?", [unnumbered.pk.hex])
+
+    result = balsam_cmd("db", "check")
+    assert (result.returncode, result.stdout) == (0, ""), result.stdout + result.stderr
+
+
 def test_what_cannot_be_repaired_is_reported_and_left_alone(db, make_job, balsam_cmd):
     lied = finished_job(make_job, "lied")
     db_write(db, "UPDATE balsam_job SET state = 'RUN_DONE' WHERE job_id = ?", [lied.pk.hex])
