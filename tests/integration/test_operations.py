@@ -88,6 +88,20 @@ def test_resolve_dependencies_moves_each_waiting_job_as_its_parents_allow(client
 
 
 # -- apply_batch ---------------------------------------------------------------
+def test_job_states_are_keyed_by_the_callers_own_ids(db, make_job):
+    """A batch looks each job up a dozen times: keyed by the very objects it
+    was given (not equal copies made from the rows), each look-up skips
+    ``UUID.__eq__``, which is Python code. Missing ids still raise."""
+    from balsam.core.operations.transitions import job_states
+
+    ids = [uuid.UUID(str(make_job(name=n).pk)) for n in "ab"]  # objects of this test's own
+    found = job_states(ids + [ids[0]])
+    assert found == {ids[0]: ("CREATED", "a"), ids[1]: ("CREATED", "b")}
+    assert all(any(key is given for given in ids) for key in found)
+    with pytest.raises(NotFound, match="no job with id"):
+        job_states([ids[0], uuid.uuid4()])
+
+
 def test_apply_batch_applies_its_moves_in_order(client, new_jobs):
     (a,) = new_jobs("a")
     advance(client, a, "READY")

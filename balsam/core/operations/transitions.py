@@ -21,22 +21,8 @@ from balsam.exceptions import NotFound, ValidationError
 
 
 def job_states(ids):
-    """{uuid: (state, name)} for the given ids; NotFound if any is missing.
-
-    Raw SQL: this runs for every state change, and the ORM's query building
-    would cost more than the query itself."""
-    found = {}
-    for chunk in sql.chunks(ids):
-        rows = sql.raw_fetchall(
-            f"SELECT job_id, state, name FROM {sql.table(BalsamJob)} WHERE job_id IN ({sql.marks(len(chunk))})",
-            sql.pk_params(chunk),
-        )
-        for pk, state, name in rows:
-            found[pk if not isinstance(pk, str) else job_id(pk)] = (state, name)
-    missing = [str(i) for i in ids if i not in found]
-    if missing:
-        raise NotFound(f"no job with id {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
-    return found
+    """{uuid: (state, name)} for the given ids; NotFound if any is missing."""
+    return {pk: row[:2] for pk, row in _job_rows(ids).items()}
 
 
 def label(name, pk):
@@ -175,14 +161,23 @@ def _store_state(to_state, stamp, pks, run_times=None, release_owner=None):
 
 
 def _job_rows(ids):
-    """{uuid: (state, name, workflow, seq)}; NotFound if any is missing."""
+    """{uuid: (state, name, workflow, seq)} for the given ids (``UUID``s);
+    NotFound if any is missing.
+
+    Raw SQL: this runs for every state change, and the ORM's query building
+    would cost more than the query itself. The keys are the caller's own
+    objects (found by their stored form), not new ones made from the rows:
+    a batch looks each job up a dozen times, and a key that is the same
+    object skips ``UUID.__eq__`` (Python code) at every look-up."""
+    ids = list(ids)
+    given = dict(zip(sql.pk_params(ids), ids))  # each id as stored -> as given
     found = {}
-    for chunk in sql.chunks(list(ids)):
+    for chunk in sql.chunks(list(given)):
         rows = sql.raw_fetchall(
             f"SELECT job_id, state, name, workflow, seq FROM {sql.table(BalsamJob)} "
-            f"WHERE job_id IN ({sql.marks(len(chunk))})", sql.pk_params(chunk))
+            f"WHERE job_id IN ({sql.marks(len(chunk))})", chunk)
         for pk, *values in rows:
-            found[pk if not isinstance(pk, str) else job_id(pk)] = tuple(values)
+            found[given.get(pk) or job_id(pk)] = tuple(values)
     missing = [str(i) for i in ids if i not in found]
     if missing:
         raise NotFound(f"no job with id {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
