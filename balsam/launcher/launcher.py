@@ -267,6 +267,11 @@ class Launcher:
             return steps.Move(states.FAILED, f"unexpected error in {job.state} step: {type(exc).__name__}: {exc}")
 
     def _start_transition(self, job, spec):
+        # A script reads its job and may move it (an error handler does): the
+        # moves this launcher made must have landed first, or it finds the job
+        # where it was a batch ago (RUNNING, not RUN_ERROR). Costs a write only
+        # when moves are pending.
+        self.batch.wait()
         app = self._app(job.application)
         parents, children = queries.relatives([job.pk])
         env = job_variables(job, app.environ_vars if app else {}, parents[job.pk], children[job.pk],
