@@ -85,3 +85,23 @@ def test_parent_added_between_check_and_move_is_waited_for(writer, db):
     assert {j.state for j in BalsamJob.objects.all()} == {states.JOB_FINISHED}
     assert event_times(child, states.AWAITING_PARENTS), "the child never waited for its new parent"
     assert event_times(child, states.RUNNING)[0] >= event_times(parent, states.JOB_FINISHED)[0]
+
+
+def test_an_error_handler_finds_its_job_in_run_error_however_late_the_batch_writes(db, monkeypatch):
+    """The launcher writes its moves in batches spaced MIN_WRITE_INTERVAL_SEC
+    apart while busy; a handler it starts reads and moves its job itself, so
+    the run's moves (RUNNING, RUN_ERROR) must land before the handler starts.
+    Spaced a minute apart here, a handler started without that would always
+    find the job PREPROCESSED and have its move refused."""
+    from balsam.launcher import batch
+
+    monkeypatch.setattr(batch, "MIN_WRITE_INTERVAL_SEC", 60)
+    api.add_app("fail", f"{sys.executable} {APPS / 'fail.py'}", check_paths=False,
+                postprocess=f"{sys.executable} {APPS / 'handler.py'}")
+    handled = api.add_job(name="handled", workflow="w", application="fail", post_error_handler=True)
+
+    run_until_idle(db, slots=1)
+
+    assert BalsamJob.objects.get(pk=handled.pk).state == states.JOB_FINISHED
+    assert list(JobEvent.objects.filter(job__job_id=handled.pk).order_by("id").values_list("to_state", flat=True))[-2:] \
+        == [states.RUN_ERROR, states.JOB_FINISHED]
