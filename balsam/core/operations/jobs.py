@@ -95,8 +95,9 @@ def _insert_jobs(jobs, now):
     """Insert with one executemany: Django's bulk_create costs ~10x more per row."""
     statement, rows = _job_rows(jobs, now)
     if connection.vendor == "sqlite":
-        seq_slot, first = _insert_plan("sqlite")[2]["seq"][0], _next_seq()
-        for number, row in enumerate(rows, first):
+        _, _, slots, _ = _insert_plan("sqlite")
+        seq_slot = slots["seq"][0]
+        for number, row in enumerate(rows, _next_seq()):
             row[seq_slot] = number
     sql.insert_rows(statement, rows)
 
