@@ -42,7 +42,10 @@ invocations. Columns: median tasks/s
 included, from a cpuacct cgroup made for each run (``-`` where none can be
 made) -- that CPU less the loop's ("beyond loop": what a system adds to
 starting the processes), and the ratio of the medians to ``loop`` and to
-``balsam``.
+``balsam``. A second table splits the CPU of the loop and of Balsam by
+process (their drivers measure it, psutil and ``getrusage``): the loop
+itself and its tasks; Balsam's launcher, its spawner, the tasks, and the
+driver (the bulk insert of the N jobs and the polls of the DB for their end).
 
 HyperQueue and Parsl are installed with pip into a scratch venv
 (``--peers-venv``, default ``benchmarks/_work/peers-venv``), never into the
@@ -203,6 +206,7 @@ def run_once(args, system, task, n, width, rundir):
     record = json.loads(stdout.strip().splitlines()[-1])
     record["rate"] = n / (record["t1"] - record["t0"])
     record["cpu_ms"] = (record["c1"] - record["c0"]) / 1e6 / n if record.get("c0") is not None else None
+    record["parts_ms"] = {part: seconds / n * 1e3 for part, seconds in (record.get("parts") or {}).items()}
     return record
 
 
@@ -213,9 +217,17 @@ def summary(records):
         return None
     rates = [r["rate"] for r in good]
     cpus = [r["cpu_ms"] for r in good if r["cpu_ms"] is not None]
+    parts = {part: statistics.median(r["parts_ms"][part] for r in good) for part in good[0]["parts_ms"]}
     return {"rate": statistics.median(rates), "lo": min(rates), "hi": max(rates),
             "cpu": statistics.median(cpus) if cpus else None, "failures": sum(r["failures"] for r in good),
-            "errors": len(records) - len(good)}
+            "errors": len(records) - len(good), "parts": parts}
+
+
+def parts_rows(label, stats):
+    """Where the CPU of the systems whose driver splits it went: ms/task by process (medians)."""
+    return [{"scenario": label, "system": system,
+             "CPU ms/task by process (medians)": ", ".join(f"{part} {ms:.2f}" for part, ms in s["parts"].items())}
+            for system, s in stats.items() if s and s["parts"]]
 
 
 # The issue's CPU target, and the raw loop's own CPU per /bin/true where it was
@@ -325,7 +337,7 @@ def main():
     if "backlog" in scenarios:
         args.backlog_db = backlog_template(args.workdir, args.backlog)
     sizes = {"true": args.n_true, "sleep": args.n_sleep, "mpi": args.mpi_n, "backlog": args.n_true}
-    rows, missed = [], []
+    rows, missed, split = [], [], []
     # Every run's directory is kept until the end: ext4 makes new inodes slowly for minutes
     # after thousands were deleted (``find_inode_bit`` skips recently deleted ones: `perf` put
     # 50% of the spawner's CPU there, x6 its cost per mkdir), and a system that makes a
@@ -355,13 +367,18 @@ def main():
                         f"{record['cpu_ms']:.2f} CPU ms/task" if record["cpu_ms"] is not None else "no CPU figure")
                     log(f"  {label} rep {rep + 1}: {system}: {shown}, failures {record.get('failures', '-')}")
                     os.sync()  # this run's writeback is not the next run's to pay
-            rows += table_rows(scenario, label, {s: summary(r) for s, r in records.items()}, missed)
+            stats = {s: summary(r) for s, r in records.items()}
+            rows += table_rows(scenario, label, stats, missed)
+            split += parts_rows(label, stats)
     except KeyboardInterrupt:
         log("interrupted: the table covers the finished scenarios")
     finally:
         shutil.rmtree(runs, ignore_errors=True)
     if rows:
         print_table(rows)
+        if split:
+            print()
+            print_table(split)
         print_verdict(missed)
 
 

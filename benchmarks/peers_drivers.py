@@ -8,15 +8,19 @@ Parsl, the project's ``.venv`` for Balsam. Each driver first brings its
 system up and runs one probe task (start-up is not measured), then times N
 tasks from just before the first submission to the moment all are known to
 be done, with at most W in flight. The last stdout line is a JSON record:
-``t0``/``t1`` (monotonic), ``cpu_ns`` (the cgroup's CPU over [t0, t1]: every
+``t0``/``t1`` (monotonic), ``c0``/``c1`` (the cgroup's CPU in ns: every
 process of the run, tasks included, or null without a writable cgroup),
 ``failures`` (tasks that did not succeed, or whose Balsam event history is
-not the full one) and ``note``.
+not the full one) and, for the loop and Balsam, ``parts``: CPU seconds over
+[t0, t1] by process (the loop: itself and its tasks; Balsam: the launcher,
+its spawner, the tasks and this driver, which submits the jobs and watches
+the DB for their end).
 """
 
 import argparse
 import json
 import os
+import resource
 import shutil
 import sqlite3
 import subprocess
@@ -67,12 +71,26 @@ def spawn_loop(argv, n, width):
     return failures
 
 
+def rusage_seconds(who):
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
+def cpu_parts(before, after):
+    """CPU seconds of each part over the run: ``after - before`` of two ``{part: seconds}``."""
+    return {part: after[part] - before[part] for part in before}
+
+
 def drive_loop(args):
     argv = task_argv(args)
     spawn_loop(argv, 1, 1)
-    t0, c0 = time.monotonic(), cgroup_cpu_ns()
+
+    def parts():
+        return {"loop": rusage_seconds(resource.RUSAGE_SELF), "tasks": rusage_seconds(resource.RUSAGE_CHILDREN)}
+
+    t0, c0, p0 = time.monotonic(), cgroup_cpu_ns(), parts()
     failures = spawn_loop(argv, args.n, args.width)
-    return dict(t0=t0, t1=time.monotonic(), c0=c0, c1=cgroup_cpu_ns(), failures=failures)
+    return dict(t0=t0, t1=time.monotonic(), c0=c0, c1=cgroup_cpu_ns(), failures=failures, parts=cpu_parts(p0, parts()))
 
 
 # ---------------------------------------------------------------- HyperQueue
@@ -163,6 +181,7 @@ class BalsamRun:
         self.balsam = os.path.join(os.path.dirname(sys.executable), "balsam")
         self.launcher = None
         self.serving = False
+        self._launcher_process = self._spawner = None  # psutil's, for cpu_parts
 
     def cli(self, *words):
         subprocess.run([self.balsam, *words], env=self.env, check=True, stdout=subprocess.DEVNULL)
@@ -209,6 +228,28 @@ class BalsamRun:
                 raise SystemExit(f"Error: the launcher did not finish {count} jobs (exit {self.launcher.poll()})")
             time.sleep(POLL_SEC)
 
+    def cpu_parts(self, threads=False):
+        """``{part: CPU seconds}`` so far: the launcher (``threads``: its
+        loop, the main thread, apart from its batch thread and any others),
+        its spawner (found once, after the probe), the tasks (the processes
+        the spawner reaped, and any the launcher did) and this driver."""
+        import psutil
+
+        if self._spawner is None:
+            self._launcher_process = psutil.Process(self.launcher.pid)
+            self._spawner, = [child for child in self._launcher_process.children()
+                              if "balsam.launcher.spawner" in child.cmdline()]
+        launcher, spawner = self._launcher_process.cpu_times(), self._spawner.cpu_times()
+        parts = {"launcher": launcher.user + launcher.system}
+        if threads:
+            times = {t.id: t.user_time + t.system_time for t in self._launcher_process.threads()}
+            loop = times.pop(self.launcher.pid)  # Linux: the main thread's id is the process id
+            parts = {"launcher loop": loop, "launcher batch and others": sum(times.values())}
+        return {**parts, "spawner": spawner.user + spawner.system,
+                "tasks": (spawner.children_user + spawner.children_system
+                          + launcher.children_user + launcher.children_system),
+                "driver": rusage_seconds(resource.RUSAGE_SELF)}
+
     def failures(self):
         """Jobs not JOB_FINISHED, or whose history is not exactly JOB_EVENTS."""
         # Events name their job by its number since migration 0014; a baseline tree may be older.
@@ -236,14 +277,14 @@ def drive_balsam(args):
         run.start()
         run.submit(["probe"])
         run.wait_ended(1, 300)
-        t0, c0 = time.monotonic(), cgroup_cpu_ns()
+        t0, c0, p0 = time.monotonic(), cgroup_cpu_ns(), run.cpu_parts()
         run.submit([f"t{i}" for i in range(args.n)])
         run.wait_ended(args.n + 1, 3600)
-        t1, c1 = time.monotonic(), cgroup_cpu_ns()
+        t1, c1, p1 = time.monotonic(), cgroup_cpu_ns(), run.cpu_parts()
         failures = run.failures()
     finally:
         run.stop()
-    return dict(t0=t0, t1=t1, c0=c0, c1=c1, failures=failures)
+    return dict(t0=t0, t1=t1, c0=c0, c1=c1, failures=failures, parts=cpu_parts(p0, p1))
 
 
 DRIVERS = {

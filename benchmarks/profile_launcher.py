@@ -75,21 +75,6 @@ def report(raw, n, rate, elapsed=None):
     print(f"| **all** | 100% | {total * 1000 / rate / n:.2f} |")
 
 
-def cpu_snapshot(launcher_pid):
-    """CPU seconds so far of the launcher's threads (its loop first), its
-    spawner, and the tasks the spawner has reaped."""
-    import psutil
-
-    launcher = psutil.Process(launcher_pid)
-    threads = {t.id: t.user_time + t.system_time for t in launcher.threads()}
-    loop = threads.pop(launcher_pid)  # Linux: the main thread's id is the process id
-    spawner = launcher.children()[0].cpu_times()
-    return {"launcher loop (main thread)": loop,
-            "launcher batch thread and others": sum(threads.values()),
-            "spawner": spawner.user + spawner.system,
-            "tasks (/bin/true)": spawner.children_user + spawner.children_system}
-
-
 def cpu_once(args):
     """One run (its own process: a run attaches this process to its DB):
     prints the CPU ms per job of each process, and jobs/s, as JSON."""
@@ -99,10 +84,10 @@ def cpu_once(args):
         run.start()
         run.submit(["probe"])
         run.wait_ended(1, 300)
-        before, t0 = cpu_snapshot(run.launcher.pid), time.monotonic()
+        before, t0 = run.cpu_parts(threads=True), time.monotonic()
         run.submit([f"t{i}" for i in range(args.n)])
         run.wait_ended(args.n + 1, 3600)
-        elapsed, after = time.monotonic() - t0, cpu_snapshot(run.launcher.pid)
+        elapsed, after = time.monotonic() - t0, run.cpu_parts(threads=True)
     finally:
         run.stop()
     result = {name: 1000 * (after[name] - before[name]) / args.n for name in before}
