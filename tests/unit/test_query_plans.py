@@ -25,16 +25,28 @@ ABSENT = [str(uuid.uuid4()) for _ in range(500)]
 
 @contextlib.contextmanager
 def statements():
-    """Every statement SQLite runs in the block, its values filled in: the
-    write path runs its own SQL on the driver's connection, past Django's
-    query capture."""
+    """Every statement SQLite runs in the block, its values filled in, on
+    every connection Django has or opens meanwhile, on any thread (a launcher
+    writes its batches from a thread of its own). The write path runs its own
+    SQL on the driver's connection, past Django's query capture."""
+    from django.db.backends.signals import connection_created
+
+    seen, traced = [], [connection]
+
+    def trace(sender, connection, **kwargs):
+        connection.connection.set_trace_callback(seen.append)
+        traced.append(connection)
+
     connection.ensure_connection()
-    seen = []
     connection.connection.set_trace_callback(seen.append)
+    connection_created.connect(trace)
     try:
         yield seen
     finally:
-        connection.connection.set_trace_callback(None)
+        connection_created.disconnect(trace)
+        for conn in traced:
+            if conn.connection is not None:
+                conn.connection.set_trace_callback(None)
 
 
 def job_reads_not_by_id(captured):
@@ -107,3 +119,30 @@ def test_claims_and_dependency_passes_read_jobs_in_index_order(make_job, scope):
     assert len(waiting) == 2 and len(claimed) == 2
     assert set(claimed) <= {str(j.pk) for j in jobs}
     assert sorts(captured) == []
+
+
+def test_a_launcher_finds_the_jobs_it_names_by_id_in_every_statement(db):
+    """Every statement of a whole launcher run that names jobs by a list of
+    ids (claims, dependency passes, batches of moves, releases, kill checks)
+    finds them through the id's index: one that took a state's index instead
+    read every job in that state -- a million CREATED jobs of another
+    workflow, on every pass (the dependency pass's ``UPDATE`` did, until the
+    seventh #16 session)."""
+    import re
+
+    from balsam import api
+    from balsam.launcher.launcher import make_launcher
+    from balsam.launcher.nodes import Node
+
+    api.add_app("true", "/bin/true", check_paths=False)
+    api.add_jobs([{"name": f"t{i}", "workflow": "w", "application": "true"} for i in range(60)])
+    root = api.add_job(name="root", workflow="dag", application="true")
+    for i in range(12):
+        api.add_job(name=f"kid{i}", workflow="dag", application="true", parents=[root.pk])
+    launcher = make_launcher(db, [Node("localhost", 4)], until_idle=True, lease_expiry_sec=60)
+    with statements() as seen:
+        assert launcher.run() == "idle: nothing left to run or process"
+    assert api.state_counts() == {"JOB_FINISHED": 73}
+    by_ids = [text for text in seen if re.search(r"job_id IN \('", text)]
+    assert len(by_ids) > 10  # the run's claims, moves and releases were seen
+    assert job_reads_not_by_id(by_ids) == []
