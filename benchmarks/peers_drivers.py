@@ -228,8 +228,8 @@ class BalsamRun:
         # wait between polls is an eighth of the time the jobs left take at the rate seen so
         # far (POLL_SEC to MAX_POLL_SEC). Jobs end in batches, so the last ones may be seen
         # late by up to an eighth of what their batch was worth: a few ms in a run of seconds.
-        start, ended = time.monotonic(), self.db_file.execute(query).fetchone()[0]
-        first = ended
+        start, first = time.monotonic(), self.db_file.execute(query).fetchone()[0]
+        ended = first
         while ended < count:
             if time.monotonic() > deadline or self.launcher.poll() is not None:
                 raise SystemExit(f"Error: the launcher did not finish {count} jobs (exit {self.launcher.poll()})")

@@ -183,7 +183,7 @@ def _job_rows(ids):
             f"SELECT job_id, state, name, workflow, seq FROM {sql.table(BalsamJob)} "
             f"WHERE job_id IN ({sql.marks(len(chunk))})", chunk)
         for pk, *values in rows:
-            found[given.get(pk) or job_id(pk)] = tuple(values)
+            found[given[pk]] = tuple(values)  # the driver returns each id as it was bound
     missing = [str(i) for i in ids if i not in found]
     if missing:
         raise NotFound(f"no job with id {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
