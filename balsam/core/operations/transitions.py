@@ -51,13 +51,7 @@ def record_where(pks, from_state, to_state, message, now, condition):
     writer is judged as it is when the ``UPDATE`` reaches it."""
     given = dict(zip(sql.pk_params(pks), pks))  # each id as stored -> as given (no UUID made per row)
     stamp = event_stamp(now)
-    # SQLite, which has no statistics here, would find the rows of ten ids or
-    # more through the state's index -- every job in that state: a million
-    # CREATED jobs of another workflow cost seconds per call, under the write
-    # lock. A unary + keeps the state term out of its choice of index
-    # (PostgreSQL chooses by its statistics, and has no + for text).
-    state = "+state" if connection.vendor == "sqlite" else "state"
-    rows = _set_state(list(given), to_state, stamp, f"AND {state} = %s AND {condition}", [from_state])
+    rows = _set_state(list(given), to_state, stamp, f"AND {condition}", from_state=from_state)
     if not rows:
         return set()
     insert_events([(seq, stamp, from_state, to_state, message) for _, _, seq in rows])
@@ -65,16 +59,27 @@ def record_where(pks, from_state, to_state, message, now, condition):
     return {given[stored] for stored, _, _ in rows}
 
 
-def _set_state(stored_pks, to_state, stamp, condition="", condition_params=()):
-    """``UPDATE`` the jobs ``stored_pks`` (ids as stored) that meet
-    ``condition`` (more of the ``WHERE``, with its parameters) into
-    ``to_state`` at ``stamp``; ``[(id as stored, workflow, seq)]`` of those it changed."""
+def _set_state(stored_pks, to_state, stamp, condition="", from_state=None):
+    """``UPDATE`` the jobs ``stored_pks`` (ids as stored) that are in
+    ``from_state`` (when given) and meet ``condition`` (more of the
+    ``WHERE``, without parameters) into ``to_state`` at ``stamp``;
+    ``[(id as stored, workflow, seq)]`` of those it changed."""
+    where, params = condition, []
+    if from_state is not None:
+        # SQLite, which has no statistics here, would find the rows of ten ids
+        # or more through the state's index -- every job in that state: a
+        # million CREATED jobs of another workflow cost seconds per call,
+        # under the write lock. A unary + keeps the state term out of its
+        # choice of index (PostgreSQL chooses by its statistics, and has no +
+        # for text). The rows are found by id, whatever else is asked.
+        state = "+state" if connection.vendor == "sqlite" else "state"
+        where, params = f"AND {state} = %s {condition}", [from_state]
     rows = []
     for chunk in sql.chunks(stored_pks):
         rows += sql.raw_fetchall(
             f"UPDATE {sql.table(BalsamJob)} SET state = %s, state_changed_at = %s "
-            f"WHERE job_id IN ({sql.marks(len(chunk))}) {condition} RETURNING job_id, workflow, seq",
-            [to_state, stamp, *chunk, *condition_params])
+            f"WHERE job_id IN ({sql.marks(len(chunk))}) {where} RETURNING job_id, workflow, seq",
+            [to_state, stamp, *chunk, *params])
     return rows
 
 
