@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test imports unit integration bench system-deps clean venv
+.PHONY: demo test imports unit integration bench system-deps clean venv bytecode
 
 $(STAMP): setup.py requirements-ci.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,23 +15,32 @@ $(STAMP): setup.py requirements-ci.txt
 
 venv: $(STAMP)
 
-demo: $(STAMP)
+# Balsam's own modules compiled ahead (an editable install is not compiled by
+# pip). Where PYTHONDONTWRITEBYTECODE is set -- common on shared HPC file
+# systems, and on this project's machines -- Python never caches them, and
+# every balsam process (a launcher, each CLI call, each job's dag client)
+# compiled ~130 modules at start: 50-80 ms each time. Up-to-date files are
+# skipped, so running it before each target costs ~0.2 s.
+bytecode: $(STAMP)
+	$(BIN)/python -m compileall -q -j 0 balsam
+
+demo: $(STAMP) bytecode
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash demo/run_demo.sh
 
-test: imports
+test: imports bytecode
 	$(BIN)/python -m pytest tests
 
 # The import contracts in .importlinter (the layers of the package graph).
 imports: $(STAMP)
 	$(BIN)/lint-imports
 
-unit: $(STAMP)
+unit: $(STAMP) bytecode
 	$(BIN)/python -m pytest tests/unit
 
-integration: $(STAMP)
+integration: $(STAMP) bytecode
 	$(BIN)/python -m pytest tests/integration
 
-bench: $(STAMP)
+bench: $(STAMP) bytecode
 	$(BIN)/python benchmarks/cli_scale.py
 
 system-deps:
