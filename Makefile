@@ -20,7 +20,7 @@ venv: $(STAMP)
 # systems, and on this project's machines -- Python never caches them, and
 # every balsam process (a launcher, each CLI call, each job's dag client)
 # compiled ~130 modules at start: 50-80 ms each time. Up-to-date files are
-# skipped, so running it before each target costs ~0.2 s.
+# skipped, so running it before each target costs ~0.1 s.
 bytecode: $(STAMP)
 	$(BIN)/python -m compileall -q -j 0 balsam
 

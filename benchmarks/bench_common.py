@@ -3,6 +3,7 @@
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -47,6 +48,13 @@ def fresh_db(workdir, name, app, executable):
 
 def mark(passed):
     return "ok" if passed else "MISS <<<"
+
+
+def median_ratio(rates, base_rates):
+    """A mode's rate against a base mode's over repeated runs: the ratio of
+    their medians, and each run's own ratio (the lists paired by run)."""
+    ratio = statistics.median(rates) / statistics.median(base_rates)
+    return ratio, [a / b for a, b in zip(rates, base_rates)]
 
 
 def print_table(rows):

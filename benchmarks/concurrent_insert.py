@@ -103,15 +103,15 @@ import platform
 import selectors
 import shutil
 import signal
-import statistics
 import sqlite3
+import statistics
 import subprocess
 import sys
 import time
 from collections import Counter
 from pathlib import Path
 
-from bench_common import env_for, log, mark, prepare, print_table, print_verdict, run_balsam
+from bench_common import env_for, log, mark, median_ratio, prepare, print_table, print_verdict, run_balsam
 from bench_common import fresh_db as _fresh_db
 import bench_postgres
 DEFAULT_WORKDIR = Path(__file__).resolve().parent / "_work" / "concurrent_insert"
@@ -557,18 +557,19 @@ def bench_table1(args, servers):
 
 
 def pg_ratio(figures, clients):
-    """PostgreSQL's inserts/s over the dbserver's at ``clients``: the ratio of
-    their medians over the rounds, and each round's own (None: not both ran)."""
-    rates = {}
+    """PostgreSQL's inserts/s against the dbserver's at ``clients`` over the
+    rounds (``bench_common.median_ratio``) and the two medians; None when
+    not both ran."""
+    rates = {mode: {} for mode in ("postgres", "dbserver")}
     for mode, n, round_no, fig in figures:
-        if n == clients and mode in ("postgres", "dbserver"):
-            rates.setdefault(mode, {})[round_no] = fig["rate"]
-    if not rates.get("postgres") or not rates.get("dbserver"):
+        if n == clients and mode in rates:
+            rates[mode][round_no] = fig["rate"]
+    rounds = sorted(set(rates["postgres"]) & set(rates["dbserver"]))
+    if not rounds:
         return None
-    pg, srv = rates["postgres"], rates["dbserver"]
-    each = [pg[r] / srv[r] for r in sorted(pg) if r in srv and srv[r]]
-    median_pg, median_srv = statistics.median(pg.values()), statistics.median(srv.values())
-    return (median_pg / median_srv if median_srv else 0.0), median_pg, median_srv, each
+    pg, srv = ([rates[mode][r] for r in rounds] for mode in ("postgres", "dbserver"))
+    ratio, each = median_ratio(pg, srv)
+    return ratio, statistics.median(pg), statistics.median(srv), each
 
 
 # ---------------------------------------------------------------------------

@@ -88,13 +88,13 @@ import resource
 import shutil
 import signal
 import sqlite3
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from bench_common import BALSAM, env_for, fresh_db, log, mark, prepare, print_table, print_verdict, run_balsam
+from bench_common import (BALSAM, env_for, fresh_db, log, mark, median_ratio, prepare, print_table, print_verdict,
+                          run_balsam)
 import bench_postgres
 DEFAULT_WORKDIR = Path(__file__).resolve().parent / "_work" / "launcher_throughput"
 HOST = "127.0.0.1"
@@ -463,8 +463,8 @@ def main(argv=None):
                                 ("postgres", TARGET_PG_RATIO, "postgres / sqlite (direct)")):
         if mode not in rates or "direct" not in rates:
             continue
-        ratio = statistics.median(rates[mode]) / statistics.median(rates["direct"])
-        each = ", ".join(f"{a / b:.2f}" for a, b in zip(rates[mode], rates["direct"]))
+        ratio, each = median_ratio(rates[mode], rates["direct"])
+        each = ", ".join(f"{r:.2f}" for r in each)
         ok = ratio >= target
         print(f"  {label} jobs/s, medians: {ratio:.2f}x (each run: {each}; target >= {target:g}x): {mark(ok)}")
         if not ok:
